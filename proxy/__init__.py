@@ -1,0 +1,1 @@
+"""perfics: the OpenAI-compatible service."""

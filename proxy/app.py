@@ -1,0 +1,236 @@
+"""The ASGI application: ``create_app(settings)`` builds everything; nothing exists at import.
+
+Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/models/{id}``,
+``GET /healthz`` (process up), ``GET /readyz`` (policy loaded, a backend ready, last reload
+error), ``POST /admin/reload`` (loopback only unless an admin key is configured).
+Every error leaves as OpenAI's envelope through one handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import signal
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI
+from routing.errors import PolicyError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from proxy.app_chat import ClientGone, chat_completions
+from proxy.backends import BackendSettings
+from proxy.backends.base import Backend
+from proxy.errors import (
+    AuthenticationFailed,
+    InternalError,
+    ModelNotFound,
+    PerficsError,
+    PermissionDenied,
+)
+from proxy.runtime import Runtime, build_runtime, close_runtime, retire
+from proxy.settings import Settings
+from proxy.wire import parse_chat_request
+
+log = structlog.get_logger(__name__)
+_LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    injected: Mapping[str, Backend] | None = None
+    runtime: Runtime | None = None
+    reload_error: str | None = None
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    retiring: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def current(self) -> Runtime:
+        if self.runtime is None:
+            raise InternalError("the policy is not loaded yet")
+        return self.runtime
+
+    async def reload(self) -> Runtime:
+        """Re-read the policy file. A bad file raises ``PolicyError`` and changes nothing."""
+        async with self.reload_lock:
+            old = self.runtime
+            try:
+                new = await build_runtime(
+                    self.settings.policy,
+                    BackendSettings(queue_size=self.settings.queue_size),
+                    previous=old,
+                    backends=self.injected,
+                )
+            except PolicyError as exc:
+                self.reload_error = str(exc)
+                log.warning("policy.reload_failed", problems=len(exc.problems))
+                raise
+            self.runtime, self.reload_error = new, None
+            log.info("policy.loaded", source=new.source, models=len(new.backends))
+            if old is not None:
+                task = asyncio.create_task(retire(old, new))
+                self.retiring.add(task)
+                task.add_done_callback(self.retiring.discard)
+            return new
+
+
+def _json(body: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code, headers, media_type="application/json")
+
+
+def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = None) -> FastAPI:
+    """The service. ``backends`` injects ready-made backends by model id (tests)."""
+    state = ServiceState(settings, backends)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.reload()
+        _reload_on_sighup(state)
+        yield
+        if state.runtime is not None:
+            await close_runtime(state.runtime)
+
+    app = FastAPI(title="perfics", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.service = state
+
+    @app.exception_handler(PerficsError)
+    async def perfics_error(request: Request, exc: PerficsError) -> Response:
+        return _json(exc.to_envelope(), exc.status_code, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
+        envelope = {
+            "error": {"message": str(exc.detail), "type": kind, "param": None, "code": None}
+        }
+        return _json(envelope, exc.status_code)
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone) -> Response:
+        return Response(status_code=499)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("request.failed", exc_info=exc)
+        return _json(InternalError("internal server error").to_envelope(), 500)
+
+    def authenticate(request: Request) -> None:
+        if not settings.api_key:
+            return
+        supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(supplied.encode(), settings.api_key.encode()):
+            raise AuthenticationFailed("invalid or missing API key")
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        authenticate(request)
+        chat_request = parse_chat_request(await request.body())
+        runtime = state.current()
+        runtime.acquire()
+        try:
+            return await chat_completions(request, runtime, chat_request, settings.keepalive_s)
+        except (PerficsError, ClientGone):
+            raise
+        except Exception as exc:
+            log.error("request.failed", exc_info=exc)
+            raise InternalError("internal server error") from exc
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> Response:
+        authenticate(request)
+        return _json({"object": "list", "data": _model_cards(state.current())})
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str, request: Request) -> Response:
+        authenticate(request)
+        for card in _model_cards(state.current()):
+            if card["id"] == model_id:
+                return _json(card)
+        raise ModelNotFound(f"the model '{model_id}' does not exist", param="model")
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        runtime = state.runtime
+        ready = sorted(runtime.ready_models()) if runtime else []
+        body = {
+            "status": "ready" if ready else "not_ready",
+            "policy": runtime.source if runtime else None,
+            "models_ready": ready,
+            "last_reload_error": state.reload_error,
+        }
+        return _json(body, 200 if ready else 503)
+
+    @app.post("/admin/reload")
+    async def admin_reload(request: Request) -> Response:
+        _authorize_admin(request, settings)
+        try:
+            runtime = await state.reload()
+        except PolicyError as exc:
+            envelope = {
+                "error": {
+                    "message": str(exc),
+                    "type": "invalid_request_error",
+                    "param": "policy",
+                    "code": "invalid_policy",
+                }
+            }
+            return _json(envelope, 400)
+        return _json({"status": "reloaded", "policy": runtime.source})
+
+    return app
+
+
+def _reload_on_sighup(state: ServiceState) -> None:
+    """SIGHUP re-reads the policy, as daemons do; a bad file is logged and changes nothing."""
+
+    async def reload() -> None:
+        with contextlib.suppress(PolicyError):
+            await state.reload()
+
+    def on_signal() -> None:
+        task = asyncio.get_running_loop().create_task(reload())
+        state.retiring.add(task)
+        task.add_done_callback(state.retiring.discard)
+
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_signal)
+    except (NotImplementedError, RuntimeError, ValueError):
+        log.debug("policy.sighup_unavailable")
+
+
+def _authorize_admin(request: Request, settings: Settings) -> None:
+    if settings.admin_key:
+        supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(supplied.encode(), settings.admin_key.encode()):
+            raise AuthenticationFailed("invalid or missing admin key")
+        return
+    client = request.client.host if request.client else ""
+    if client not in _LOOPBACK:
+        raise PermissionDenied("/admin is served to loopback clients only; set PERFICS_ADMIN_KEY")
+
+
+def _model_cards(runtime: Runtime) -> list[dict[str, Any]]:
+    policy = runtime.policy
+    cards = [
+        {"id": "auto", "object": "model", "created": 0, "owned_by": "perfics"},
+        *(
+            {"id": alias, "object": "model", "created": 0, "owned_by": "perfics-alias"}
+            for alias in policy.aliases
+        ),
+        *(
+            {"id": spec.id, "object": "model", "created": 0, "owned_by": spec.backend}
+            for spec in policy.models
+        ),
+    ]
+    return cards

@@ -1,0 +1,126 @@
+"""The backend contract: what the pipeline asks of a model, whatever runs it.
+
+A backend turns a list of OpenAI-format chat messages plus sampling parameters into one
+completion, either whole (``complete``) or as a stream of ``Delta``s (``stream``). It raises only
+``proxy.errors`` exceptions: third-party errors are translated once, inside the backend.
+
+Cancellation is part of the contract: when the awaiting task is cancelled (the client went
+away), the backend stops generating within a token or two and frees the model for the next
+request before the cancellation finishes propagating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Message = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """One call's generation settings, already validated by the wire layer."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    response_format: Mapping[str, Any] | None = None
+    tools: Sequence[Mapping[str, Any]] | None = None
+    tool_choice: Any = None
+
+    def replace(self, **changes: Any) -> SamplingParams:
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return SamplingParams(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one call. ``evaluated_prompt_tokens`` is what the backend actually had
+    to read (prompt tokens minus those served from a prefix cache), when it knows."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    evaluated_prompt_tokens: int | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        evaluated = None
+        if self.evaluated_prompt_tokens is not None and other.evaluated_prompt_tokens is not None:
+            evaluated = self.evaluated_prompt_tokens + other.evaluated_prompt_tokens
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            evaluated,
+        )
+
+    def to_openai(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A finished call. ``finish_reason`` is OpenAI's: stop, length, tool_calls."""
+
+    text: str
+    finish_reason: str
+    usage: Usage
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One streamed piece. The last delta of a stream carries ``finish_reason`` and ``usage``."""
+
+    text: str = ""
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+class Backend(Protocol):
+    """What the pipeline needs from a model. ``ready`` is false until ``start`` has succeeded
+    and while the backend knows it cannot serve (every replica down)."""
+
+    model_id: str
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def complete(self, messages: Sequence[Message], params: SamplingParams) -> Completion: ...
+
+    def stream(
+        self, messages: Sequence[Message], params: SamplingParams
+    ) -> AsyncGenerator[Delta, None]: ...
+
+    async def aclose(self) -> None: ...
+
+
+async def collect(stream: AsyncIterator[Delta]) -> Completion:
+    """Drain a stream into one ``Completion`` (for backends that only generate by streaming)."""
+    parts: list[str] = []
+    tool_calls: list[Mapping[str, Any]] = []
+    finish_reason = "stop"
+    usage = Usage()
+    async for delta in stream:
+        parts.append(delta.text)
+        tool_calls.extend(delta.tool_calls)
+        if delta.finish_reason is not None:
+            finish_reason = delta.finish_reason
+        if delta.usage is not None:
+            usage = delta.usage
+    return Completion("".join(parts), finish_reason, usage, tuple(tool_calls))

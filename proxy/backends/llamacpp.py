@@ -1,0 +1,285 @@
+"""The embedded backend: one in-process llama.cpp model.
+
+One ``Llama`` per model, loaded once in ``start()``. llama.cpp is not re-entrant, so calls are
+serialised by an asyncio lock taken *before* the worker thread starts; at most ``queue_size``
+calls may wait for it, one more is refused with ``QueueFull`` (429). Generation runs token by
+token in a worker thread that checks a stop flag between tokens: when the awaiting task is
+cancelled, the flag is set and the lock is released only once the thread has stopped, so the
+next request starts on a quiet model within a token or two.
+
+The chat template is rendered here (not by ``create_chat_completion``) so that the exact prompt
+token count, the prefix shared with the previous call (llama.cpp reuses its KV cache for it) and
+the stop handling are ours to see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import os
+import random
+import threading
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from proxy.errors import BackendError, InvalidRequest, QueueFull, UpstreamRejected
+from routing.policy import ModelSpec
+
+from .base import Completion, Delta, Message, SamplingParams, Usage, collect
+from .bundled import resolve_model_path
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+log = structlog.get_logger(__name__)
+
+# Used when a GGUF carries no chat template.
+_CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_REPEAT_PENALTY = 1.1
+_DONE = object()
+
+
+class LlamaCppBackend:
+    """A GGUF model run in-process through llama-cpp-python."""
+
+    def __init__(self, spec: ModelSpec, *, queue_size: int = 16) -> None:
+        self.model_id = spec.id
+        self._spec = spec
+        self._queue_size = queue_size
+        self._lock = asyncio.Lock()
+        self._waiting = 0
+        self._llama: Llama | None = None
+        self._render: Callable[[Sequence[Message]], str] | None = None
+        self._stop_texts: tuple[str, ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        return self._llama is not None
+
+    async def start(self) -> None:
+        if self._llama is None:
+            await asyncio.to_thread(self._load)
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            llama, self._llama = self._llama, None
+            if llama is not None:
+                await asyncio.to_thread(llama.close)
+
+    async def complete(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
+        return await collect(self.stream(messages, params))
+
+    async def stream(
+        self, messages: Sequence[Message], params: SamplingParams
+    ) -> AsyncGenerator[Delta, None]:
+        if self._llama is None:
+            raise BackendError(f"model {self.model_id} is not loaded")
+        if self._lock.locked() and self._waiting >= self._queue_size:
+            raise QueueFull(f"model {self.model_id} has {self._waiting} requests waiting")
+        prompt = self._prompt_tokens(messages)
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            async for delta in self._run(prompt, params):
+                yield delta
+        finally:
+            self._lock.release()
+
+    def _load(self) -> None:
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        path = resolve_model_path(self._spec.model)
+        options = self._spec.options
+        llama = Llama(
+            model_path=str(path),
+            n_ctx=self._spec.context_window,
+            n_threads=getattr(options, "n_threads", None) or max(1, (os.cpu_count() or 2)),
+            n_batch=getattr(options, "n_batch", 512),
+            verbose=False,
+        )
+        template = llama.metadata.get("tokenizer.chat_template") or _CHATML
+        eos = llama.detokenize([llama.token_eos()], special=True).decode("utf-8", "ignore")
+        bos = llama.detokenize([llama.token_bos()], special=True).decode("utf-8", "ignore")
+        formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+
+        def render(messages: Sequence[Message]) -> str:
+            flat: Any = [_flatten(m) for m in messages]
+            return str(formatter(messages=flat).prompt)
+
+        self._render = render
+        self._stop_texts = tuple(t for t in (eos, "<|im_end|>", "<end_of_turn>") if t)
+        self._llama = llama
+        log.info("backend.loaded", model=self.model_id, path=str(path), n_ctx=llama.n_ctx())
+
+    def _prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+        assert self._llama is not None and self._render is not None
+        try:
+            text = self._render(messages)
+        except Exception as exc:  # the template's raise_exception, or a malformed message
+            raise InvalidRequest(
+                f"the chat template of {self.model_id} rejected the messages: {exc}",
+                param="messages",
+            ) from exc
+        tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if len(tokens) >= self._spec.context_window:
+            raise UpstreamRejected(
+                f"the prompt is {len(tokens)} tokens; {self.model_id} holds "
+                f"{self._spec.context_window}",
+                param="messages",
+            )
+        return tokens
+
+    async def _run(self, prompt: list[int], params: SamplingParams) -> AsyncGenerator[Delta, None]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(item: object) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        worker = loop.run_in_executor(None, self._generate, prompt, params, stop, emit)
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, Delta)
+                yield item
+        finally:
+            stop.set()
+            # The lock is only released once the thread is out of llama.cpp.
+            while not worker.done():
+                try:
+                    await asyncio.shield(worker)
+                except asyncio.CancelledError:
+                    continue
+                except Exception:
+                    break
+
+    def _generate(
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        stop: threading.Event,
+        emit: Callable[[object], None],
+    ) -> None:
+        """Worker thread: sample tokens until a stop condition, emitting text deltas."""
+        import llama_cpp
+
+        llama = self._llama
+        assert llama is not None
+        try:
+            room = self._spec.context_window - len(prompt)
+            limit = min(params.max_tokens or room, room)
+            llama.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
+            llama_cpp.llama_perf_context_reset(llama.ctx)
+            stops = _StopMatcher(params.stop + self._stop_texts)
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            generated = 0
+            finish = "length"
+            temperature = 1.0 if params.temperature is None else params.temperature
+            for token in llama.generate(
+                prompt,
+                temp=temperature,
+                top_p=1.0 if params.top_p is None else params.top_p,
+                top_k=40,
+                min_p=0.05,
+                repeat_penalty=_REPEAT_PENALTY,
+                presence_penalty=params.presence_penalty or 0.0,
+                frequency_penalty=params.frequency_penalty or 0.0,
+                grammar=_grammar(params.response_format),
+            ):
+                if stop.is_set():
+                    finish = "cancelled"
+                    break
+                if llama_cpp.llama_vocab_is_eog(llama._model.vocab, token):
+                    finish = "stop"
+                    break
+                generated += 1
+                text, matched = stops.feed(decoder.decode(llama.detokenize([token])))
+                if text:
+                    emit(Delta(text=text))
+                if matched:
+                    finish = "stop"
+                    break
+                if generated >= limit:
+                    break
+            if finish != "stop":
+                tail = stops.flush(decoder.decode(b"", final=True))
+                if tail:
+                    emit(Delta(text=tail))
+            perf = llama_cpp.llama_perf_context(llama.ctx)
+            usage = Usage(len(prompt), generated, int(perf.n_p_eval))
+            emit(Delta(finish_reason=finish, usage=usage))
+        except Exception as exc:
+            log.exception("backend.failed", model=self.model_id)
+            emit(BackendError(f"model {self.model_id} failed while generating"))
+            del exc
+        finally:
+            emit(_DONE)
+
+
+class _StopMatcher:
+    """Finds the earliest stop string in streamed text, holding back what might begin one."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self._stops = tuple(s for s in stops if s)
+        self._pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Text safe to emit now, and whether a stop string was reached."""
+        buffer = self._pending + text
+        hits = [i for i in (buffer.find(s) for s in self._stops) if i >= 0]
+        if hits:
+            self._pending = ""
+            return buffer[: min(hits)], True
+        hold = max((_overlap(buffer, s) for s in self._stops), default=0)
+        self._pending = buffer[len(buffer) - hold :] if hold else ""
+        return buffer[: len(buffer) - hold], False
+
+    def flush(self, text: str) -> str:
+        out, self._pending = self._pending + text, ""
+        return out
+
+
+def _overlap(text: str, stop: str) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of ``stop``."""
+    for size in range(min(len(text), len(stop) - 1), 0, -1):
+        if stop.startswith(text[-size:]):
+            return size
+    return 0
+
+
+def _flatten(message: Message) -> dict[str, Any]:
+    """A message as chat templates expect it: string content, OpenAI's newer roles mapped."""
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    role = message.get("role", "user")
+    return {"role": "system" if role == "developer" else role, "content": content or ""}
+
+
+def _grammar(response_format: Any) -> Any:
+    if not response_format:
+        return None
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if schema:
+            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    return None

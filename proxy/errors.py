@@ -1,0 +1,133 @@
+"""The service's exception tree. Every error it raises carries its HTTP status and OpenAI error
+type; one handler (``proxy.app_errors``) renders the envelope
+``{"error": {"message", "type", "param", "code"}}``.
+
+    PerficsError
+    ├── InvalidRequest          400 invalid_request_error
+    ├── AuthenticationFailed    401 authentication_error
+    ├── PermissionDenied        403 permission_error
+    ├── ModelNotFound           404 invalid_request_error, code model_not_found
+    ├── QueueFull               429 rate_limit_error, code queue_full (Retry-After)
+    ├── BackendError            502 api_error (an upstream answered with an error)
+    │   ├── UpstreamRejected    the upstream's 4xx: the client's fault, never retried elsewhere
+    │   ├── BackendUnavailable  503 service_unavailable (connection refused, no replica up)
+    │   └── BackendTimeout      504 timeout
+    └── InternalError           500 server_error (message is generic; details only in the log)
+
+``BackendError.retryable`` tells the pipeline whether the next candidate model may be tried.
+Routing errors (``routing.errors``) are translated once, in ``from_routing_error``.
+"""
+
+from __future__ import annotations
+
+from routing.errors import BudgetExceeded, RoutingError, UnknownModel
+
+
+class PerficsError(Exception):
+    """Base of every error the service answers with."""
+
+    status_code = 500
+    error_type = "server_error"
+    default_code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.headers = headers or {}
+
+    def to_envelope(self) -> dict[str, dict[str, str | None]]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(PerficsError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationFailed(PerficsError):
+    status_code = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDenied(PerficsError):
+    status_code = 403
+    error_type = "permission_error"
+
+
+class ModelNotFound(PerficsError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "model_not_found"
+
+
+class QueueFull(PerficsError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class BackendError(PerficsError):
+    """An upstream failed. ``retryable`` errors let the pipeline fall back to the next model."""
+
+    status_code = 502
+    error_type = "api_error"
+    default_code = "upstream_error"
+    retryable = True
+
+
+class UpstreamRejected(BackendError):
+    """The upstream refused the request itself (a 4xx): retrying elsewhere would not help."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, status_code: int = 400, param: str | None = None) -> None:
+        super().__init__(message, param=param, code="upstream_rejected")
+        self.status_code = status_code
+        self.error_type = "invalid_request_error" if status_code < 500 else "api_error"
+
+
+class BackendUnavailable(BackendError):
+    status_code = 503
+    error_type = "service_unavailable_error"
+    default_code = "backend_unavailable"
+
+
+class BackendTimeout(BackendError):
+    status_code = 504
+    error_type = "timeout_error"
+    default_code = "backend_timeout"
+
+
+class InternalError(PerficsError):
+    status_code = 500
+    error_type = "server_error"
+    default_code = "internal_error"
+
+
+def from_routing_error(exc: RoutingError) -> PerficsError:
+    """Translate a routing decision error into the service's tree (the one place this happens)."""
+    if isinstance(exc, UnknownModel):
+        return ModelNotFound(exc.message, param=exc.param or "model", code="model_not_found")
+    if isinstance(exc, BudgetExceeded):
+        return InvalidRequest(exc.message, param=exc.param, code="budget_exceeded")
+    return InvalidRequest(exc.message, param=exc.param, code=exc.code)

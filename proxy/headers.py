@@ -1,0 +1,55 @@
+"""The ``x-perfics-*`` response headers, built from the decision and the outcome.
+
+Decision headers go on every chat completion response, streaming or not; outcome headers only
+on non-streaming ones (a stream's headers leave before the work is done). USD values are
+``routing.cost.format_usd`` strings: plain decimals, no exponent, at most 12 decimals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from routing.cost import format_usd
+from routing.planner import Candidate
+
+from proxy.pipeline import Decision, Outcome
+
+
+def decision_headers(
+    decision: Decision, request_id: str, *, model: str, fallbacks: Sequence[str]
+) -> dict[str, str]:
+    declarations = decision.declarations
+    candidate = _candidate(decision, model)
+    headers = {
+        "x-request-id": request_id,
+        "x-perfics-model": model,
+        "x-perfics-task": declarations.task,
+        "x-perfics-task-source": declarations.task_source,
+        "x-perfics-score": f"{candidate.score:.6f}",
+        "x-perfics-rounds-planned": str(candidate.rounds),
+        "x-perfics-estimated-cost-usd": format_usd(candidate.estimated_cost_usd),
+        "x-perfics-fallbacks": str(len(fallbacks)),
+    }
+    if declarations.budget_usd is not None:
+        headers["x-perfics-budget-usd"] = format_usd(declarations.budget_usd)
+    return headers
+
+
+def outcome_headers(outcome: Outcome) -> dict[str, str]:
+    headers = {
+        "x-perfics-rounds": str(outcome.rounds),
+        "x-perfics-stop-reason": outcome.stop_reason,
+        "x-perfics-cost-usd": format_usd(outcome.cost_usd),
+        "x-perfics-prompt-tokens": str(outcome.usage.prompt_tokens),
+        "x-perfics-completion-tokens": str(outcome.usage.completion_tokens),
+        "x-perfics-latency-ms": str(outcome.latency_ms),
+    }
+    if outcome.reference_cost_usd is not None:
+        headers["x-perfics-reference-cost-usd"] = format_usd(outcome.reference_cost_usd)
+    return headers
+
+
+def _candidate(decision: Decision, model: str) -> Candidate:
+    """The plan's entry for the model that answers (the winner unless it fell back)."""
+    attempts = decision.plan.attempts()
+    return next((c for c in attempts if c.model == model), attempts[0])

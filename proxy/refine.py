@@ -1,0 +1,253 @@
+"""Untargeted self-refinement: draft, then up to N rounds of self-critique and rewrite.
+
+The same model reviews its own previous answer with one domain-agnostic prompt pair from the
+policy and rewrites it; nothing from outside (no tests, no retrieval, no other model) enters.
+Every critique and rewrite call extends the conversation the draft saw, so a backend with
+prefix caching re-reads only the new tail.
+
+    draft       = conversation                                          -> answer
+    critique r  = conversation + [assistant answer, user critique]      -> issues or stop phrase
+    rewrite r   = ... + [assistant issues, user rewrite]                -> new answer
+
+Rounds stop at the planned count (``max_rounds``), when a critique is the stop phrase
+(``no_issues``), or when the next round's estimated cost would exceed what is left of the
+budget (``budget``). A tool-call draft is returned as is (``not_refinable``). With a JSON
+``response_format``, a rewrite that does not parse is discarded and the previous answer kept.
+
+``refine`` is an async generator of events so one loop serves both response modes: a
+non-streaming caller keeps only ``Finished``; a streaming caller forwards ``AnswerDelta``s (the
+draft when no round is planned, else the last planned rewrite, generated live) and replays the
+final text when it was not streamed live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.backends.base import Backend, Completion, Delta, Message, SamplingParams, Usage
+
+StopReason = str  # max_rounds | no_issues | budget | not_refinable
+
+
+@dataclass(frozen=True, slots=True)
+class RefinementPrompts:
+    critique: str
+    rewrite: str
+    stop_phrase: str
+    critique_max_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoundTrace:
+    round: int
+    critique: str
+    critique_usage: Usage
+    rewrite: str | None = None
+    rewrite_usage: Usage | None = None
+    kept: bool = True
+
+    def to_json(self, include_text: bool = True) -> dict[str, Any]:
+        usage = self.critique_usage + (self.rewrite_usage or Usage())
+        body: dict[str, Any] = {"round": self.round, "usage": usage.to_openai(), "kept": self.kept}
+        if include_text:
+            body["critique"] = self.critique
+            body["rewrite"] = self.rewrite
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Refined:
+    text: str
+    finish_reason: str
+    tool_calls: tuple[Mapping[str, Any], ...]
+    usage: Usage
+    rounds: int
+    stop_reason: StopReason
+    trace: tuple[RoundTrace, ...]
+    streamed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The draft call has begun producing output: the model is committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoundStarted:
+    round: int
+    of: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    result: Refined
+
+
+Event = Started | RoundStarted | AnswerDelta | Finished
+
+# Given the usage so far, the draft's prompt tokens and the current answer's tokens, may one
+# more round run?
+BudgetCheck = Callable[[Usage, int, int], bool]
+
+
+async def refine(
+    backend: Backend,
+    messages: Sequence[Message],
+    params: SamplingParams,
+    *,
+    rounds: int,
+    prompts: RefinementPrompts,
+    within_budget: BudgetCheck,
+    live: bool,
+) -> AsyncIterator[Event]:
+    """Draft and refine one answer, yielding progress events and finally ``Finished``."""
+    live_draft = live and rounds == 0 and not _wants_json(params)
+    draft = _Call()
+    async for event in draft.run(
+        backend, messages, params, live=live_draft, announce=True, use_stream=live
+    ):
+        yield event
+    answer = draft.completion
+    usage = answer.usage
+    answer_tokens = usage.completion_tokens
+    draft_prompt = usage.prompt_tokens
+    trace: list[RoundTrace] = []
+    stop_reason: StopReason = "max_rounds"
+    streamed = live_draft
+
+    if answer.tool_calls or answer.finish_reason == "tool_calls":
+        rounds, stop_reason = 0, "not_refinable"
+
+    for number in range(1, rounds + 1):
+        if not within_budget(usage, draft_prompt, answer_tokens):
+            stop_reason = "budget"
+            break
+        yield RoundStarted(number, rounds)
+        critique_messages = [
+            *messages,
+            {"role": "assistant", "content": answer.text},
+            {"role": "user", "content": prompts.critique.format(stop_phrase=prompts.stop_phrase)},
+        ]
+        critique_params = params.replace(
+            max_tokens=prompts.critique_max_tokens, response_format=None, stop=(), tools=None
+        )
+        critique = await backend.complete(critique_messages, critique_params)
+        usage = usage + critique.usage
+        if is_stop_phrase(critique.text, prompts.stop_phrase):
+            trace.append(RoundTrace(number, critique.text, critique.usage))
+            stop_reason = "no_issues"
+            break
+        rewrite_messages = [
+            *critique_messages,
+            {"role": "assistant", "content": critique.text},
+            {"role": "user", "content": prompts.rewrite},
+        ]
+        live_rewrite = live and number == rounds and not _wants_json(params)
+        call = _Call()
+        async for event in call.run(
+            backend, rewrite_messages, params, live=live_rewrite, use_stream=live_rewrite
+        ):
+            yield event
+        rewrite = call.completion
+        usage = usage + rewrite.usage
+        kept = not _wants_json(params) or _parses_as_json(rewrite.text)
+        trace.append(
+            RoundTrace(number, critique.text, critique.usage, rewrite.text, rewrite.usage, kept)
+        )
+        if kept:
+            answer, answer_tokens = rewrite, rewrite.usage.completion_tokens
+            streamed = live_rewrite
+    rounds_done = sum(1 for t in trace if t.rewrite is not None)
+    yield Finished(
+        Refined(
+            text=answer.text,
+            finish_reason=answer.finish_reason,
+            tool_calls=answer.tool_calls,
+            usage=usage,
+            rounds=rounds_done,
+            stop_reason=stop_reason,
+            trace=tuple(trace),
+            streamed=streamed,
+        )
+    )
+
+
+class _Call:
+    """One model call, either collected whole or forwarded delta by delta."""
+
+    completion: Completion
+
+    async def run(
+        self,
+        backend: Backend,
+        messages: Sequence[Message],
+        params: SamplingParams,
+        *,
+        live: bool,
+        use_stream: bool,
+        announce: bool = False,
+    ) -> AsyncIterator[Event]:
+        if not use_stream:
+            self.completion = await backend.complete(messages, params)
+            if announce:
+                yield Started()
+            return
+        parts: list[str] = []
+        tool_calls: list[Mapping[str, Any]] = []
+        finish_reason, usage = "stop", Usage()
+        first = True
+        delta: Delta
+        async with contextlib.aclosing(backend.stream(messages, params)) as deltas:
+            async for delta in deltas:
+                if first and announce:
+                    yield Started()
+                first = False
+                if delta.text:
+                    parts.append(delta.text)
+                    if live:
+                        yield AnswerDelta(delta.text)
+                tool_calls.extend(delta.tool_calls)
+                if delta.finish_reason is not None:
+                    finish_reason = delta.finish_reason
+                if delta.usage is not None:
+                    usage = delta.usage
+        if first and announce:
+            yield Started()
+        self.completion = Completion("".join(parts), finish_reason, usage, tuple(tool_calls))
+
+
+_EDGE = re.compile(r"^[\W_]+|[\W_]+$")
+_SPACE = re.compile(r"\s+")
+
+
+def is_stop_phrase(critique: str, stop_phrase: str) -> bool:
+    """True when the critique is the stop phrase, ignoring case, whitespace and the
+    punctuation or markdown around it ("**No issues.**", " no  issues! ")."""
+
+    def norm(text: str) -> str:
+        return _SPACE.sub(" ", _EDGE.sub("", text.strip())).casefold()
+
+    return bool(critique.strip()) and norm(critique) == norm(stop_phrase)
+
+
+def _wants_json(params: SamplingParams) -> bool:
+    fmt = params.response_format
+    return fmt is not None and fmt.get("type") in {"json_object", "json_schema"}
+
+
+def _parses_as_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

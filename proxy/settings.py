@@ -1,0 +1,53 @@
+"""Service settings: command-line flags over ``PERFICS_*`` environment variables over defaults.
+
+PERFICS_POLICY       policy file          (policies/default.yaml)
+PERFICS_HOST         bind address         (127.0.0.1: nothing is exposed unless asked)
+PERFICS_PORT         port                 (8000)
+PERFICS_LOG_LEVEL    debug|info|warning   (info)
+PERFICS_QUEUE_SIZE   requests that may wait per embedded model before 429 (16)
+PERFICS_ADMIN_KEY    key for /admin/* from other hosts (admin is loopback-only without it)
+PERFICS_API_KEY      when set, clients must send it as a bearer token
+PERFICS_KEEPALIVE_S  seconds between SSE comments during hidden rounds (5)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    policy: str = "policies/default.yaml"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    queue_size: int = 16
+    admin_key: str | None = None
+    api_key: str | None = None
+    keepalive_s: float = 5.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``environ`` (default ``os.environ``), then non-None ``overrides``."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = environ.get(f"PERFICS_{field.name.upper()}")
+            if raw is not None and raw != "":
+                values[field.name] = _convert(field.name, raw, field.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _convert(name: str, raw: str, kind: object) -> Any:
+    try:
+        if kind in ("int", int):
+            return int(raw)
+        if kind in ("float", float):
+            return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"PERFICS_{name.upper()}={raw!r} is not a number") from exc
+    return raw

@@ -1,0 +1,104 @@
+"""Shared fixtures: free ports, a real ``perfics serve`` process on the bundled model, and a
+real uvicorn server in this process around scripted backends."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from proxy.app import create_app
+from proxy.backends.base import Backend
+from proxy.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICIES = Path(__file__).resolve().parent / "policies"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+class ServerProcess:
+    """``perfics serve`` as a child process on 127.0.0.1."""
+
+    def __init__(self, policy: Path, env: Mapping[str, str] | None = None, **flags: str) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log = open(os.devnull, "wb")  # noqa: SIM115 - closed in stop()
+        args = [sys.executable, "-m", "proxy.cli", "serve", "--policy", str(policy)]
+        args += ["--port", str(self.port)]
+        for name, value in flags.items():
+            args += [f"--{name.replace('_', '-')}", value]
+        full_env = {**os.environ, "PERFICS_LOG_LEVEL": "warning", **(env or {})}
+        self.stderr_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"perfics-{self.port}.log"
+        self.stderr = self.stderr_path.open("wb")
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=full_env, stdout=self.log, stderr=self.stderr
+        )
+        wait_ready(f"{self.base_url}/readyz", self.proc)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        self.stderr.close()
+
+
+@pytest.fixture(scope="session")
+def model_server() -> Iterator[ServerProcess]:
+    """The real service on the real bundled SmolLM2, with a small queue."""
+    server = ServerProcess(POLICIES / "smollm2.yaml", queue_size="2")
+    yield server
+    server.stop()
+
+
+class InProcessServer:
+    """uvicorn serving ``create_app`` with injected backends, on a thread, on 127.0.0.1."""
+
+    def __init__(self, policy: Path, backends: Mapping[str, Backend], **settings: object) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        app = create_app(
+            Settings(policy=str(policy), port=self.port, **settings),  # type: ignore[arg-type]
+            backends=backends,
+        )
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
+        self.thread.start()
+        wait_ready(f"{self.base_url}/healthz", timeout=20)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
