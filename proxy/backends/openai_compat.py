@@ -1,0 +1,406 @@
+"""Backends for OpenAI-compatible servers: vLLM, llama.cpp server, TGI, Ollama.
+
+One pooled ``httpx.AsyncClient`` per backend, spread over the replicas named by ``api_base``
+(see ``replicas.py`` for the choice and the down marks). Errors are translated once, here,
+most specific first::
+
+    httpx.ConnectError, ConnectTimeout    BackendUnavailable  replica marked down, next one tried
+    httpx.TimeoutException (read, pool)   BackendTimeout
+    other httpx.HTTPError                 BackendError
+    upstream 401, 403, 404                BackendError        the proxy's key or model name is wrong
+    upstream 408                          BackendTimeout
+    upstream 429, 5xx                     BackendError        retryable: another model may answer
+    upstream other 4xx                    UpstreamRejected    the request itself; never retried
+    a body that is not the expected JSON  BackendError
+
+Only a connection failure moves a request to the next replica: after any byte has arrived the
+upstream may be generating, so the error goes to the pipeline, which may fall back to another
+model.
+
+Streams ask for ``stream_options.include_usage``. When the upstream sends no usage chunk (older
+servers, llama.cpp server) the final usage counts one completion token per content chunk and 0
+prompt tokens. Tool calls arrive in fragments and are delivered whole on the last delta.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+import orjson
+import structlog
+
+from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, UpstreamRejected
+from routing.policy import ModelSpec, OpenAIOptions
+
+from .base import Completion, Delta, Message, SamplingParams, Usage
+from .replicas import Replica, ReplicaSet
+
+log = structlog.get_logger(__name__)
+
+_PASSED_THROUGH = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "tools",
+    "tool_choice",
+)
+_ERROR_TEXT_LIMIT = 500
+
+
+class OpenAICompatBackend:
+    """A model served by one or more OpenAI-compatible servers (``/v1/chat/completions``)."""
+
+    def __init__(
+        self, spec: ModelSpec, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        if not spec.api_base:
+            raise ValueError(f"model {spec.id}: backend {spec.backend} needs api_base")
+        self.model_id = spec.id
+        self._spec = spec
+        self._options = spec.options if isinstance(spec.options, OpenAIOptions) else OpenAIOptions()
+        self._replicas = ReplicaSet(
+            spec.api_base, retry_down_after_s=self._options.retry_down_after_s
+        )
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def replicas(self) -> tuple[Replica, ...]:
+        return self._replicas.replicas
+
+    @property
+    def ready(self) -> bool:
+        return self._client is not None and self._replicas.any_up()
+
+    async def start(self) -> None:
+        if self._client is not None:
+            return
+        headers = {"content-type": "application/json"}
+        env = self._spec.api_key_env
+        key = os.environ.get(env) if env else None
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        options = self._options
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(
+                options.read_timeout_s,
+                connect=options.connect_timeout_s,
+                pool=options.read_timeout_s,
+            ),
+            limits=httpx.Limits(
+                max_connections=options.max_connections,
+                max_keepalive_connections=options.max_connections,
+            ),
+            transport=self._transport,
+        )
+        log.info("backend.started", model=self.model_id, replicas=len(self._replicas.replicas))
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def complete(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
+        async with self._exchange(self._body(messages, params, stream=False)) as response:
+            raw = await response.aread()
+        return _parse_completion(raw, self.model_id)
+
+    async def stream(
+        self, messages: Sequence[Message], params: SamplingParams
+    ) -> AsyncGenerator[Delta, None]:
+        state = StreamState(self.model_id)
+        async with self._exchange(self._body(messages, params, stream=True)) as response:
+            async for payload in _sse_data(response):
+                if payload == b"[DONE]":
+                    state.done = True
+                    continue
+                delta = state.feed(orjson_loads(payload, self.model_id))
+                if delta is not None:
+                    yield delta
+        yield state.finish()
+
+    def _body(self, messages: Sequence[Message], params: SamplingParams, *, stream: bool) -> bytes:
+        body: dict[str, Any] = {"model": self._spec.model, "messages": messages}
+        for name in _PASSED_THROUGH:
+            value = getattr(params, name)
+            if value is not None:
+                body[name] = value
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return orjson.dumps(body, default=_plain)
+
+    @contextlib.asynccontextmanager
+    async def _exchange(self, body: bytes) -> AsyncIterator[httpx.Response]:
+        """POST ``body`` to a replica's ``/chat/completions``; the response has a 2xx status."""
+        client = self._client
+        if client is None:
+            raise BackendUnavailable(f"model {self.model_id} is not started")
+        tried: list[Replica] = []
+        while (replica := self._replicas.acquire(exclude=tried)) is not None:
+            tried.append(replica)
+            try:
+                request = client.build_request(
+                    "POST", f"{replica.url}/chat/completions", content=body
+                )
+                try:
+                    response = await client.send(request, stream=True)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    self._replicas.mark_down(replica)
+                    log.warning(
+                        "backend.replica_down",
+                        model=self.model_id,
+                        replica=replica.url,
+                        error=type(exc).__name__,
+                        retry_after_s=self._options.retry_down_after_s,
+                    )
+                    continue
+                if replica.down_until is not None:
+                    log.info("backend.replica_up", model=self.model_id, replica=replica.url)
+                self._replicas.mark_up(replica)
+                try:
+                    if response.is_error:
+                        await response.aread()
+                        raise _status_error(response, self.model_id)
+                    yield response
+                finally:
+                    await response.aclose()
+                return
+            except httpx.HTTPError as exc:
+                raise _translate(exc, self.model_id) from exc
+            finally:
+                self._replicas.release(replica)
+        raise BackendUnavailable(f"model {self.model_id}: no upstream replica is reachable")
+
+
+class VLLMBackend(OpenAICompatBackend):
+    """An OpenAI-compatible backend that also reads each vLLM replica's queue depth.
+
+    A background task reads ``GET {root}/metrics`` of every replica that is up, every
+    ``metrics_cache_s``; the balancer breaks ties in outstanding requests by the lower
+    ``vllm:num_requests_waiting``. The request path never waits for it; a replica whose
+    metrics cannot be read counts as 0 waiting.
+    """
+
+    def __init__(
+        self, spec: ModelSpec, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        super().__init__(spec, transport=transport)
+        self._poller: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await super().start()
+        if self._poller is None:
+            self._poller = asyncio.create_task(
+                self._poll_metrics(), name=f"metrics:{self.model_id}"
+            )
+
+    async def aclose(self) -> None:
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        await super().aclose()
+
+    async def _poll_metrics(self) -> None:
+        while (client := self._client) is not None:
+            await asyncio.gather(*(self._read_metrics(client, r) for r in self._replicas.up()))
+            await asyncio.sleep(self._options.metrics_cache_s)
+
+    async def _read_metrics(self, client: httpx.AsyncClient, replica: Replica) -> None:
+        try:
+            response = await client.get(
+                f"{replica.root}/metrics", timeout=self._options.connect_timeout_s
+            )
+            response.raise_for_status()
+            replica.waiting, replica.running = parse_vllm_metrics(response.text)
+        except httpx.HTTPError as exc:
+            replica.waiting = replica.running = 0
+            log.debug("backend.metrics_failed", replica=replica.url, error=type(exc).__name__)
+
+
+def parse_vllm_metrics(text: str) -> tuple[int, int]:
+    """``(waiting, running)`` from vLLM's Prometheus text, summed over its series."""
+    totals = {"vllm:num_requests_waiting": 0.0, "vllm:num_requests_running": 0.0}
+    for line in text.splitlines():
+        if not line.startswith("vllm:num_requests_"):
+            continue
+        brace = line.find("{")
+        name = line[:brace] if brace >= 0 else line.split(" ", 1)[0]
+        if name not in totals:
+            continue
+        rest = line[line.rindex("}") + 1 :] if brace >= 0 else line[len(name) :]
+        with contextlib.suppress(ValueError, IndexError):
+            totals[name] += float(rest.split()[0])
+    return int(totals["vllm:num_requests_waiting"]), int(totals["vllm:num_requests_running"])
+
+
+class StreamState:
+    """What a stream has told so far: finish reason, usage, tool-call fragments, chunk count."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        self.done = False
+        self.chunks = 0
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+
+    def feed(self, chunk: Any) -> Delta | None:
+        """Take one ``chat.completion.chunk`` (parsed JSON); the text delta it carries, if any."""
+        if not isinstance(chunk, dict):
+            raise BackendError(f"model {self.model_id} sent a malformed stream chunk")
+        if chunk.get("error") is not None:
+            raise BackendError(f"model {self.model_id} failed mid-stream: {_message(chunk)}")
+        if chunk.get("usage"):
+            self.usage = parse_usage(chunk["usage"])
+        choices = chunk.get("choices")
+        if not choices:
+            return None
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+        for fragment in delta.get("tool_calls") or ():
+            self.chunks += 1
+            self.add_tool_call(fragment)
+        text = delta.get("content")
+        if not text:
+            return None
+        self.chunks += 1
+        return Delta(text=text)
+
+    def add_tool_call(self, fragment: Mapping[str, Any]) -> None:
+        index = fragment.get("index")
+        call = self.tool_calls.setdefault(
+            index if isinstance(index, int) else len(self.tool_calls),
+            {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+        )
+        if fragment.get("id"):
+            call["id"] = fragment["id"]
+        function = fragment.get("function") or {}
+        for part in ("name", "arguments"):
+            if function.get(part):
+                call["function"][part] += function[part]
+
+    def finish(self) -> Delta:
+        """The last delta: finish reason, usage and the assembled tool calls."""
+        if not self.done and self.finish_reason is None:
+            raise BackendError(f"model {self.model_id}: the stream ended before it finished")
+        calls = tuple(self.tool_calls[i] for i in sorted(self.tool_calls))
+        return Delta(
+            tool_calls=calls,
+            finish_reason=self.finish_reason or ("tool_calls" if calls else "stop"),
+            usage=self.usage or Usage(0, self.chunks),
+        )
+
+
+def parse_usage(usage: Any) -> Usage:
+    """OpenAI's ``usage`` object; cached prompt tokens are not counted as evaluated."""
+    if not isinstance(usage, Mapping):
+        return Usage()
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    evaluated = prompt - int(cached) if cached is not None else None
+    return Usage(prompt, completion, evaluated)
+
+
+def orjson_loads(raw: bytes, model_id: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BackendError(f"model {model_id} sent a body that is not JSON") from exc
+
+
+async def _sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The payloads of an SSE stream's ``data:`` lines (comments and other fields skipped)."""
+    buffer = b""
+    async for chunk in response.aiter_bytes():
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
+    if buffer.startswith(b"data:"):
+        yield buffer[5:].strip()
+
+
+def _parse_completion(raw: bytes, model_id: str) -> Completion:
+    data = orjson_loads(raw, model_id)
+    try:
+        choice = data["choices"][0]
+        message = choice["message"]
+        return Completion(
+            text=message.get("content") or "",
+            finish_reason=choice.get("finish_reason") or "stop",
+            usage=parse_usage(data.get("usage")),
+            tool_calls=tuple(message.get("tool_calls") or ()),
+        )
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise BackendError(f"model {model_id} sent a completion without choices") from exc
+
+
+def _translate(exc: httpx.HTTPError, model_id: str) -> BackendError:
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return BackendUnavailable(f"model {model_id}: the upstream is unreachable")
+    if isinstance(exc, httpx.TimeoutException):
+        return BackendTimeout(f"model {model_id}: the upstream timed out ({type(exc).__name__})")
+    return BackendError(f"model {model_id}: upstream connection failed ({type(exc).__name__})")
+
+
+def _status_error(response: httpx.Response, model_id: str) -> BackendError:
+    try:
+        detail = _message(orjson.loads(response.content))
+    except orjson.JSONDecodeError:
+        detail = response.text[:_ERROR_TEXT_LIMIT]
+    return status_error(response.status_code, detail, model_id)
+
+
+def status_error(status: int, detail: str, model_id: str) -> BackendError:
+    """The proxy's error for an upstream's error status (the table in the module docstring)."""
+    log.warning("backend.upstream_error", model=model_id, status=status)
+    if status in (401, 403, 404):
+        return BackendError(
+            f"model {model_id}: the upstream refused the proxy ({status}: {detail})"
+        )
+    if status == 408:
+        return BackendTimeout(f"model {model_id}: the upstream timed out ({detail})")
+    if status == 429 or status >= 500:
+        return BackendError(f"model {model_id}: upstream error {status}: {detail}")
+    return UpstreamRejected(detail, status_code=status)
+
+
+def _message(body: Any) -> str:
+    """The human message of an error body in OpenAI's, FastAPI's or a plain shape."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:_ERROR_TEXT_LIMIT]
+        for key in ("message", "detail", "error"):
+            if body.get(key):
+                return str(body[key])[:_ERROR_TEXT_LIMIT]
+    return str(body)[:_ERROR_TEXT_LIMIT]
+
+
+def _plain(value: Any) -> Any:
+    """orjson's fallback for the read-only mappings and sequences messages may arrive as."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return list(value)
+    raise TypeError(f"cannot send {type(value).__name__} upstream")

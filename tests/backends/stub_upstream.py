@@ -1,0 +1,159 @@
+"""A tiny OpenAI-compatible upstream for error paths a real server cannot produce on demand.
+
+    python tests/backends/stub_upstream.py --port 8123
+
+The first path segment picks the behaviour and names the counters: ``/{behaviour}-{tag}/v1/...``
+(``tag`` is free, so each test counts its own requests). Behaviours:
+
+    ok          a fixed reply; streamed as three chunks, a finish chunk and a usage chunk
+    nousage     like ok, but the stream has no usage chunk
+    tools       a tool call (streamed in fragments)
+    slow{s}     ok after ``s`` seconds
+    endless     a stream of one chunk every 20 ms until the client goes away
+    e{status}   an OpenAI error body with that status (e500, e400, e401, e429)
+    badjson     200 with a body that is not JSON
+    wait{n}     ok; ``/metrics`` reports ``n`` vLLM requests waiting
+
+``GET /stats`` returns, per label: requests, concurrent, max_concurrent, disconnects,
+last_auth (the Authorization header) and last_body.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+STATS: dict[str, dict[str, Any]] = {}
+LOCK = threading.Lock()
+USAGE = {
+    "prompt_tokens": 7,
+    "completion_tokens": 3,
+    "total_tokens": 10,
+    "prompt_tokens_details": {"cached_tokens": 4},
+}
+WORDS = ["hello", " from", " stub"]
+TOOL = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}
+
+
+def chunk(delta: dict[str, Any] | None, finish: str | None = None, usage: Any = None) -> bytes:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+    body = {"id": "c", "object": "chat.completion.chunk", "model": "stub", "choices": choices}
+    if usage is not None:
+        body["usage"] = usage
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/stats":
+            with LOCK:
+                return self.send(200, json.dumps(STATS).encode())
+        label = self.path.strip("/").split("/")[0]
+        if self.path.endswith("/metrics") and label.startswith("wait"):
+            waiting = label[4:].split("-")[0]
+            text = (
+                "# HELP vllm:num_requests_waiting Number of requests waiting.\n"
+                f'vllm:num_requests_waiting{{engine="0",model_name="m"}} {waiting}.0\n'
+                'vllm:num_requests_running{engine="0",model_name="m"} 1.0\n'
+            )
+            return self.send(200, text.encode(), "text/plain")
+        if self.path.endswith("/models"):
+            return self.send(200, b'{"object": "list", "data": []}')
+        self.send(404, b'{"error": {"message": "no such path"}}')
+
+    def do_POST(self) -> None:
+        label = self.path.strip("/").split("/")[0]
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        with LOCK:
+            stats = STATS.setdefault(
+                label, {"requests": 0, "concurrent": 0, "max_concurrent": 0, "disconnects": 0}
+            )
+            stats["requests"] += 1
+            stats["concurrent"] += 1
+            stats["max_concurrent"] = max(stats["max_concurrent"], stats["concurrent"])
+            stats["last_auth"] = self.headers.get("authorization")
+            stats["last_body"] = body
+        try:
+            self.answer(label.split("-")[0], body)
+        except (BrokenPipeError, ConnectionResetError):
+            with LOCK:
+                stats["disconnects"] += 1
+            self.close_connection = True
+        finally:
+            with LOCK:
+                stats["concurrent"] -= 1
+
+    def answer(self, behaviour: str, body: dict[str, Any]) -> None:
+        if match := re.fullmatch(r"e(\d{3})", behaviour):
+            error = {"error": {"message": f"stub says {match[1]}", "type": "invalid_request_error"}}
+            return self.send(int(match[1]), json.dumps(error).encode())
+        if behaviour == "badjson":
+            return self.send(200, b"{not json")
+        if behaviour.startswith("slow"):
+            time.sleep(float(behaviour[4:]))
+        tools = behaviour == "tools"
+        if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(WORDS)}
+            if tools:
+                message |= {"content": None, "tool_calls": [TOOL]}
+            choice = {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if tools else "stop",
+            }
+            reply = {"id": "c", "object": "chat.completion", "choices": [choice], "usage": USAGE}
+            return self.send(200, json.dumps(reply).encode())
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        if behaviour == "endless":
+            while True:
+                self.write_chunk(chunk({"content": "x"}))
+                time.sleep(0.02)
+        if tools:
+            first = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f"}}
+            self.write_chunk(chunk({"tool_calls": [first]}))
+            for part in ('{"x"', ": 1}"):
+                self.write_chunk(
+                    chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
+                )
+            self.write_chunk(chunk({}, "tool_calls"))
+        else:
+            for word in WORDS:
+                self.write_chunk(chunk({"content": word}))
+            self.write_chunk(chunk({}, "stop"))
+        if behaviour != "nousage":
+            self.write_chunk(chunk(None, usage=USAGE))
+        self.write_chunk(b"data: [DONE]\n\n")
+        self.write_chunk(b"")
+
+    def write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def send(self, status: int, data: bytes, kind: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    server = ThreadingHTTPServer(("127.0.0.1", parser.parse_args().port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()

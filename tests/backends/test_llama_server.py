@@ -1,0 +1,53 @@
+"""The HTTP backends against a real OpenAI-compatible server: llama-cpp-python's own, on the
+bundled SmolLM2."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.backends.base import SamplingParams
+from proxy.backends.litellm_backend import LiteLLMBackend
+from proxy.backends.openai_compat import OpenAICompatBackend
+
+from .conftest import litellm_spec, openai_spec
+
+pytestmark = pytest.mark.model
+
+MESSAGES = [{"role": "user", "content": "Name a colour."}]
+PARAMS = SamplingParams(max_tokens=12, temperature=0.0, seed=1)
+
+
+async def test_complete_and_stream(llama_server: str) -> None:
+    backend = OpenAICompatBackend(openai_spec(llama_server, model="smollm2"))
+    await backend.start()
+    try:
+        whole = await backend.complete(MESSAGES, PARAMS)
+        deltas = [d async for d in backend.stream(MESSAGES, PARAMS)]
+    finally:
+        await backend.aclose()
+    assert whole.text.strip()
+    assert whole.finish_reason in ("stop", "length")
+    assert whole.usage.prompt_tokens > 0 and 0 < whole.usage.completion_tokens <= 12
+
+    *pieces, last = deltas
+    assert "".join(d.text for d in pieces).strip()
+    assert all(d.usage is None and d.finish_reason is None for d in pieces)
+    assert last.finish_reason in ("stop", "length") and last.usage is not None
+    # llama.cpp's server sends no usage chunk: completion tokens are counted by chunks.
+    assert last.usage.prompt_tokens == 0
+    assert 0 < last.usage.completion_tokens <= 12
+
+
+async def test_litellm_complete_and_stream(
+    llama_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLAMA_KEY", "sk-local")
+    backend = LiteLLMBackend(litellm_spec(llama_server, "openai/smollm2", api_key_env="LLAMA_KEY"))
+    await backend.start()
+    whole = await backend.complete(MESSAGES, PARAMS)
+    deltas = [d async for d in backend.stream(MESSAGES, PARAMS)]
+    await backend.aclose()
+    assert whole.text.strip() and whole.finish_reason in ("stop", "length")
+    assert whole.usage.prompt_tokens > 0 and whole.usage.completion_tokens > 0
+    assert "".join(d.text for d in deltas).strip()
+    assert deltas[-1].finish_reason in ("stop", "length") and deltas[-1].usage is not None

@@ -1,0 +1,243 @@
+"""OpenAICompatBackend against the stub upstream, a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from proxy.backends.base import Delta, SamplingParams, Usage, collect
+from proxy.backends.openai_compat import OpenAICompatBackend
+from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, UpstreamRejected
+
+from .conftest import Stub, free_port, label, openai_spec
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+PARAMS = SamplingParams(max_tokens=5)
+
+
+@contextlib.asynccontextmanager
+async def started(*bases: str, **options: Any) -> AsyncIterator[OpenAICompatBackend]:
+    backend = OpenAICompatBackend(openai_spec(*bases, **options))
+    await backend.start()
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
+async def test_complete_sends_params_key_and_reads_usage(
+    stub: Stub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STUB_KEY", "sk-test")
+    lab = label("ok")
+    spec = openai_spec(stub.url(lab), api_key_env="STUB_KEY")
+    backend = OpenAICompatBackend(spec)
+    await backend.start()
+    params = SamplingParams(
+        max_tokens=5, temperature=0.2, stop=("x",), response_format={"type": "json_object"}
+    )
+    try:
+        result = await backend.complete(MESSAGES, params)
+    finally:
+        await backend.aclose()
+    assert (result.text, result.finish_reason) == ("hello from stub", "stop")
+    assert result.usage == Usage(7, 3, evaluated_prompt_tokens=3)
+    stats = stub.stats(lab)
+    assert stats["last_auth"] == "Bearer sk-test"
+    assert stats["last_body"] == {
+        "model": "stub",
+        "messages": MESSAGES,
+        "max_tokens": 5,
+        "temperature": 0.2,
+        "stop": ["x"],
+        "response_format": {"type": "json_object"},
+    }
+
+
+async def test_absent_key_variable_sends_no_authorization(stub: Stub) -> None:
+    lab = label("ok")
+    spec = openai_spec(stub.url(lab), api_key_env="PERFICS_NO_SUCH_VAR")
+    backend = OpenAICompatBackend(spec)
+    await backend.start()
+    try:
+        await backend.complete(MESSAGES, PARAMS)
+    finally:
+        await backend.aclose()
+    assert stub.stats(lab)["last_auth"] is None
+
+
+async def test_stream_yields_text_then_finish_and_usage(stub: Stub) -> None:
+    lab = label("ok")
+    async with started(stub.url(lab)) as backend:
+        deltas = [d async for d in backend.stream(MESSAGES, PARAMS)]
+    assert [d.text for d in deltas[:-1]] == ["hello", " from", " stub"]
+    assert deltas[-1] == Delta(finish_reason="stop", usage=Usage(7, 3, 3))
+    body = stub.stats(lab)["last_body"]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+
+
+async def test_stream_without_usage_chunk_counts_chunks(stub: Stub) -> None:
+    async with started(stub.url(label("nousage"))) as backend:
+        result = await collect(backend.stream(MESSAGES, PARAMS))
+    assert result.text == "hello from stub"
+    assert result.usage == Usage(prompt_tokens=0, completion_tokens=3)
+
+
+async def test_tool_calls_whole_and_streamed(stub: Stub) -> None:
+    expected = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "f", "arguments": '{"x": 1}'},
+    }
+    async with started(stub.url(label("tools"))) as backend:
+        whole = await backend.complete(MESSAGES, PARAMS)
+        streamed = await collect(backend.stream(MESSAGES, PARAMS))
+    for result in (whole, streamed):
+        assert result.tool_calls == (expected,)
+        assert result.finish_reason == "tool_calls"
+
+
+async def test_dead_first_replica_is_skipped_marked_down_and_retried_later(stub: Stub) -> None:
+    lab = label("ok")
+    dead_port = free_port()
+    dead_url = f"http://127.0.0.1:{dead_port}/{lab}/v1"
+    async with started(dead_url, stub.url(lab), retry_down_after_s=0.5) as backend:
+        dead, live = backend.replicas
+        assert (await backend.complete(MESSAGES, PARAMS)).text == "hello from stub"
+        assert dead.down_until is not None and dead.attempts == 1
+        assert backend.ready
+        for _ in range(3):
+            await backend.complete(MESSAGES, PARAMS)
+        assert dead.attempts == 1 and live.attempts == 4
+
+        revived = Stub(port=dead_port)
+        try:
+            await asyncio.sleep(0.6)
+            for _ in range(2):  # ties alternate, so one of the two probes the revived replica
+                await backend.complete(MESSAGES, PARAMS)
+            assert dead.attempts == 2 and dead.down_until is None
+            assert revived.stats(lab)["requests"] == 1
+        finally:
+            revived.stop()
+
+
+async def test_every_replica_down_is_unavailable_and_not_ready() -> None:
+    urls = [f"http://127.0.0.1:{free_port()}/v1" for _ in range(2)]
+    async with started(*urls, retry_down_after_s=30) as backend:
+        assert backend.ready
+        with pytest.raises(BackendUnavailable) as caught:
+            await backend.complete(MESSAGES, PARAMS)
+        assert caught.value.status_code == 503 and caught.value.retryable
+        assert not backend.ready
+        started_at = time.perf_counter()
+        with pytest.raises(BackendUnavailable):
+            await collect(backend.stream(MESSAGES, PARAMS))
+        assert time.perf_counter() - started_at < 0.05
+        assert [r.attempts for r in backend.replicas] == [1, 1]
+
+
+async def test_not_started_is_unavailable(stub: Stub) -> None:
+    backend = OpenAICompatBackend(openai_spec(stub.url(label("ok"))))
+    assert not backend.ready
+    with pytest.raises(BackendUnavailable):
+        await backend.complete(MESSAGES, PARAMS)
+
+
+async def test_upstream_5xx_is_retryable_and_not_moved_to_another_replica(
+    stub: Stub, stub2: Stub
+) -> None:
+    failing, other = label("e500"), label("ok")
+    async with started(stub.url(failing), stub2.url(other)) as backend:
+        with pytest.raises(BackendError) as caught:
+            await backend.complete(MESSAGES, PARAMS)
+        assert backend.replicas[0].down_until is None
+    assert not isinstance(caught.value, UpstreamRejected)
+    assert caught.value.retryable and caught.value.status_code == 502
+    assert "stub says 500" in caught.value.message
+    assert stub2.stats(other)["requests"] == 0
+
+
+@pytest.mark.parametrize("status", [400, 422])
+async def test_upstream_4xx_is_rejected_with_its_message_and_status(
+    stub: Stub, status: int
+) -> None:
+    async with started(stub.url(label(f"e{status}"))) as backend:
+        with pytest.raises(UpstreamRejected) as caught:
+            await collect(backend.stream(MESSAGES, PARAMS))
+    assert caught.value.message == f"stub says {status}"
+    assert caught.value.status_code == status and not caught.value.retryable
+
+
+@pytest.mark.parametrize("status", [401, 404, 429])
+async def test_upstream_refusing_the_proxy_is_retryable(stub: Stub, status: int) -> None:
+    async with started(stub.url(label(f"e{status}"))) as backend:
+        with pytest.raises(BackendError) as caught:
+            await backend.complete(MESSAGES, PARAMS)
+    assert not isinstance(caught.value, UpstreamRejected) and caught.value.retryable
+
+
+async def test_read_timeout_is_backend_timeout(stub: Stub) -> None:
+    async with started(stub.url(label("slow1")), read_timeout_s=0.2) as backend:
+        started_at = time.perf_counter()
+        with pytest.raises(BackendTimeout) as caught:
+            await backend.complete(MESSAGES, PARAMS)
+        assert time.perf_counter() - started_at < 0.8
+        assert backend.replicas[0].down_until is None
+    assert caught.value.status_code == 504 and caught.value.retryable
+
+
+async def test_malformed_json_is_backend_error(stub: Stub) -> None:
+    async with started(stub.url(label("badjson"))) as backend:
+        with pytest.raises(BackendError, match="not JSON"):
+            await backend.complete(MESSAGES, PARAMS)
+
+
+@pytest.mark.parametrize("pause", [False, True], ids=["while-reading", "between-deltas"])
+async def test_cancelling_a_stream_closes_the_upstream_connection(stub: Stub, pause: bool) -> None:
+    lab = label("endless")
+    received = asyncio.Event()
+
+    async def consume(backend: OpenAICompatBackend) -> None:
+        count = 0
+        async for _ in backend.stream(MESSAGES, PARAMS):
+            count += 1
+            if count == 3:
+                received.set()
+                if pause:  # cancelled here, the stream is left suspended at its yield
+                    await asyncio.sleep(30)
+
+    async with started(stub.url(lab)) as backend:
+        task = asyncio.create_task(consume(backend))
+        await asyncio.wait_for(received.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        deadline = time.monotonic() + 3
+        while stub.stats(lab)["disconnects"] == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert backend.replicas[0].outstanding == 0
+    stats = stub.stats(lab)
+    assert stats["disconnects"] == 1 and stats["concurrent"] == 0
+
+
+async def test_least_outstanding_balancing(stub: Stub, stub2: Stub) -> None:
+    even_a, even_b = label("slow0.2"), label("slow0.2")
+    async with started(stub.url(even_a), stub2.url(even_b)) as backend:
+        await asyncio.gather(*(backend.complete(MESSAGES, PARAMS) for _ in range(10)))
+    assert stub.stats(even_a)["requests"] == stub2.stats(even_b)["requests"] == 5
+    assert stub.stats(even_a)["max_concurrent"] == 5
+
+    slow, fast = label("slow1"), label("ok")
+    async with started(stub.url(slow), stub2.url(fast)) as backend:
+        long_call = asyncio.create_task(backend.complete(MESSAGES, PARAMS))
+        await asyncio.sleep(0)  # the long call has taken the first replica
+        for _ in range(6):
+            await backend.complete(MESSAGES, PARAMS)
+        await long_call
+    assert stub.stats(slow)["requests"] == 1
+    assert stub2.stats(fast)["requests"] == 6
