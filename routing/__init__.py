@@ -1,0 +1,1 @@
+"""perfics routing: pure decision logic (policy, PeRFICS, planning)."""

@@ -1,0 +1,43 @@
+"""Per-backend model options (a model's ``options``), validated by the model's ``backend``."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from routing.policy_types import NonNegative, PolicyModel, Positive, PositiveCount
+
+
+class LlamaCppOptions(PolicyModel):
+    """The embedded llama.cpp backend. ``n_threads`` None: every core."""
+
+    n_threads: PositiveCount | None = None
+    n_batch: PositiveCount = 512
+    chat_format: str | None = None
+    seed: int | None = None
+
+
+class OpenAIOptions(PolicyModel):
+    """The OpenAI-compatible HTTP backend (``openai`` and ``vllm``); ``metrics_cache_s`` only
+    matters for ``vllm`` (how long its ``/metrics`` queue depth is reused)."""
+
+    connect_timeout_s: Positive = 5.0
+    read_timeout_s: Positive = 120.0
+    max_connections: PositiveCount = 100
+    retry_down_after_s: NonNegative = 10.0
+    metrics_cache_s: NonNegative = 1.0
+
+
+class LiteLLMOptions(PolicyModel):
+    """The litellm backend; ``params`` are passed through to ``litellm.acompletion``."""
+
+    timeout_s: Positive = 120.0
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+BackendOptions = LlamaCppOptions | OpenAIOptions | LiteLLMOptions
+OPTIONS_BY_BACKEND: dict[str, type[BackendOptions]] = {
+    "llamacpp": LlamaCppOptions,
+    "openai": OpenAIOptions,
+    "vllm": OpenAIOptions,
+    "litellm": LiteLLMOptions,
+}

@@ -1,0 +1,69 @@
+"""Token estimates for planning, per DESIGN.md ("PeRFICS, exactly").
+
+The planner never tokenizes: a message counts ``ceil(chars / 4) + 4`` tokens. For ``r``
+refinement rounds (draft ``p`` in, ``a`` out; each round a critique of ``p + a + t`` in and
+``k`` out, then a rewrite of ``p + a + k + t`` in and ``a`` out)::
+
+    in(r)  = p + r(2p + 2a + k + 2t)
+    out(r) = a + r(k + a)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+
+
+def estimate_prompt_tokens(messages: Sequence[Mapping[str, object]]) -> int:
+    """Sum over messages of ``ceil(len(content) / 4) + 4``. ``content`` may be a string, a list
+    of parts (the ``text`` of ``{"type": "text"}`` parts, joined; other parts count 0
+    characters) or absent/None (0 characters)."""
+    total = 0
+    for message in messages:
+        chars = _content_chars(message.get("content"))
+        total += -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE
+    return total
+
+
+def _content_chars(content: object) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list | tuple):
+        texts = [
+            part["text"]
+            for part in content
+            if isinstance(part, Mapping)
+            and part.get("type") == "text"
+            and isinstance(part.get("text"), str)
+        ]
+        return len("".join(texts))
+    return 0
+
+
+def answer_tokens(max_tokens: int | None, task_answer_tokens: int) -> int:
+    """``a``: the client's ``max_tokens`` capped by the task's ``answer_tokens``."""
+    if max_tokens is None:
+        return task_answer_tokens
+    return min(max_tokens, task_answer_tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEstimate:
+    """``p`` prompt, ``a`` answer, ``k`` critique (``refinement.critique_max_tokens``) and ``t``
+    template (``refinement.template_tokens``) tokens — DESIGN's symbols."""
+
+    p: int
+    a: int
+    k: int
+    t: int
+
+    def input_tokens(self, rounds: int) -> int:
+        """``in(r) = p + r(2p + 2a + k + 2t)``."""
+        return self.p + rounds * (2 * self.p + 2 * self.a + self.k + 2 * self.t)
+
+    def output_tokens(self, rounds: int) -> int:
+        """``out(r) = a + r(k + a)``."""
+        return self.a + rounds * (self.k + self.a)

@@ -1,0 +1,315 @@
+"""The policy schema: pydantic v2 models, strict (no coercion), unknown keys rejected, frozen.
+docs/routing-policies.md describes every field.
+
+Field rules live on the models; rules spanning fields or sections (unique model ids, declared
+tasks, reserved names, pricing, ``api_base`` per backend) live in ``routing.policy_checks`` and
+run in the validators here, or in ``routing.policy_loader`` when loading a file, which reports
+every problem with its file and line. ``Policy.index`` holds what planning needs, precomputed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from routing.backend_options import (
+    OPTIONS_BY_BACKEND,
+    BackendOptions,
+    LiteLLMOptions,
+    LlamaCppOptions,
+    OpenAIOptions,
+)
+from routing.cost import MTOK, Prices
+from routing.errors import UnknownModel
+from routing.policy_checks import cross_check, model_checks
+from routing.policy_index import PolicyIndex, build_index
+from routing.policy_types import (
+    Count,
+    Name,
+    NonNegative,
+    PolicyModel,
+    Positive,
+    PositiveCount,
+    QualityList,
+    Text,
+    Url,
+    as_tuple,
+    one_or_many,
+)
+
+__all__ = [
+    "Admin",
+    "Alias",
+    "BackendOptions",
+    "Hardware",
+    "LiteLLMOptions",
+    "LlamaCppOptions",
+    "ModelSpec",
+    "OpenAIOptions",
+    "Policy",
+    "ReferenceModel",
+    "Refinement",
+    "Server",
+    "Task",
+    "Weights",
+    "load_policy",
+    "parse_policy",
+]
+
+SKIP_CROSS_CHECKS = "perfics_skip_cross_checks"
+"""Validation context key: the loader runs the cross checks itself, to give their lines."""
+
+NESTED_ERRORS = "perfics_nested"
+"""Custom error type whose ``ctx["errors"]`` lists ``NestedError`` below its location."""
+
+NestedError = tuple[tuple[str | int, ...], str, str, object, dict[str, Any] | None]
+"""``(loc, type, message, input, ctx)`` of an error below a field, as pydantic reports them."""
+
+
+class Weights(PolicyModel):
+    """PeRFICS weights: ``performance`` (on Q_r/10), ``refinement`` (on the relative gain over
+    Q_0) and ``cost`` (on log10 of the cost over ``cost_reference_usd``)."""
+
+    performance: NonNegative = 1.0
+    refinement: NonNegative = 0.5
+    cost: NonNegative = 0.05
+
+
+class ReferenceModel(PolicyModel):
+    """The model whose prices make ``x-perfics-reference-cost-usd``. Prices are given both or
+    neither (then the proxy looks them up in litellm's local cost map, if installed)."""
+
+    id: Name
+    input_usd_per_mtok: NonNegative | None = None
+    output_usd_per_mtok: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _prices_together(self) -> Self:
+        if (self.input_usd_per_mtok is None) != (self.output_usd_per_mtok is None):
+            missing = "input" if self.input_usd_per_mtok is None else "output"
+            raise _nested_error([((f"{missing}_usd_per_mtok",), "value_error", _PAIR, None, None)])
+        return self
+
+
+_PAIR = "input_usd_per_mtok and output_usd_per_mtok go together"
+
+DEFAULT_CRITIQUE_PROMPT = (
+    "Review your previous answer to this conversation critically. List the concrete problems "
+    "in it: errors of fact or reasoning, parts of the request left unanswered, unclear or "
+    "badly organised passages, and anything that does not follow the instructions. Be specific "
+    "and brief, and do not rewrite the answer. If nothing needs improving, reply with exactly "
+    "{stop_phrase} and nothing else."
+)
+DEFAULT_REWRITE_PROMPT = (
+    "Now write the complete improved answer to the conversation, fixing every problem you "
+    "listed. Reply with the answer only: no preamble, no notes, and no mention of the review."
+)
+
+
+class Refinement(PolicyModel):
+    """The untargeted, domain-agnostic refinement prompts and their token budget.
+    ``critique_prompt`` must contain ``{stop_phrase}`` (substituted with ``str.format``) and no
+    other placeholder. Prompt and answer text are logged only when ``log_content`` is true."""
+
+    critique_prompt: Text = DEFAULT_CRITIQUE_PROMPT
+    rewrite_prompt: Text = DEFAULT_REWRITE_PROMPT
+    critique_max_tokens: PositiveCount = 256
+    template_tokens: Count = 64
+    stop_phrase: Text = "NO ISSUES"
+    log_content: bool = False
+
+    @field_validator("critique_prompt")
+    @classmethod
+    def _has_stop_phrase(cls, prompt: str) -> str:
+        if "{stop_phrase}" not in prompt:
+            raise ValueError("must contain the placeholder {stop_phrase}")
+        try:
+            prompt.format(stop_phrase="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                "may hold no placeholder but {stop_phrase} (write literal braces as {{ }})"
+            ) from exc
+        return prompt
+
+
+class Task(PolicyModel):
+    """A task category: its cap on refinement rounds, its expected answer length (``a``) and
+    the classifier's keywords (whole words or phrases, case-insensitive)."""
+
+    max_rounds: Count
+    answer_tokens: PositiveCount
+    keywords: Annotated[tuple[Text, ...], BeforeValidator(as_tuple)] = ()
+
+
+class Alias(PolicyModel):
+    """A ``model`` name clients may send (``gpt-4o``) and what it declares."""
+
+    task: Name | None = None
+    budget_usd: NonNegative | None = None
+    max_rounds: Count | None = None
+
+
+class Hardware(PolicyModel):
+    """What serving costs: ``usd_per_hour`` for the hardware, and its measured throughput."""
+
+    usd_per_hour: NonNegative
+    prefill_tokens_per_s: Positive
+    decode_tokens_per_s: Positive
+
+
+class ModelSpec(PolicyModel):
+    """One catalog model. Priced directly (``input_usd_per_mtok`` and ``output_usd_per_mtok``)
+    or through ``hardware``; a policy requires one (a ``ModelSpec`` built alone may have
+    neither, and then ``prices()`` raises ``ValueError``). ``quality`` maps task names or
+    ``default`` to Q_0, Q_1, ... on a 0-10 scale. ``options`` are validated by ``backend``."""
+
+    id: Name
+    backend: Literal["llamacpp", "openai", "vllm", "litellm"]
+    model: Text
+    api_base: Annotated[
+        Annotated[tuple[Url, ...], Field(min_length=1)] | None, BeforeValidator(one_or_many)
+    ] = None
+    api_key_env: Name | None = None
+    context_window: PositiveCount
+    input_usd_per_mtok: NonNegative | None = None
+    output_usd_per_mtok: NonNegative | None = None
+    hardware: Hardware | None = None
+    quality: dict[str, QualityList] = Field(default_factory=dict)
+    options: BackendOptions = Field(default=None, validate_default=True)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_for_backend(cls, value: object, info: ValidationInfo) -> object:
+        backend = info.data.get("backend")
+        if backend not in OPTIONS_BY_BACKEND:
+            return LlamaCppOptions()  # placeholder: the invalid backend is reported itself
+        expected = OPTIONS_BY_BACKEND[backend]
+        if value is None:
+            return expected()
+        if isinstance(value, BaseModel):
+            if not isinstance(value, expected):
+                raise ValueError(f"backend {backend} takes {expected.__name__}")
+            return value
+        try:
+            return expected.model_validate(value)
+        except ValidationError as exc:
+            raise _nested_error(
+                [
+                    (tuple(e["loc"]), e["type"], e["msg"], e.get("input"), e.get("ctx"))
+                    for e in exc.errors(include_url=False)
+                ]
+            ) from exc
+
+    @model_validator(mode="after")
+    def _backend_and_pricing(self, info: ValidationInfo) -> Self:
+        if info.context and info.context.get(SKIP_CROSS_CHECKS):
+            return self
+        problems = model_checks(self.model_dump())
+        if problems:
+            raise _nested_error([(loc, "value_error", text, None, None) for loc, text in problems])
+        return self
+
+    def prices(self) -> Prices:
+        """USD per million tokens: as given, or ``usd_per_hour / 3600 / tokens_per_s * 1e6``
+        (prefill throughput for input, decode for output)."""
+        if self.input_usd_per_mtok is not None and self.output_usd_per_mtok is not None:
+            return Prices(self.input_usd_per_mtok, self.output_usd_per_mtok)
+        if self.hardware is not None:
+            per_second = self.hardware.usd_per_hour / 3600
+            return Prices(
+                per_second / self.hardware.prefill_tokens_per_s * MTOK,
+                per_second / self.hardware.decode_tokens_per_s * MTOK,
+            )
+        raise ValueError(f"model {self.id} has no pricing")
+
+    def quality_for(self, task: str) -> tuple[float, ...] | None:
+        """Q_0, Q_1, ... for ``task``: its own list, else ``default``, else None (the model is
+        not eligible for the task)."""
+        found = self.quality.get(task)
+        return found if found is not None else self.quality.get("default")
+
+
+class Admin(PolicyModel):
+    """``/admin/*``: the environment variable holding the admin key (loopback only without)."""
+
+    api_key_env: Name | None = None
+
+
+class Server(PolicyModel):
+    """Serving: the environment variable holding the clients' API key, and the queue size."""
+
+    api_key_env: Name | None = None
+    queue_size: PositiveCount = 16
+
+
+class Policy(PolicyModel):
+    """A routing policy. ``load_policy`` / ``parse_policy`` raise ``PolicyError`` listing every
+    problem with its line; ``Policy.model_validate`` raises pydantic's ``ValidationError``."""
+
+    version: Literal[1]
+    default_task: Name
+    weights: Weights = Weights()
+    cost_reference_usd: Positive = 0.001
+    reference_model: ReferenceModel | None = None
+    refinement: Refinement = Refinement()
+    tasks: Annotated[dict[Name, Task], Field(min_length=1)]
+    aliases: dict[Name, Alias] = Field(default_factory=dict)
+    models: Annotated[tuple[ModelSpec, ...], BeforeValidator(as_tuple), Field(min_length=1)]
+    admin: Admin = Admin()
+    server: Server = Server()
+
+    _index: PolicyIndex | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _cross_sections(self, info: ValidationInfo) -> Self:
+        if info.context and info.context.get(SKIP_CROSS_CHECKS):
+            return self
+        problems = cross_check(self.model_dump())
+        if problems:
+            raise _nested_error([(loc, "value_error", text, None, None) for loc, text in problems])
+        return self
+
+    @property
+    def index(self) -> PolicyIndex:
+        """Planning data, computed on first use (the loader does it at load)."""
+        if self._index is None:
+            self._index = build_index(self)
+        return self._index
+
+    def model(self, model_id: str) -> ModelSpec:
+        """The catalog model ``model_id``; raises ``UnknownModel``."""
+        spec = self.index.models.get(model_id)
+        if spec is None:
+            raise UnknownModel(model_id)
+        return spec
+
+
+def load_policy(path: str | Path) -> Policy:
+    """``routing.policy_loader.load_policy``: read and validate a policy file."""
+    from routing.policy_loader import load_policy as load  # the loader imports this module
+
+    return load(path)
+
+
+def parse_policy(text: str, filename: str) -> Policy:
+    """``routing.policy_loader.parse_policy``: validate policy YAML text."""
+    from routing.policy_loader import parse_policy as parse
+
+    return parse(text, filename)
+
+
+def _nested_error(errors: list[NestedError]) -> PydanticCustomError:
+    detail = "; ".join(f"{'.'.join(map(str, error[0]))}: {error[2]}" for error in errors)
+    return PydanticCustomError(NESTED_ERRORS, "{detail}", {"detail": detail, "errors": errors})

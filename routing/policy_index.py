@@ -1,0 +1,133 @@
+"""What planning needs of a policy, computed once when the policy is loaded, so that a plan
+costs no pydantic work and no repeated arithmetic: prices per model, the request-independent
+part of the PeRFICS score per (model, task, rounds), and the classifier's patterns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from routing.cost import Prices
+from routing.perfics import quality_terms
+
+if TYPE_CHECKING:
+    from routing.policy import ModelSpec, Policy, Weights
+
+
+@dataclass(frozen=True, slots=True)
+class RatedModel:
+    """A model with quality for a task. ``terms[r]`` is the score's performance and refinement
+    part for ``r`` rounds, for every ``r <= min(task.max_rounds, len(quality) - 1)``."""
+
+    model: str
+    context_window: int
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    quality: tuple[float, ...]
+    terms: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskIndex:
+    """One task: its rated models in catalog order (and by id; ``rows`` holds the planner's
+    fields as plain tuples, which its loop unpacks faster than attributes), the models
+    without quality for it, the most rounds any model may plan, and the classifier pattern
+    (None: no keywords)."""
+
+    name: str
+    max_rounds: int
+    answer_tokens: int
+    rated: tuple[RatedModel, ...]
+    rows: tuple[tuple[str, int, float, float, tuple[float, ...], int], ...]
+    by_model: dict[str, RatedModel]
+    unrated: tuple[str, ...]
+    most_rounds: int
+    pattern: re.Pattern[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyIndex:
+    """Per-policy planning data; ``score = terms[r] - cost_term(C)`` (``routing.perfics``)."""
+
+    models: dict[str, ModelSpec]
+    prices: dict[str, Prices]
+    tasks: dict[str, TaskIndex]
+    critique_tokens: int
+    template_tokens: int
+    weights: Weights
+    cost_reference_usd: float
+
+
+def build_index(policy: Policy) -> PolicyIndex:
+    """Precompute ``policy``'s planning data. The policy must be valid (cross-checked)."""
+    models = {spec.id: spec for spec in policy.models}
+    prices = {spec.id: spec.prices() for spec in policy.models}
+    tasks: dict[str, TaskIndex] = {}
+    for name, task in policy.tasks.items():
+        rated: list[RatedModel] = []
+        unrated: list[str] = []
+        for spec in policy.models:
+            quality = spec.quality_for(name)
+            if quality is None:
+                unrated.append(spec.id)
+                continue
+            top = min(task.max_rounds, len(quality) - 1)
+            model_prices = prices[spec.id]
+            rated.append(
+                RatedModel(
+                    model=spec.id,
+                    context_window=spec.context_window,
+                    input_usd_per_mtok=model_prices.input_usd_per_mtok,
+                    output_usd_per_mtok=model_prices.output_usd_per_mtok,
+                    quality=quality,
+                    terms=tuple(
+                        quality_terms(quality[0], quality[r], policy.weights)
+                        for r in range(top + 1)
+                    ),
+                )
+            )
+        tasks[name] = TaskIndex(
+            name=name,
+            max_rounds=task.max_rounds,
+            answer_tokens=task.answer_tokens,
+            rated=tuple(rated),
+            rows=tuple(
+                (
+                    entry.model,
+                    entry.context_window,
+                    entry.input_usd_per_mtok,
+                    entry.output_usd_per_mtok,
+                    entry.terms,
+                    len(entry.terms) - 1,
+                )
+                for entry in rated
+            ),
+            by_model={entry.model: entry for entry in rated},
+            unrated=tuple(unrated),
+            most_rounds=max((len(entry.terms) - 1 for entry in rated), default=0),
+            pattern=keyword_pattern(task.keywords),
+        )
+    return PolicyIndex(
+        models=models,
+        prices=prices,
+        tasks=tasks,
+        critique_tokens=policy.refinement.critique_max_tokens,
+        template_tokens=policy.refinement.template_tokens,
+        weights=policy.weights,
+        cost_reference_usd=policy.cost_reference_usd,
+    )
+
+
+def keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One case-insensitive pattern matching any keyword as whole words: not preceded or
+    followed by a word character; the words of a phrase separated by any whitespace. Longer
+    keywords are tried first, so ``machine learning`` wins over ``learning``."""
+    if not keywords:
+        return None
+    alternatives = sorted(
+        {r"\s+".join(re.escape(word) for word in keyword.split()) for keyword in keywords},
+        key=lambda alternative: (-len(alternative), alternative),
+    )
+    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE)
