@@ -24,6 +24,12 @@ SYSTEM = (
     "assumptions, and prefer short concrete examples over long explanations."
 )
 QUESTION = "Explain what a hash table is and when you would not use one."
+# A longer conversation, as applications with instructions or retrieved context send.
+CONTEXT = " ".join(
+    f"Note {i}: the service stores records in a table keyed by customer id, and lookups by "
+    f"id happen on every request, while range scans by date run nightly."
+    for i in range(1, 13)
+)
 
 
 class Timed:
@@ -79,19 +85,8 @@ class Timed:
         )
 
 
-async def main(policy_path: str, model: str) -> None:
-    policy = load_policy(policy_path)
-    spec = policy.model(model)
-    backend = Timed(LlamaCppBackend(spec))
-    await backend.start()
-    refinement = policy.refinement
-    prompts = RefinementPrompts(
-        refinement.critique_prompt,
-        refinement.rewrite_prompt,
-        "\x00never\x00",
-        refinement.critique_max_tokens,
-    )
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]
+async def one_run(backend: Timed, prompts: RefinementPrompts, messages: list[Message]) -> None:
+    backend.rows.clear()
     params = SamplingParams(max_tokens=120, temperature=0.0, seed=1)
     async for event in refine(
         backend,
@@ -103,11 +98,8 @@ async def main(policy_path: str, model: str) -> None:
         live=False,
     ):
         if isinstance(event, Finished):
-            result = event.result
-    await backend.aclose()
-    print(
-        f"model {model}: 2 rounds planned, stop phrase disabled, {result.rounds} rounds done"
-    )
+            done = event.result.rounds
+    print(f"{done} rounds done")
     print(f"{'call':<11} {'sent':>6} {'evaluated':>10} {'generated':>10} {'wall s':>7}")
     for name, sent, evaluated, generated, wall in backend.rows:
         print(f"{name:<11} {sent:>6} {evaluated:>10} {generated:>10} {wall:>7.2f}")
@@ -115,14 +107,42 @@ async def main(policy_path: str, model: str) -> None:
     evaluated_total = sum(r[2] for r in backend.rows)
     print(f"{'total':<11} {sent_total:>6} {evaluated_total:>10}")
     print(f"evaluated / sent = {evaluated_total / sent_total:.1%} (target <= 25%)")
-    print(
-        f"evaluated / sent after the draft = "
-        f"{sum(r[2] for r in backend.rows[1:]) / sum(r[1] for r in backend.rows[1:]):.1%}"
+    print()
+
+
+async def main(policy_path: str, model: str) -> None:
+    policy = load_policy(policy_path)
+    backend = Timed(LlamaCppBackend(policy.model(model)))
+    await backend.start()
+    refinement = policy.refinement
+    # The stop phrase is disabled so that both rounds run whatever the model says.
+    prompts = RefinementPrompts(
+        refinement.critique_prompt,
+        refinement.rewrite_prompt,
+        "\x00never\x00",
+        refinement.critique_max_tokens,
     )
+    print(f"model {model}, 2 rounds, answers up to 120 tokens, temperature 0\n")
+    print("short conversation (system prompt + one question):")
+    await one_run(
+        backend,
+        prompts,
+        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}],
+    )
+    print("longer conversation (system prompt + ~500 tokens of notes + question):")
+    await one_run(
+        backend,
+        prompts,
+        [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": CONTEXT + "\n\n" + QUESTION},
+        ],
+    )
+    await backend.aclose()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--policy", default="policies/default.yaml")
     parser.add_argument("--model", default="smollm2-135m")
     args = parser.parse_args()
