@@ -13,6 +13,8 @@ Rounds stop at the planned count (``max_rounds``), when a critique is the stop p
 (``no_issues``), or when the next round's estimated cost would exceed what is left of the
 budget (``budget``). A tool-call draft is returned as is (``not_refinable``). With a JSON
 ``response_format``, a rewrite that does not parse is discarded and the previous answer kept.
+A round call the backend refuses (``UpstreamRejected``: in practice, the longer round prompt
+no longer fits the model's context) ends refinement with ``budget``, keeping the answer in hand.
 
 ``refine`` is an async generator of events so one loop serves both response modes: a
 non-streaming caller keeps only ``Finished``; a streaming caller forwards ``AnswerDelta``s (the
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.backends.base import Backend, Completion, Delta, Message, SamplingParams, Usage
+from proxy.errors import UpstreamRejected
 
 StopReason = str  # max_rounds | no_issues | budget | not_refinable
 
@@ -141,7 +144,13 @@ async def refine(
         critique_params = params.replace(
             max_tokens=prompts.critique_max_tokens, response_format=None, stop=(), tools=None
         )
-        critique = await backend.complete(critique_messages, critique_params)
+        try:
+            critique = await backend.complete(critique_messages, critique_params)
+        except UpstreamRejected:
+            # The longer round prompt no longer fits (the model's context, usually): the
+            # answer in hand stands, as when the money budget runs out.
+            stop_reason = "budget"
+            break
         usage = usage + critique.usage
         if is_stop_phrase(critique.text, prompts.stop_phrase):
             trace.append(RoundTrace(number, critique.text, critique.usage))
@@ -154,10 +163,17 @@ async def refine(
         ]
         live_rewrite = live and number == rounds and not _wants_json(params)
         call = _Call()
-        async for event in call.run(
-            backend, rewrite_messages, params, live=live_rewrite, use_stream=live_rewrite
-        ):
-            yield event
+        try:
+            async for event in call.run(
+                backend, rewrite_messages, params, live=live_rewrite, use_stream=live_rewrite
+            ):
+                yield event
+        except UpstreamRejected:
+            if call.emitted:
+                raise
+            trace.append(RoundTrace(number, critique.text, critique.usage))
+            stop_reason = "budget"
+            break
         rewrite = call.completion
         usage = usage + rewrite.usage
         kept = not _wants_json(params) or _parses_as_json(rewrite.text)
@@ -186,6 +202,7 @@ class _Call:
     """One model call, either collected whole or forwarded delta by delta."""
 
     completion: Completion
+    emitted = False
 
     async def run(
         self,
@@ -215,6 +232,7 @@ class _Call:
                 if delta.text:
                     parts.append(delta.text)
                     if live:
+                        self.emitted = True
                         yield AnswerDelta(delta.text)
                 tool_calls.extend(delta.tool_calls)
                 if delta.finish_reason is not None:

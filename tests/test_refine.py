@@ -215,3 +215,16 @@ async def test_live_mode_answer_accepted_on_stop_phrase_is_not_marked_streamed()
     result, events = await run(backend, rounds=2, live=True)
     assert not any(isinstance(e, AnswerDelta) for e in events)
     assert not result.streamed and result.text == "draft"
+
+
+async def test_round_that_no_longer_fits_keeps_the_answer_in_hand() -> None:
+    from proxy.errors import UpstreamRejected
+
+    too_long = UpstreamRejected("the prompt is 2100 tokens; m holds 2048", param="messages")
+    backend = ScriptedBackend("m", ["draft", "fix it", "better", too_long])
+    result, _ = await run(backend, rounds=2)
+    assert (result.text, result.rounds, result.stop_reason) == ("better", 1, "budget")
+    backend = ScriptedBackend("m", ["draft", "fix it", too_long])
+    result, _ = await run(backend, rounds=2)
+    assert (result.text, result.rounds, result.stop_reason) == ("draft", 0, "budget")
+    assert result.trace[0].critique == "fix it" and result.trace[0].rewrite is None
