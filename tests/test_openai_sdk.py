@@ -186,9 +186,22 @@ def test_health_and_readiness(model_server: ServerProcess) -> None:
     assert ready["status"] == "ready" and ready["models_ready"] == ["smollm2-135m"]
 
 
+def small_request_seconds(server: ServerProcess) -> float:
+    started = time.monotonic()
+    reply = httpx.post(
+        f"{server.base_url}/v1/chat/completions",
+        json={"model": "auto", "messages": QUESTION, "max_tokens": 2},
+        timeout=60,
+    )
+    assert reply.status_code == 200
+    return time.monotonic() - started
+
+
 def test_disconnect_mid_stream_frees_the_model(model_server: ServerProcess) -> None:
-    """An abandoned 1500-token generation would hold the model for ~10 s; after the client
-    leaves, the next request must be answered at once."""
+    """An abandoned 1500-token generation would hold the model for 10 s or more; after the
+    client leaves, the next request is answered about as fast as on an idle model (the bound
+    scales with an idle baseline so a loaded machine does not make it flaky)."""
+    idle = small_request_seconds(model_server)
     story = [{"role": "user", "content": "Write a very long story about the sea."}]
     with httpx.stream(
         "POST",
@@ -205,19 +218,13 @@ def test_disconnect_mid_stream_frees_the_model(model_server: ServerProcess) -> N
         for line in response.iter_lines():
             if line.startswith("data: {"):
                 break  # the first token arrived; leave
-    started = time.monotonic()
-    reply = httpx.post(
-        f"{model_server.base_url}/v1/chat/completions",
-        json={"model": "auto", "messages": QUESTION, "max_tokens": 2},
-        timeout=30,
-    )
-    assert reply.status_code == 200
-    assert time.monotonic() - started < 2.0
+    assert small_request_seconds(model_server) < 1.5 + 3 * idle
 
 
 def test_disconnect_during_non_streaming_request_frees_the_model(
     model_server: ServerProcess,
 ) -> None:
+    idle = small_request_seconds(model_server)
     story = [{"role": "user", "content": "Write a very long story about the mountains."}]
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(
@@ -225,14 +232,7 @@ def test_disconnect_during_non_streaming_request_frees_the_model(
             json={"model": "auto", "messages": story, "max_tokens": 1500, "temperature": 1.0},
             timeout=httpx.Timeout(30, read=0.7),
         )
-    started = time.monotonic()
-    reply = httpx.post(
-        f"{model_server.base_url}/v1/chat/completions",
-        json={"model": "auto", "messages": QUESTION, "max_tokens": 2},
-        timeout=30,
-    )
-    assert reply.status_code == 200
-    assert time.monotonic() - started < 2.0
+    assert small_request_seconds(model_server) < 1.5 + 3 * idle
 
 
 def test_full_queue_answers_429_with_retry_after(model_server: ServerProcess) -> None:
