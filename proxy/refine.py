@@ -12,7 +12,8 @@ prefix caching re-reads only the new tail.
 Rounds stop at the planned count (``max_rounds``), when a critique is the stop phrase
 (``no_issues``), or when the next round's estimated cost would exceed what is left of the
 budget (``budget``). A tool-call draft is returned as is (``not_refinable``). With a JSON
-``response_format``, a rewrite that does not parse is discarded and the previous answer kept.
+``response_format``, a rewrite that does not parse is discarded and the previous answer kept;
+so is an empty rewrite, or one that mostly repeats the critique (a failure of small models).
 A round call the backend refuses (``UpstreamRejected``: in practice, the longer round prompt
 no longer fits the model's context) ends refinement with ``budget``, keeping the answer in hand.
 
@@ -25,6 +26,7 @@ final text when it was not streamed live.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -165,7 +167,12 @@ async def refine(
         call = _Call()
         try:
             async for event in call.run(
-                backend, rewrite_messages, params, live=live_rewrite, use_stream=live_rewrite
+                backend,
+                rewrite_messages,
+                params,
+                live=live_rewrite,
+                use_stream=live_rewrite,
+                echo_of=critique.text,
             ):
                 yield event
         except UpstreamRejected:
@@ -176,13 +183,15 @@ async def refine(
             break
         rewrite = call.completion
         usage = usage + rewrite.usage
-        kept = not _wants_json(params) or _parses_as_json(rewrite.text)
+        kept = not _echoes(rewrite.text, critique.text) and (
+            not _wants_json(params) or _parses_as_json(rewrite.text)
+        )
         trace.append(
             RoundTrace(number, critique.text, critique.usage, rewrite.text, rewrite.usage, kept)
         )
         if kept:
             answer, answer_tokens = rewrite, rewrite.usage.completion_tokens
-            streamed = live_rewrite
+            streamed = call.emitted
     rounds_done = sum(1 for t in trace if t.rewrite is not None)
     yield Finished(
         Refined(
@@ -199,7 +208,11 @@ async def refine(
 
 
 class _Call:
-    """One model call, either collected whole or forwarded delta by delta."""
+    """One model call, either collected whole or forwarded delta by delta.
+
+    With ``echo_of`` (a live rewrite), the first ``_ECHO_PREFIX`` characters are held back
+    until it is known whether the rewrite merely repeats that critique; an echo is then
+    collected silently instead of streamed, so streaming and non-streaming agree."""
 
     completion: Completion
     emitted = False
@@ -213,6 +226,7 @@ class _Call:
         live: bool,
         use_stream: bool,
         announce: bool = False,
+        echo_of: str | None = None,
     ) -> AsyncIterator[Event]:
         if not use_stream:
             self.completion = await backend.complete(messages, params)
@@ -223,6 +237,7 @@ class _Call:
         tool_calls: list[Mapping[str, Any]] = []
         finish_reason, usage = "stop", Usage()
         first = True
+        held = echo_of is not None
         delta: Delta
         async with contextlib.aclosing(backend.stream(messages, params)) as deltas:
             async for delta in deltas:
@@ -231,7 +246,13 @@ class _Call:
                 first = False
                 if delta.text:
                     parts.append(delta.text)
-                    if live:
+                    if live and held and sum(map(len, parts)) >= _ECHO_PREFIX:
+                        held = False
+                        live = not _echoes("".join(parts), echo_of or "")
+                        if live:
+                            self.emitted = True
+                            yield AnswerDelta("".join(parts))
+                    elif live and not held:
                         self.emitted = True
                         yield AnswerDelta(delta.text)
                 tool_calls.extend(delta.tool_calls)
@@ -239,9 +260,13 @@ class _Call:
                     finish_reason = delta.finish_reason
                 if delta.usage is not None:
                     usage = delta.usage
+        text = "".join(parts)
+        if live and held and text and not _echoes(text, echo_of or ""):
+            self.emitted = True
+            yield AnswerDelta(text)
         if first and announce:
             yield Started()
-        self.completion = Completion("".join(parts), finish_reason, usage, tuple(tool_calls))
+        self.completion = Completion(text, finish_reason, usage, tuple(tool_calls))
 
 
 _EDGE = re.compile(r"^[\W_]+|[\W_]+$")
@@ -256,6 +281,21 @@ def is_stop_phrase(critique: str, stop_phrase: str) -> bool:
         return _SPACE.sub(" ", _EDGE.sub("", text.strip())).casefold()
 
     return bool(critique.strip()) and norm(critique) == norm(stop_phrase)
+
+
+def _echoes(rewrite: str, critique: str) -> bool:
+    """True when the "improved answer" is empty or opens by repeating the critique: small
+    models often answer the rewrite prompt by restating the problems they listed. Only the
+    opening is compared, so a live stream can decide before it sends anything."""
+    opening = rewrite[:_ECHO_PREFIX]
+    if not opening.strip():
+        return True
+    matcher = difflib.SequenceMatcher(None, opening, critique[:_ECHO_PREFIX], autojunk=False)
+    return matcher.ratio() >= _ECHO_RATIO
+
+
+_ECHO_PREFIX = 80
+_ECHO_RATIO = 0.8
 
 
 def _wants_json(params: SamplingParams) -> bool:

@@ -228,3 +228,38 @@ async def test_round_that_no_longer_fits_keeps_the_answer_in_hand() -> None:
     result, _ = await run(backend, rounds=2)
     assert (result.text, result.rounds, result.stop_reason) == ("draft", 0, "budget")
     assert result.trace[0].critique == "fix it" and result.trace[0].rewrite is None
+
+
+async def test_rewrite_that_repeats_the_critique_or_is_empty_is_discarded() -> None:
+    critique = "The answer has several issues:\n1. It is too short.\n2. It does not rhyme."
+    echo = "The answer has several issues:\n1. It is too short.\n2. It does not rhyme at all."
+    backend = ScriptedBackend("m", ["a poem", critique, echo, "still short", "   "])
+    result, _ = await run(backend, rounds=2)
+    assert result.text == "a poem"
+    assert [t.kept for t in result.trace] == [False, False]
+    assert result.rounds == 2 and result.stop_reason == "max_rounds"
+
+
+async def test_a_genuine_rewrite_that_quotes_part_of_the_critique_is_kept() -> None:
+    critique = "It does not rhyme."
+    rewrite = "The sea at night is deep and wide,\nit sings to me with every tide."
+    backend = ScriptedBackend("m", ["a poem", critique, rewrite])
+    result, _ = await run(backend, rounds=1)
+    assert result.text == rewrite and result.trace[0].kept
+
+
+async def test_live_rewrite_that_repeats_the_critique_is_not_streamed() -> None:
+    critique = "The previous answer contains several issues: it is too short and it does not rhyme."
+    backend = ScriptedBackend("m", ["a poem", critique, critique + " Also the tone."])
+    result, events = await run(backend, rounds=1, live=True)
+    assert not any(isinstance(e, AnswerDelta) for e in events)
+    assert result.text == "a poem" and not result.streamed and not result.trace[0].kept
+
+
+async def test_live_rewrite_is_held_only_for_its_opening() -> None:
+    rewrite = " ".join(f"word{i}" for i in range(60))
+    backend = ScriptedBackend("m", ["a poem", "Too short.", rewrite])
+    result, events = await run(backend, rounds=1, live=True)
+    deltas = [e.text for e in events if isinstance(e, AnswerDelta)]
+    assert "".join(deltas) == rewrite and result.streamed
+    assert len(deltas[0]) >= 80 and len(deltas) > 10

@@ -36,12 +36,22 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# Used when a GGUF carries no chat template.
+# Used when a GGUF carries no chat template, by the model's architecture. Gemma has no system
+# role: system text is folded into the first user turn (``_fold_system``), as Google's own
+# template does.
 _CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{{ message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+_GEMMA = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}<start_of_turn>model\n"
+    "{% else %}<start_of_turn>user\n{% endif %}"
+    "{{ message['content'] }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+_TEMPLATES_BY_ARCHITECTURE = {"gemma": _GEMMA, "gemma2": _GEMMA, "gemma3": _GEMMA}
 _REPEAT_PENALTY = 1.1
 _DONE = object()
 
@@ -108,13 +118,19 @@ class LlamaCppBackend:
             n_batch=getattr(options, "n_batch", 512),
             verbose=False,
         )
-        template = llama.metadata.get("tokenizer.chat_template") or _CHATML
+        architecture = llama.metadata.get("general.architecture", "")
+        template = llama.metadata.get("tokenizer.chat_template") or (
+            _TEMPLATES_BY_ARCHITECTURE.get(architecture, _CHATML)
+        )
+        fold_system = template is _GEMMA
         eos = llama.detokenize([llama.token_eos()], special=True).decode("utf-8", "ignore")
         bos = llama.detokenize([llama.token_bos()], special=True).decode("utf-8", "ignore")
         formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
 
         def render(messages: Sequence[Message]) -> str:
             flat: Any = [_flatten(m) for m in messages]
+            if fold_system:
+                flat = _fold_system(flat)
             return str(formatter(messages=flat).prompt)
 
         self._render = render
@@ -267,6 +283,23 @@ def _flatten(message: Message) -> dict[str, Any]:
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
     role = message.get("role", "user")
     return {"role": "system" if role == "developer" else role, "content": content or ""}
+
+
+def _fold_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """System messages prepended to the next user turn, for templates without a system role."""
+    folded: list[dict[str, Any]] = []
+    pending: list[str] = []
+    for message in messages:
+        if message["role"] == "system":
+            pending.append(message["content"])
+            continue
+        if pending and message["role"] == "user":
+            message = {**message, "content": "\n\n".join([*pending, message["content"]])}
+            pending = []
+        folded.append(message)
+    if pending:
+        folded.append({"role": "user", "content": "\n\n".join(pending)})
+    return folded
 
 
 def _grammar(response_format: Any) -> Any:
