@@ -1,0 +1,295 @@
+"""Run a calibration: answer every question on every model, grade the answers, tally them.
+
+Answers come from ``proxy.refine.refine``, the engine the proxy serves with, at temperature 0
+with a fixed seed and ``max_tokens`` = the task's ``answer_tokens``. One draft and R rounds give
+every round count 0..R (``AnswerRecord.answer_after``). Each distinct answer text is graded once
+by the judge. Answers and grades are written to the run directory as they are made; with
+``resume`` they are read back instead of asking the models again.
+
+Backend errors (``proxy.errors.PerficsError``) on one question are counted as failures and the
+run goes on; any other exception (an interrupt) ends the run, keeping what was written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import structlog
+
+from proxy.backends.base import Backend, SamplingParams, Usage
+from proxy.errors import PerficsError
+from proxy.refine import Finished, RefinementPrompts, refine
+
+from .answers import AnswerRecord
+from .judge import RUBRIC_VERSION, Grade, grade
+from .progress import Progress
+from .questions import Question
+from .scores import Calibration, Failure, build_cells
+from .store import DEFAULT_ROOT, RunStore, fingerprint
+from .throughput import CallTiming, TimedBackend, throughput
+
+if TYPE_CHECKING:
+    from routing.policy import ModelSpec, Policy
+
+log = structlog.get_logger(__name__)
+
+# Policy fields that do not change what a model answers; left out of cache keys.
+_NOT_SERVING = frozenset(
+    {"quality", "hardware", "input_usd_per_mtok", "output_usd_per_mtok", "description"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationSettings:
+    rounds: int = 2
+    seed: int = 0
+    judge_max_tokens: int = 256
+    judge_retries: int = 2
+    resume: bool = False
+
+
+def refinement_prompts(policy: Policy) -> RefinementPrompts:
+    """The prompts the proxy refines with under ``policy`` (as ``proxy.runtime`` builds them)."""
+    refinement = policy.refinement
+    return RefinementPrompts(
+        critique=refinement.critique_prompt,
+        rewrite=refinement.rewrite_prompt,
+        stop_phrase=refinement.stop_phrase,
+        critique_max_tokens=refinement.critique_max_tokens,
+    )
+
+
+def default_run_dir(
+    policy: Policy, questions: Sequence[Question], judge: str, settings: CalibrationSettings
+) -> Path:
+    """``.perfics/calibrate/<fingerprint>`` of everything that decides answers and grades."""
+    key = {
+        "models": [_serving_entry(spec) for spec in policy.models],
+        "refinement": _dump(policy.refinement),
+        "answer_tokens": {name: task.answer_tokens for name, task in policy.tasks.items()},
+        "questions": [[q.question_id, q.prompt, q.reference, q.task] for q in questions],
+        "judge": judge,
+        "seed": settings.seed,
+    }
+    return DEFAULT_ROOT / fingerprint(key)
+
+
+async def calibrate(
+    policy: Policy,
+    questions: Sequence[Question],
+    models: Mapping[str, Backend],
+    judge: Backend,
+    store: RunStore,
+    settings: CalibrationSettings,
+    *,
+    progress_stream: TextIO | None = None,
+) -> Calibration:
+    """Answer, grade and tally. ``models`` maps each model to calibrate to its started
+    backend; ``judge`` is the judge's started backend (it may be one of ``models``)."""
+    rounds = settings.rounds
+    answer_units = 1 + 2 * rounds
+    total = len(models) * len(questions) * (answer_units + rounds + 1)
+    progress = Progress(total, progress_stream)
+    failures: list[Failure] = []
+    answers, model_calls = await _answer_all(
+        policy, questions, models, store, settings, progress, failures
+    )
+    scores, judge_calls = await _grade_all(
+        questions, answers, judge, store, settings, progress, failures
+    )
+    progress.close()
+    speeds = {
+        model: throughput(
+            record.draft_timing
+            for (m, _), record in answers.items()
+            if m == model and record.draft_timing is not None
+        )
+        for model in models
+    }
+    pairs = [(q.question_id, q.task) for q in questions]
+    return Calibration(
+        judge=judge.model_id,
+        rounds=rounds,
+        cells=build_cells(pairs, list(models), rounds, scores),
+        failures=tuple(failures),
+        throughput=speeds,
+        model_calls=model_calls,
+        judge_calls=judge_calls,
+    )
+
+
+async def _answer_all(
+    policy: Policy,
+    questions: Sequence[Question],
+    models: Mapping[str, Backend],
+    store: RunStore,
+    settings: CalibrationSettings,
+    progress: Progress,
+    failures: list[Failure],
+) -> tuple[dict[tuple[str, str], AnswerRecord], int]:
+    """Every ``(model, question_id)``'s answer record, and the model calls made for them."""
+    rounds = settings.rounds
+    units = 1 + 2 * rounds
+    prompts = refinement_prompts(policy)
+    answers: dict[tuple[str, str], AnswerRecord] = {}
+    calls = 0
+    for model, backend in models.items():
+        timed = TimedBackend(backend)
+        spec = policy.model(model)
+        for question in questions:
+            qid = question.question_id
+            params = SamplingParams(
+                max_tokens=policy.tasks[question.task].answer_tokens,
+                temperature=0.0,
+                seed=settings.seed,
+            )
+            key = _answer_key(policy, spec, question, params)
+            cached = store.load_answer(model, qid) if settings.resume else None
+            if cached is not None and cached.get("key") == key:
+                record = AnswerRecord.from_json(cached["answer"])
+                if record.covers(rounds):
+                    answers[(model, qid)] = record
+                    progress.skip(units)
+                    continue
+            calls_before = len(timed.calls)
+            try:
+                record = await _answer(timed, question, params, rounds, prompts)
+            except PerficsError as exc:
+                failures.append(Failure("answer", model, qid, None, str(exc)))
+                log.warning("calibrate.answer_failed", model=model, question=qid)
+                progress.advance(units, f"{model} q{qid} failed")
+                continue
+            finally:
+                calls += len(timed.calls) - calls_before
+            store.save_answer(model, qid, {"key": key, "answer": record.to_json()})
+            answers[(model, qid)] = record
+            progress.advance(units, f"answered {model} q{qid}")
+    return answers, calls
+
+
+async def _grade_all(
+    questions: Sequence[Question],
+    answers: Mapping[tuple[str, str], AnswerRecord],
+    judge: Backend,
+    store: RunStore,
+    settings: CalibrationSettings,
+    progress: Progress,
+    failures: list[Failure],
+) -> tuple[dict[tuple[str, str, int], float | None], int]:
+    """The score of every ``(model, question_id, rounds)`` answer (``None``: a failure), and
+    the judge calls made. Each distinct answer text is graded once."""
+    params = SamplingParams(
+        max_tokens=settings.judge_max_tokens, temperature=0.0, seed=settings.seed
+    )
+    by_id = {q.question_id: q for q in questions}
+    graded: dict[str, Grade | None] = {}
+    scores: dict[tuple[str, str, int], float | None] = {}
+    calls = 0
+    for (model, qid), record in answers.items():
+        question = by_id[qid]
+        for r in range(settings.rounds + 1):
+            text = record.answer_after(r)
+            key = fingerprint(
+                [RUBRIC_VERSION, judge.model_id, question.prompt, question.reference, text]
+            )
+            made = 0
+            if key not in graded:
+                graded[key], made = await _grade_once(
+                    judge, question, text, params, store, key, settings
+                )
+                calls += made
+            if made:
+                progress.advance(1, f"graded {model} q{qid} r{r}")
+            else:
+                progress.skip(1)
+            result = graded[key]
+            if result is None or result.score is None:
+                reason = "judge backend failed" if result is None else str(result.error)
+                failures.append(Failure("grade", model, qid, r, reason))
+            scores[(model, qid, r)] = None if result is None else result.score
+    return scores, calls
+
+
+async def _answer(
+    timed: TimedBackend,
+    question: Question,
+    params: SamplingParams,
+    rounds: int,
+    prompts: RefinementPrompts,
+) -> AnswerRecord:
+    first_call = len(timed.calls)
+
+    def always(_usage: Usage, _prompt: int, _answer: int) -> bool:
+        return True
+
+    async for event in refine(
+        timed,
+        [{"role": "user", "content": question.prompt}],
+        params,
+        rounds=rounds,
+        prompts=prompts,
+        within_budget=always,
+        live=False,
+    ):
+        if isinstance(event, Finished):
+            timing: CallTiming = timed.calls[first_call][0]
+            draft = timed.calls[first_call][1].text
+            return AnswerRecord.from_refined(event.result, draft, rounds, timing)
+    raise AssertionError("refine ended without Finished")
+
+
+async def _grade_once(
+    judge: Backend,
+    question: Question,
+    text: str,
+    params: SamplingParams,
+    store: RunStore,
+    key: str,
+    settings: CalibrationSettings,
+) -> tuple[Grade | None, int]:
+    """The grade of one answer text (from the cache when resuming) and the judge calls made.
+    ``None`` when the judge's backend failed (not cached: a later resume asks again)."""
+    cached = store.load_grade(key) if settings.resume else None
+    if cached is not None:
+        return Grade(cached["score"], tuple(cached["replies"]), cached.get("error")), 0
+    try:
+        result = await grade(
+            judge, question.prompt, text, question.reference, params, retries=settings.judge_retries
+        )
+    except PerficsError:
+        log.warning("calibrate.judge_failed", judge=judge.model_id, question=question.question_id)
+        return None, 1
+    store.save_grade(
+        key,
+        {"score": result.score, "replies": list(result.replies), "error": result.error},
+    )
+    if result.score is None:
+        log.info(
+            "calibrate.grade_unparsed", question=question.question_id, attempts=result.attempts
+        )
+    return result, result.attempts
+
+
+def _answer_key(policy: Policy, spec: ModelSpec, question: Question, params: SamplingParams) -> str:
+    return fingerprint(
+        [
+            _serving_entry(spec),
+            _dump(policy.refinement),
+            question.prompt,
+            params.max_tokens,
+            params.seed,
+        ]
+    )
+
+
+def _serving_entry(spec: ModelSpec) -> dict[str, Any]:
+    return {k: v for k, v in _dump(spec).items() if k not in _NOT_SERVING}
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    dumped = model.model_dump(mode="json")
+    assert isinstance(dumped, dict)
+    return dumped

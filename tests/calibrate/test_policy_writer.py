@@ -1,0 +1,219 @@
+"""Writing calibrated figures back: comments and other keys survive, the result loads, an
+invalid result is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from proxy.calibrate.policy_writer import (
+    apply_calibration,
+    calibrated_lists,
+    diff,
+    write_policy,
+)
+from proxy.calibrate.scores import Calibration, Cell
+from proxy.calibrate.throughput import Throughput
+from routing.errors import PolicyError
+from routing.policy_loader import load_policy, parse_policy
+
+from .conftest import POLICY
+
+DATE = "2026-11-29"
+
+
+def calibration(**throughput: Throughput) -> Calibration:
+    cells = [
+        Cell("general", "alpha", 0, (4.0, 5.0), 0),
+        Cell("general", "alpha", 1, (6.0, 5.0), 0),
+        Cell("math", "alpha", 0, (3.0,), 1),
+        Cell("math", "alpha", 1, (7.25,), 1),
+        Cell("general", "beta", 0, (2.0, 3.0), 0),
+        Cell("general", "beta", 1, (), 2),  # nothing graded: beta's list is not touched
+    ]
+    return Calibration("judge", 1, tuple(cells), (), throughput)
+
+
+def test_quality_lists_written_with_their_provenance() -> None:
+    original = POLICY.read_text()
+    edited = apply_calibration(original, calibration(), date=DATE, hardware=False)
+    text = edited.text
+    assert (
+        "    general: [4.5, 5.5]  # calibrated 2026-11-29: n=2 per round count, judge=judge" in text
+    )
+    assert (
+        "    math: [3.0, 7.25]  # calibrated 2026-11-29: n=1 per round count, judge=judge" in text
+    )
+    policy = parse_policy(text, "calibrated.yaml")
+    alpha, beta = policy.model("alpha"), policy.model("beta")
+    assert alpha.quality == {
+        "default": (3.0, 3.2, 3.3),
+        "creative": (4.0, 4.5),  # no questions for creative: kept
+        "general": (4.5, 5.5),
+        "math": (3.0, 7.25),
+    }
+    assert beta.quality == {"default": (2.0, 2.5)}
+    assert edited.changes == (
+        "alpha.quality.general: (default) -> [4.5, 5.5]",
+        "alpha.quality.math: (default) -> [3.0, 7.25]",
+    )
+
+
+def test_everything_else_is_kept_comments_included() -> None:
+    original = POLICY.read_text()
+    text = apply_calibration(original, calibration(), date=DATE, hardware=False).text
+    for line in original.splitlines():
+        if "#" in line:
+            assert line.strip() in text, line
+    before, after = yaml.safe_load(original), yaml.safe_load(text)
+    for model in (*before["models"], *after["models"]):
+        model.pop("quality")
+    assert before == after
+    lines = diff(original, text, "p.yaml").splitlines()[2:]
+    removed = [line[1:] for line in lines if line.startswith("-")]
+    added = [line[1:] for line in lines if line.startswith("+")]
+    assert removed == ["    quality: {default: [3.0, 3.2, 3.3], creative: [4.0, 4.5]}"]
+    assert [line.split("#")[0].rstrip() for line in added] == [
+        "    quality:",
+        "      default: [3.0, 3.2, 3.3]",
+        "      creative: [4.0, 4.5]",
+        "      general: [4.5, 5.5]",
+        "      math: [3.0, 7.25]",
+    ]
+
+
+def test_rewriting_twice_replaces_the_comment() -> None:
+    once = apply_calibration(POLICY.read_text(), calibration(), date=DATE, hardware=False).text
+    assert calibrated_lists(POLICY.read_text()) == frozenset()
+    assert calibrated_lists(once) == {("alpha", "general"), ("alpha", "math")}
+    twice = apply_calibration(once, calibration(), date="2026-12-01", hardware=False).text
+    assert twice.count("calibrated") == 2
+    assert "2026-11-29" not in twice and "calibrated 2026-12-01" in twice
+
+
+def test_uneven_counts_are_spelled_out() -> None:
+    cells = (Cell("general", "alpha", 0, (4.0, 5.0), 0), Cell("general", "alpha", 1, (6.0,), 1))
+    text = apply_calibration(
+        POLICY.read_text(), Calibration("j", 1, cells, ()), date=DATE, hardware=False
+    ).text
+    assert "general: [4.5, 6.0]  # calibrated 2026-11-29: n=2,1 per round count, judge=j" in text
+
+
+def test_hardware_only_on_request_and_only_for_hardware_priced_models() -> None:
+    speeds = {
+        "alpha": Throughput(812.4, 97.6, 3),
+        "beta": Throughput(900.0, 100.0, 3),
+    }
+    original = POLICY.read_text()
+    without = apply_calibration(original, calibration(**speeds), date=DATE, hardware=False)
+    assert "prefill_tokens_per_s: 1500" in without.text
+    edited = apply_calibration(original, calibration(**speeds), date=DATE, hardware=True)
+    assert (
+        "    hardware: {usd_per_hour: 0.05, prefill_tokens_per_s: 812, decode_tokens_per_s: 98}"
+        f"  # measured {DATE}: 3 draft calls\n" in edited.text
+    )
+    hardware = parse_policy(edited.text, "x.yaml").model("alpha").hardware
+    assert hardware is not None
+    assert (hardware.prefill_tokens_per_s, hardware.decode_tokens_per_s) == (812, 98)
+    assert hardware.usd_per_hour == 0.05
+    assert any("beta: priced per token" in note for note in edited.notes)
+    assert parse_policy(edited.text, "x.yaml").model("beta").hardware is None
+
+
+def test_write_validates_and_refuses_an_invalid_policy(tmp_path: Path) -> None:
+    target = tmp_path / "policy.yaml"
+    target.write_text(POLICY.read_text())
+    good = apply_calibration(target.read_text(), calibration(), date=DATE, hardware=False).text
+    target.chmod(0o640)
+    write_policy(target, good)
+    assert load_policy(target).model("alpha").quality["general"] == (4.5, 5.5)
+    assert target.stat().st_mode & 0o777 == 0o640  # an in-place rewrite keeps the mode
+
+    bad = good.replace("default_task: general", "default_task: poetry")
+    with pytest.raises(PolicyError, match=r"policy\.yaml:\d+: default_task"):
+        write_policy(target, bad)
+    assert target.read_text() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["policy.yaml"]  # no temporary left
+
+
+LAYOUT = """\
+version: 1
+default_task: general
+tasks:
+{i}general: {{max_rounds: 1, answer_tokens: 10}}
+models:
+{s}id: alpha
+{m}backend: llamacpp
+{m}model: bundled:smollm2-135m
+{m}context_window: 2048
+{m}input_usd_per_mtok: 1.0
+{m}output_usd_per_mtok: 1.0
+{m}quality:
+{m}{i}default: [5.0]
+"""
+
+
+@pytest.mark.parametrize(
+    ("indent", "dash"), [(2, "- "), (2, "  - "), (4, "- "), (4, "    - "), (4, "  - ")]
+)
+def test_indentation_is_kept(indent: int, dash: str) -> None:
+    text = LAYOUT.format(i=" " * indent, s=dash, m=" " * len(dash))
+    cells = (Cell("general", "alpha", 0, (5.0,), 0), Cell("general", "alpha", 1, (6.0,), 0))
+    edited = apply_calibration(text, Calibration("j", 1, cells, ()), date=DATE, hardware=False)
+    added = f"{' ' * (len(dash) + indent)}general: [5.0, 6.0]  # calibrated {DATE}: n=1"
+    assert edited.text.startswith(text)
+    assert edited.text[len(text) :].startswith(added)
+
+
+def test_comments_after_the_quality_block_stay_below_it() -> None:
+    text = LAYOUT.format(i="  ", s="  - ", m="    ").replace(
+        "    quality:\n      default: [5.0]\n",
+        "    quality: {default: [5.0]}  # guessed\n\n  # the next model is missing\n",
+    )
+    cells = (Cell("general", "alpha", 0, (5.0,), 0), Cell("general", "alpha", 1, (6.0,), 0))
+    edited = apply_calibration(text, Calibration("j", 1, cells, ()), date=DATE, hardware=False)
+    assert edited.text.endswith(
+        "    quality:  # guessed\n"
+        "      default: [5.0]\n"
+        f"      general: [5.0, 6.0]  # calibrated {DATE}: n=1 per round count, judge=j\n"
+        "\n"
+        "  # the next model is missing\n"
+    )
+
+
+def test_calibrating_the_default_policy_touches_only_quality_lines() -> None:
+    original = (Path(__file__).parents[2] / "policies" / "default.yaml").read_text()
+    policy = parse_policy(original, "default.yaml")
+    model = policy.models[0].id
+    cells = tuple(Cell(task, model, r, (5.0 + r,), 0) for task in policy.tasks for r in range(2))
+    text = apply_calibration(
+        original, Calibration("j", 1, cells, ()), date=DATE, hardware=False
+    ).text
+    parse_policy(text, "default.yaml")
+    lines = diff(original, text, "d").splitlines()[2:]
+    changed = [line for line in lines if line[:1] in "+-"]
+    assert changed
+    assert all("calibrated" in line for line in changed if line.startswith("+"))
+    assert len([line for line in changed if line.startswith("+")]) == len(policy.tasks)
+
+
+def test_a_model_without_quality_gets_a_block() -> None:
+    text = (
+        LAYOUT.format(i="  ", s="  - ", m="    ")
+        .replace("    quality:\n      default: [5.0]\n", "    context_window: 2048\n")
+        .replace("    context_window: 2048\n", "", 1)
+    )
+    text += "  - id: other\n    backend: llamacpp\n    model: x.gguf\n    context_window: 9\n"
+    text += (
+        "    input_usd_per_mtok: 1.0\n    output_usd_per_mtok: 1.0\n    quality: {default: [1.0]}\n"
+    )
+    cells = (Cell("general", "alpha", 0, (5.0,), 0), Cell("general", "alpha", 1, (6.0,), 0))
+    edited = apply_calibration(text, Calibration("j", 1, cells, ()), date=DATE, hardware=False)
+    assert (
+        "    context_window: 2048\n    quality:\n"
+        f"      general: [5.0, 6.0]  # calibrated {DATE}: n=1 per round count, judge=j\n"
+        "  - id: other\n" in edited.text
+    )
+    assert parse_policy(edited.text, "x.yaml").model("alpha").quality == {"general": (5.0, 6.0)}
