@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from routing.policy_types import NonNegative, PolicyModel, Positive, PositiveCount
 
 
 class LlamaCppOptions(PolicyModel):
-    """The embedded llama.cpp backend. ``n_threads`` None: every core."""
+    """The embedded llama.cpp backend. ``n_threads`` None: half the logical cores;
+    ``chat_format`` None: the GGUF's own template (``chatml`` and ``gemma`` override it);
+    ``seed``: used when a request sends none."""
 
     n_threads: PositiveCount | None = None
     n_batch: PositiveCount = 512
-    chat_format: str | None = None
+    chat_format: Literal["chatml", "gemma"] | None = None
     seed: int | None = None
 
 

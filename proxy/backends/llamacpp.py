@@ -52,6 +52,8 @@ _GEMMA = (
     "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
 )
 _TEMPLATES_BY_ARCHITECTURE = {"gemma": _GEMMA, "gemma2": _GEMMA, "gemma3": _GEMMA}
+# ``options.chat_format`` overrides the GGUF's own template.
+CHAT_FORMATS = {"chatml": _CHATML, "gemma": _GEMMA}
 _REPEAT_PENALTY = 1.1
 _DONE = object()
 
@@ -68,6 +70,7 @@ class LlamaCppBackend:
         self._llama: Llama | None = None
         self._render: Callable[[Sequence[Message]], str] | None = None
         self._stop_texts: tuple[str, ...] = ()
+        self._default_seed: int | None = None
 
     @property
     def ready(self) -> bool:
@@ -111,16 +114,26 @@ class LlamaCppBackend:
 
         path = resolve_model_path(self._spec.model)
         options = self._spec.options
+        chat_format = getattr(options, "chat_format", None)
+        if chat_format is not None and chat_format not in CHAT_FORMATS:
+            raise BackendError(
+                f"model {self.model_id}: unknown chat_format {chat_format!r}; "
+                f"known: {', '.join(sorted(CHAT_FORMATS))}"
+            )
+        self._default_seed = getattr(options, "seed", None)
         llama = Llama(
             model_path=str(path),
             n_ctx=self._spec.context_window,
-            n_threads=getattr(options, "n_threads", None) or max(1, (os.cpu_count() or 2)),
+            n_threads=getattr(options, "n_threads", None) or default_threads(),
             n_batch=getattr(options, "n_batch", 512),
             verbose=False,
         )
         architecture = llama.metadata.get("general.architecture", "")
-        template = llama.metadata.get("tokenizer.chat_template") or (
-            _TEMPLATES_BY_ARCHITECTURE.get(architecture, _CHATML)
+        template = (
+            CHAT_FORMATS[chat_format]
+            if chat_format is not None
+            else llama.metadata.get("tokenizer.chat_template")
+            or _TEMPLATES_BY_ARCHITECTURE.get(architecture, _CHATML)
         )
         fold_system = template is _GEMMA
         eos = llama.detokenize([llama.token_eos()], special=True).decode("utf-8", "ignore")
@@ -197,7 +210,8 @@ class LlamaCppBackend:
         try:
             room = self._spec.context_window - len(prompt)
             limit = min(params.max_tokens or room, room)
-            llama.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
+            seed = params.seed if params.seed is not None else self._default_seed
+            llama.set_seed(seed if seed is not None else random.getrandbits(31))
             llama_cpp.llama_perf_context_reset(llama.ctx)
             stops = _StopMatcher(params.stop + self._stop_texts)
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -243,6 +257,14 @@ class LlamaCppBackend:
             del exc
         finally:
             emit(_DONE)
+
+
+def default_threads() -> int:
+    """Half the logical cores: llama.cpp's threads spin at every layer barrier, and with one
+    thread per logical core any other work on the machine (this proxy's own HTTP handling
+    included) stalls them. Measured on 2 vCPUs with another process busy: SmolLM2 decoded
+    5 tok/s with 2 threads and 63 tok/s with 1 (benchmarks/hardware.py)."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 class _StopMatcher:
