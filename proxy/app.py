@@ -3,7 +3,11 @@
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/models/{id}``,
 ``GET /healthz`` (process up), ``GET /readyz`` (policy loaded, a backend ready, last reload
 error), ``POST /admin/reload`` (loopback only unless an admin key is configured).
-Every error leaves as OpenAI's envelope through one handler.
+Every error leaves as OpenAI's envelope.
+
+``POST /v1/chat/completions`` is dispatched straight to its ASGI endpoint
+(``proxy.app_chat.ChatEndpoint``); everything else, including that path with another method or
+a trailing slash, goes through FastAPI, which also runs the lifespan.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from typing import Any
 import orjson
 import structlog
 from fastapi import FastAPI
-from routing.errors import PolicyError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from proxy.app_chat import ClientGone, chat_completions
+from proxy.app_chat import CHAT_PATH, ChatEndpoint, authenticate
 from proxy.backends import BackendSettings
 from proxy.backends.base import Backend
 from proxy.errors import (
@@ -37,7 +42,7 @@ from proxy.errors import (
 )
 from proxy.runtime import Runtime, build_runtime, close_runtime, retire
 from proxy.settings import Settings
-from proxy.wire import parse_chat_request
+from routing.errors import PolicyError
 
 log = structlog.get_logger(__name__)
 _LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
@@ -85,9 +90,24 @@ def _json(body: Any, status_code: int = 200, headers: Mapping[str, str] | None =
     return Response(orjson.dumps(body), status_code, headers, media_type="application/json")
 
 
-def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = None) -> FastAPI:
+class PerficsApp:
+    """The service as one ASGI app: the chat endpoint served directly, the rest by ``api``."""
+
+    def __init__(self, api: FastAPI, chat: ChatEndpoint) -> None:
+        self.api = api
+        self.chat = chat
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == CHAT_PATH and scope["method"] == "POST":
+            await self.chat(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = None) -> PerficsApp:
     """The service. ``backends`` injects ready-made backends by model id (tests)."""
     state = ServiceState(settings, backends)
+    chat = ChatEndpoint(state.current, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -112,44 +132,23 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
         }
         return _json(envelope, exc.status_code)
 
-    @app.exception_handler(ClientGone)
-    async def client_gone(request: Request, exc: ClientGone) -> Response:
-        return Response(status_code=499)
-
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.error("request.failed", exc_info=exc)
         return _json(InternalError("internal server error").to_envelope(), 500)
 
-    def authenticate(request: Request) -> None:
-        if not settings.api_key:
-            return
-        supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(supplied.encode(), settings.api_key.encode()):
-            raise AuthenticationFailed("invalid or missing API key")
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Response:
-        authenticate(request)
-        chat_request = parse_chat_request(await request.body())
-        runtime = state.current()
-        runtime.acquire()
-        try:
-            return await chat_completions(request, runtime, chat_request, settings.keepalive_s)
-        except (PerficsError, ClientGone):
-            raise
-        except Exception as exc:
-            log.error("request.failed", exc_info=exc)
-            raise InternalError("internal server error") from exc
+    # The same endpoint, for requests the dispatcher leaves to FastAPI: a trailing slash is
+    # redirected, another method is refused with 405.
+    app.router.routes.append(Route(CHAT_PATH, chat, methods=["POST"]))
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:
-        authenticate(request)
+        authenticate(request.headers, settings.api_key)
         return _json({"object": "list", "data": _model_cards(state.current())})
 
     @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str, request: Request) -> Response:
-        authenticate(request)
+        authenticate(request.headers, settings.api_key)
         for card in _model_cards(state.current()):
             if card["id"] == model_id:
                 return _json(card)
@@ -188,7 +187,7 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
             return _json(envelope, 400)
         return _json({"status": "reloaded", "policy": runtime.source})
 
-    return app
+    return PerficsApp(app, chat)
 
 
 def _reload_on_sighup(state: ServiceState) -> None:

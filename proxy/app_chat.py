@@ -1,82 +1,142 @@
-"""``POST /v1/chat/completions``: parse, decide, run the pipeline, answer in OpenAI's format.
+"""``POST /v1/chat/completions`` as a plain ASGI endpoint: parse, decide, run the pipeline,
+answer in OpenAI's format.
 
-A watcher task waits for the client's ``http.disconnect`` and cancels the work, so an abandoned
-request stops calling models at once (the backend frees the model within a token or two).
+It is the service's one hot path, so it is dispatched before the FastAPI app (``proxy.app``)
+and uses neither Starlette's request and response objects nor FastAPI's middleware and
+dependency resolution, which took about a fifth of a proxied request's CPU on the benchmark
+machine (``benchmarks/README.md``). Errors leave as the same envelope as everywhere else.
+
+A watcher task waits for the client's ``http.disconnect`` and cancels the serving task, so an
+abandoned request, streaming or not, stops calling models at once (the backend frees the model
+within a token or two).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import orjson
 import structlog
-from routing.cost import format_usd
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from proxy import pipeline, sse
-from proxy.errors import InternalError, PerficsError
+from proxy.errors import AuthenticationFailed, InternalError, PerficsError
 from proxy.headers import decision_headers, outcome_headers
-from proxy.pipeline import (
-    AnswerPiece,
-    ChoiceDone,
-    Committed,
-    Decision,
-    Done,
-    Outcome,
-    Progress,
-    StreamItem,
-)
+from proxy.pipeline import Committed, Decision, Outcome
 from proxy.runtime import Runtime
-from proxy.wire import ChatCompletionRequest, choice_body, chunk_body, completion_body
+from proxy.settings import Settings
+from proxy.wire import ChatCompletionRequest, choice_body, completion_body, parse_chat_request
+from routing.cost import format_usd
 
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
+
+CHAT_PATH = "/v1/chat/completions"
+_JSON = (b"content-type", b"application/json")
+_EVENT_STREAM = (b"content-type", b"text/event-stream; charset=utf-8")
 
 
 class ClientGone(Exception):
     """The client disconnected before the answer was complete."""
 
 
-async def chat_completions(
-    request: Request, runtime: Runtime, chat: ChatCompletionRequest, keepalive_s: float
-) -> Response:
-    """Serve one chat completion. ``runtime`` has been acquired by the caller, and is released
-    here when the work is done (for a stream, when the stream ends)."""
+def authenticate(headers: Mapping[str, str], api_key: str | None) -> None:
+    """Raise ``AuthenticationFailed`` unless ``api_key`` is unset or sent as a bearer token."""
+    if not api_key:
+        return
+    supplied = headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(supplied.encode(), api_key.encode()):
+        raise AuthenticationFailed("invalid or missing API key")
+
+
+def error_body(exc: PerficsError) -> bytes:
+    return orjson.dumps(exc.to_envelope())
+
+
+class ChatEndpoint:
+    """The ASGI app of ``POST /v1/chat/completions``. ``current`` returns the runtime to serve
+    with (it raises ``InternalError`` before the policy is loaded)."""
+
+    def __init__(self, current: Callable[[], Runtime], settings: Settings) -> None:
+        self._current = current
+        self._settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = _headers(scope)
+        try:
+            authenticate(headers, self._settings.api_key)
+            chat = parse_chat_request(await _body(receive))
+            runtime = self._current()
+            runtime.acquire()
+            try:
+                await _serve(receive, send, runtime, chat, headers, self._settings)
+            finally:
+                runtime.release()
+        except ClientGone:
+            return
+        except PerficsError as exc:
+            await _respond(send, exc.status_code, error_body(exc), _JSON, exc.headers)
+        except Exception as exc:
+            log.error("request.failed", exc_info=exc)
+            body = error_body(InternalError("internal server error"))
+            await _respond(send, 500, body, _JSON)
+
+
+async def _serve(
+    receive: Receive,
+    send: Send,
+    runtime: Runtime,
+    chat: ChatCompletionRequest,
+    headers: Mapping[str, str],
+    settings: Settings,
+) -> None:
     request_id = f"req_{uuid.uuid4().hex}"
     structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
-        decision = pipeline.decide(runtime, chat, request.headers)
+        decision = pipeline.decide(runtime, chat, headers)
+        log.info(
+            "route.planned",
+            model=decision.plan.model,
+            rounds=decision.plan.rounds,
+            task=decision.declarations.task,
+            task_source=decision.declarations.task_source,
+            estimated_cost_usd=format_usd(decision.plan.estimated_cost_usd),
+        )
+        with _DisconnectWatch(receive) as watch:
+            try:
+                if chat.stream:
+                    await _streaming(send, runtime, decision, chat, request_id, settings, watch)
+                else:
+                    await _complete(send, runtime, decision, chat, request_id, watch)
+            except asyncio.CancelledError:
+                if not watch.gone:
+                    raise
+                watch.uncancel()
+                log.info("request.cancelled", reason="client disconnected")
+                raise ClientGone() from None
     except PerficsError as exc:
         exc.headers.setdefault("x-request-id", request_id)
-        runtime.release()
         raise
-    log.info(
-        "route.planned",
-        model=decision.plan.model,
-        rounds=decision.plan.rounds,
-        task=decision.declarations.task,
-        task_source=decision.declarations.task_source,
-        estimated_cost_usd=format_usd(decision.plan.estimated_cost_usd),
-    )
-    if chat.stream:
-        return await _streaming(request, runtime, decision, chat, request_id, keepalive_s)
-    try:
-        outcome = await _unless_disconnected(request, lambda: pipeline.run(runtime, decision, chat))
-    except PerficsError as exc:
-        exc.headers.setdefault("x-request-id", request_id)
-        raise
-    finally:
-        runtime.release()
+
+
+async def _complete(
+    send: Send,
+    runtime: Runtime,
+    decision: Decision,
+    chat: ChatCompletionRequest,
+    request_id: str,
+    watch: _DisconnectWatch,
+) -> None:
+    outcome = await pipeline.run(runtime, decision, chat)
     _log_done(decision, outcome, stream=False)
-    created = int(time.time())
     body = completion_body(
         completion_id=f"chatcmpl-{uuid.uuid4().hex}",
-        created=created,
+        created=int(time.time()),
         model=outcome.model,
         choices=[
             choice_body(i, c.text, c.finish_reason, c.tool_calls)
@@ -89,161 +149,123 @@ async def chat_completions(
         decision, request_id, model=outcome.model, fallbacks=outcome.fallbacks
     )
     headers.update(outcome_headers(outcome))
-    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
-
-
-async def _unless_disconnected(request: Request, work: Callable[[], Awaitable[T]]) -> T:
-    task = asyncio.ensure_future(work())
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            log.info("request.cancelled", reason="client disconnected")
-        watcher.cancel()
-    if task.cancelled():
-        raise ClientGone()
-    return task.result()
-
-
-async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+    watch.stop()
+    await _respond(send, 200, orjson.dumps(body), _JSON, headers)
 
 
 async def _streaming(
-    request: Request,
+    send: Send,
     runtime: Runtime,
     decision: Decision,
     chat: ChatCompletionRequest,
     request_id: str,
-    keepalive_s: float,
-) -> Response:
+    settings: Settings,
+    watch: _DisconnectWatch,
+) -> None:
     items = pipeline.events(runtime, decision, chat, live=True)
-    # Hold the headers until the answering model has started, so they name it and the
-    # models that failed before it.
     try:
-        first = await _unless_disconnected(request, lambda: anext(items))
-    except BaseException:
-        await items.aclose()
-        runtime.release()
-        raise
-    assert isinstance(first, Committed)
-    headers = decision_headers(decision, request_id, model=first.model, fallbacks=first.fallbacks)
-    headers["cache-control"] = "no-cache"
-    headers["x-accel-buffering"] = "no"
-    frames = _frames(items, runtime, decision, chat, first.model, keepalive_s)
-    return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
-
-
-async def _frames(
-    items: AsyncGenerator[StreamItem, None],
-    runtime: Runtime,
-    decision: Decision,
-    chat: ChatCompletionRequest,
-    model: str,
-    keepalive_s: float,
-) -> AsyncIterator[bytes]:
-    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
-
-    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        return sse.data(
-            chunk_body(
-                completion_id=completion_id, created=created, model=model, choices=choices, **extra
-            )
+        # Hold the headers until the answering model has started, so they name it and the
+        # models that failed before it.
+        first = await anext(items)
+        assert isinstance(first, Committed)
+        headers = decision_headers(
+            decision, request_id, model=first.model, fallbacks=first.fallbacks
         )
-
-    role_sent: set[int] = set()
-
-    def piece(index: int, text: str) -> bytes:
-        delta: dict[str, Any] = {"content": text}
-        if index not in role_sent:
-            role_sent.add(index)
-            delta = {"role": "assistant", "content": text}
-        return chunk([{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}])
-
-    pending: asyncio.Future[StreamItem] | None = None
-    finished: dict[int, ChoiceDone] = {}
-    try:
-        while True:
-            pending = pending or asyncio.ensure_future(anext(items))
-            done, _ = await asyncio.wait({pending}, timeout=keepalive_s)
-            if not done:
-                yield sse.comment("perfics working")
-                continue
-            try:
-                item = pending.result()
-            except StopAsyncIteration:
-                break
-            pending = None
-            if isinstance(item, Progress):
-                yield sse.comment(f"perfics round {item.round}/{item.of}")
-            elif isinstance(item, AnswerPiece):
-                yield piece(item.choice, item.text)
-            elif isinstance(item, ChoiceDone):
-                finished[item.choice] = item
-                result = item.result
-                if not result.streamed:
-                    for text in _replay_pieces(result.text):
-                        yield piece(item.choice, text)
-                    if result.tool_calls:
-                        yield chunk([_tool_call_delta(item.choice, result.tool_calls)])
-                if item.choice not in role_sent:
-                    yield piece(item.choice, "")
-            elif isinstance(item, Done):
-                outcome = item.outcome
-                perfics = pipeline.perfics_object(
-                    decision, outcome, trace=decision.declarations.trace
-                )
-                last = max(finished)
-                for index, done_choice in sorted(finished.items()):
-                    yield chunk(
-                        [_finish(index, done_choice.result.finish_reason)],
-                        **({"perfics": perfics} if index == last else {}),
-                    )
-                if chat.include_usage:
-                    yield chunk([], usage=outcome.usage.to_openai())
-                _log_done(decision, outcome, stream=True)
-        yield sse.DONE
-    except PerficsError as exc:
-        log.warning("stream.failed", error=type(exc).__name__, status=exc.status_code)
-        yield sse.error(exc.to_envelope())
-        yield sse.DONE
-    except Exception:
-        log.exception("stream.failed")
-        yield sse.error(InternalError("internal error").to_envelope())
-        yield sse.DONE
+        headers["cache-control"] = "no-cache"
+        headers["x-accel-buffering"] = "no"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [_EVENT_STREAM, *_encoded(headers)],
+            }
+        )
+        completion = sse.CompletionFrames(decision, chat, first.model)
+        frames = completion.render(items, settings.keepalive_s)
+        async with contextlib.aclosing(frames):
+            async for frame in frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+        if completion.outcome is not None:
+            _log_done(decision, completion.outcome, stream=True)
+        watch.stop()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
         await items.aclose()
-        runtime.release()
 
 
-def _finish(index: int, finish_reason: str) -> dict[str, Any]:
-    return {"index": index, "delta": {}, "logprobs": None, "finish_reason": finish_reason}
+class _DisconnectWatch:
+    """While active, a client disconnect cancels the task that entered it, and ``gone`` turns
+    true. ``stop`` ends the watch (before the last message, which completes the response: the
+    server then reports the request as disconnected)."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.gone = False
+        self._watcher: asyncio.Task[None] | None = None
+        self._serving: asyncio.Task[Any] | None = None
+
+    def __enter__(self) -> _DisconnectWatch:
+        self._serving = asyncio.current_task()
+        assert self._serving is not None
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(self._serving))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
+    def uncancel(self) -> None:
+        """Withdraw the cancellation this watch made, once it has been handled."""
+        assert self._serving is not None
+        self._serving.uncancel()
+
+    async def _watch(self, serving: asyncio.Task[Any]) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        serving.cancel()
 
 
-def _tool_call_delta(index: int, tool_calls: Any) -> dict[str, Any]:
-    calls = [{"index": i, **call} for i, call in enumerate(tool_calls)]
-    return {"index": index, "delta": {"tool_calls": calls}, "logprobs": None, "finish_reason": None}
+async def _body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-def _replay_pieces(text: str, size: int = 16) -> list[str]:
-    """An answer accepted without a live rewrite, cut into small chunks, words kept whole."""
-    pieces: list[str] = []
-    start = 0
-    while start < len(text):
-        end = min(len(text), start + size)
-        space = text.rfind(" ", start + 1, end + 1) if end < len(text) else -1
-        end = space if space > start else end
-        pieces.append(text[start:end])
-        start = end
-    return pieces
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request headers by lowercase name (ASGI servers lowercase them); a repeated header
+    keeps its first value, as Starlette's ``Headers.get`` does."""
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in reversed(scope["headers"])
+    }
+
+
+def _encoded(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: tuple[bytes, bytes],
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    raw = [(b"content-length", str(len(body)).encode()), content_type]
+    if headers:
+        raw += _encoded(headers)
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _log_done(decision: Decision, outcome: Outcome, *, stream: bool) -> None:

@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from routing.cost import cost_usd, format_usd
-from routing.declarations import Declarations, resolve_declarations
-from routing.errors import RoutingError
-from routing.estimate import estimate_prompt_tokens
-from routing.planner import Candidate, Plan, PlanRequest, estimate_round_cost, plan
 
 from proxy.backends.base import Usage
 from proxy.errors import BackendError, from_routing_error
 from proxy.refine import AnswerDelta, Finished, Refined, RoundStarted, Started, refine
 from proxy.runtime import Runtime
 from proxy.wire import ChatCompletionRequest
+from routing.cost import cost_usd, format_usd
+from routing.declarations import Declarations, resolve_declarations
+from routing.errors import RoutingError
+from routing.estimate import estimate_prompt_tokens
+from routing.planner import Candidate, Plan, PlanRequest, estimate_round_cost, plan
 
 log = structlog.get_logger(__name__)
 

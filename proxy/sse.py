@@ -1,12 +1,32 @@
 """Server-sent events as OpenAI streams them: ``data: {json}`` frames, comment lines for
-keep-alive, an ``error`` event, and the closing ``data: [DONE]``."""
+keep-alive, an ``error`` event, the closing ``data: [DONE]``, and ``CompletionFrames``, which
+renders a streamed chat completion from the pipeline's items."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import orjson
+import structlog
+
+from proxy import pipeline
+from proxy.errors import InternalError, PerficsError
+from proxy.pipeline import (
+    AnswerPiece,
+    ChoiceDone,
+    Decision,
+    Done,
+    Outcome,
+    Progress,
+    StreamItem,
+)
+from proxy.wire import ChatCompletionRequest, chunk_body
+
+log = structlog.get_logger(__name__)
 
 DONE = b"data: [DONE]\n\n"
 
@@ -22,3 +42,139 @@ def comment(text: str) -> bytes:
 
 def error(envelope: Mapping[str, Any]) -> bytes:
     return b"event: error\ndata: " + orjson.dumps(envelope) + b"\n\n"
+
+
+class CompletionFrames:
+    """The frames of one streamed chat completion, rendered from the pipeline's items.
+    ``outcome`` is set once the pipeline has reported it (the stream went to its end)."""
+
+    def __init__(self, decision: Decision, chat: ChatCompletionRequest, model: str) -> None:
+        self.decision = decision
+        self.chat = chat
+        self.model = model
+        self.completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.role_sent: set[int] = set()
+        self.finished: dict[int, ChoiceDone] = {}
+        self.outcome: Outcome | None = None
+
+    async def render(
+        self, items: AsyncGenerator[StreamItem, None], keepalive_s: float
+    ) -> AsyncGenerator[bytes, None]:
+        """Frames until ``data: [DONE]``; an error after the headers left becomes an SSE
+        ``error`` event. While no answer text is streaming (hidden rounds, the wait for a
+        first token), a comment goes out whenever ``keepalive_s`` passes without an item;
+        between answer pieces the next item is awaited directly, which costs nothing."""
+        pending: asyncio.Future[StreamItem] | None = None
+        streaming = False
+        try:
+            while True:
+                try:
+                    if streaming:
+                        item = await anext(items)
+                    else:
+                        pending = pending or asyncio.ensure_future(anext(items))
+                        done, _ = await asyncio.wait({pending}, timeout=keepalive_s)
+                        if not done:
+                            yield comment("perfics working")
+                            continue
+                        item, pending = pending.result(), None
+                except StopAsyncIteration:
+                    break
+                streaming = isinstance(item, AnswerPiece)
+                for frame in self.frames(item):
+                    yield frame
+            yield DONE
+        except PerficsError as exc:
+            log.warning("stream.failed", error=type(exc).__name__, status=exc.status_code)
+            yield error(exc.to_envelope())
+            yield DONE
+        except Exception:
+            log.exception("stream.failed")
+            yield error(InternalError("internal error").to_envelope())
+            yield DONE
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
+    def frames(self, item: StreamItem) -> list[bytes]:
+        if isinstance(item, Progress):
+            return [comment(f"perfics round {item.round}/{item.of}")]
+        if isinstance(item, AnswerPiece):
+            return [self.piece(item.choice, item.text)]
+        if isinstance(item, ChoiceDone):
+            return self.choice_done(item)
+        if isinstance(item, Done):
+            return self.done(item.outcome)
+        return []
+
+    def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return data(
+            chunk_body(
+                completion_id=self.completion_id,
+                created=self.created,
+                model=self.model,
+                choices=choices,
+                **extra,
+            )
+        )
+
+    def piece(self, index: int, text: str) -> bytes:
+        delta: dict[str, Any] = {"content": text}
+        if index not in self.role_sent:
+            self.role_sent.add(index)
+            delta = {"role": "assistant", "content": text}
+        return self.chunk(
+            [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}]
+        )
+
+    def choice_done(self, item: ChoiceDone) -> list[bytes]:
+        self.finished[item.choice] = item
+        result = item.result
+        frames: list[bytes] = []
+        if not result.streamed:
+            frames += [self.piece(item.choice, text) for text in _replay_pieces(result.text)]
+            if result.tool_calls:
+                frames.append(self.chunk([_tool_call_delta(item.choice, result.tool_calls)]))
+        if item.choice not in self.role_sent:
+            frames.append(self.piece(item.choice, ""))
+        return frames
+
+    def done(self, outcome: Outcome) -> list[bytes]:
+        decision = self.decision
+        perfics = pipeline.perfics_object(decision, outcome, trace=decision.declarations.trace)
+        last = max(self.finished)
+        frames = [
+            self.chunk(
+                [_finish(index, done_choice.result.finish_reason)],
+                **({"perfics": perfics} if index == last else {}),
+            )
+            for index, done_choice in sorted(self.finished.items())
+        ]
+        if self.chat.include_usage:
+            frames.append(self.chunk([], usage=outcome.usage.to_openai()))
+        self.outcome = outcome
+        return frames
+
+
+def _finish(index: int, finish_reason: str) -> dict[str, Any]:
+    return {"index": index, "delta": {}, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _tool_call_delta(index: int, tool_calls: Any) -> dict[str, Any]:
+    calls = [{"index": i, **call} for i, call in enumerate(tool_calls)]
+    return {"index": index, "delta": {"tool_calls": calls}, "logprobs": None, "finish_reason": None}
+
+
+def _replay_pieces(text: str, size: int = 16) -> list[str]:
+    """An answer accepted without a live rewrite, cut into small chunks, words kept whole."""
+    pieces: list[str] = []
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        space = text.rfind(" ", start + 1, end + 1) if end < len(text) else -1
+        end = space if space > start else end
+        pieces.append(text[start:end])
+        start = end
+    return pieces

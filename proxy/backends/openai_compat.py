@@ -1,12 +1,20 @@
 """Backends for OpenAI-compatible servers: vLLM, llama.cpp server, TGI, Ollama.
 
-One pooled ``httpx.AsyncClient`` per backend, spread over the replicas named by ``api_base``
-(see ``replicas.py`` for the choice and the down marks). Errors are translated once, here,
-most specific first::
+One pooled ``aiohttp.ClientSession`` per backend, spread over the replicas named by
+``api_base`` (see ``replicas.py`` for the choice and the down marks). aiohttp rather than httpx
+because the proxy's own overhead is mostly this client's: on the benchmark machine httpx cost
+~0.5 ms of CPU per call and degraded with 16 calls in flight; aiohttp costs a fifth of that
+(``benchmarks/README.md``). At most ``max_connections`` calls are in flight per backend; a call
+that waits ``read_timeout_s`` for one of those slots times out. Proxy variables in the
+environment are not used: the proxy opens no connection that the policy does not name.
 
-    httpx.ConnectError, ConnectTimeout    BackendUnavailable  replica marked down, next one tried
-    httpx.TimeoutException (read, pool)   BackendTimeout
-    other httpx.HTTPError                 BackendError
+Errors are translated once, here, most specific first::
+
+    aiohttp.ClientConnectorError,         BackendUnavailable  replica marked down, next one tried
+      ConnectionTimeoutError (connect)
+    aiohttp.SocketTimeoutError (read)     BackendTimeout
+    no free connection slot in time       BackendTimeout
+    other aiohttp.ClientError             BackendError
     upstream 401, 403, 404                BackendError        the proxy's key or model name is wrong
     upstream 408                          BackendTimeout
     upstream 429, 5xx                     BackendError        retryable: another model may answer
@@ -30,7 +38,7 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 import structlog
 
@@ -54,14 +62,15 @@ _PASSED_THROUGH = (
     "tool_choice",
 )
 _ERROR_TEXT_LIMIT = 500
+# Idle upstream connections are dropped before uvicorn's (vLLM's server) 5-second keep-alive
+# would close them, so a request never lands on a connection the server is closing.
+_KEEPALIVE_S = 4.0
 
 
 class OpenAICompatBackend:
     """A model served by one or more OpenAI-compatible servers (``/v1/chat/completions``)."""
 
-    def __init__(
-        self, spec: ModelSpec, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, spec: ModelSpec) -> None:
         if not spec.api_base:
             raise ValueError(f"model {spec.id}: backend {spec.backend} needs api_base")
         self.model_id = spec.id
@@ -70,8 +79,8 @@ class OpenAICompatBackend:
         self._replicas = ReplicaSet(
             spec.api_base, retry_down_after_s=self._options.retry_down_after_s
         )
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(self._options.max_connections)
 
     @property
     def replicas(self) -> tuple[Replica, ...]:
@@ -79,10 +88,10 @@ class OpenAICompatBackend:
 
     @property
     def ready(self) -> bool:
-        return self._client is not None and self._replicas.any_up()
+        return self._session is not None and self._replicas.any_up()
 
     async def start(self) -> None:
-        if self._client is not None:
+        if self._session is not None:
             return
         headers = {"content-type": "application/json"}
         env = self._spec.api_key_env
@@ -90,29 +99,28 @@ class OpenAICompatBackend:
         if key:
             headers["authorization"] = f"Bearer {key}"
         options = self._options
-        self._client = httpx.AsyncClient(
+        self._session = aiohttp.ClientSession(
             headers=headers,
-            timeout=httpx.Timeout(
-                options.read_timeout_s,
-                connect=options.connect_timeout_s,
-                pool=options.read_timeout_s,
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=None,
+                sock_connect=options.connect_timeout_s,
+                sock_read=options.read_timeout_s,
             ),
-            limits=httpx.Limits(
-                max_connections=options.max_connections,
-                max_keepalive_connections=options.max_connections,
+            connector=aiohttp.TCPConnector(
+                limit=options.max_connections, keepalive_timeout=_KEEPALIVE_S
             ),
-            transport=self._transport,
         )
         log.info("backend.started", model=self.model_id, replicas=len(self._replicas.replicas))
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     async def complete(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
         async with self._exchange(self._body(messages, params, stream=False)) as response:
-            raw = await response.aread()
+            raw = await response.read()
         return _parse_completion(raw, self.model_id)
 
     async def stream(
@@ -143,46 +151,63 @@ class OpenAICompatBackend:
         return orjson.dumps(body, default=_plain)
 
     @contextlib.asynccontextmanager
-    async def _exchange(self, body: bytes) -> AsyncIterator[httpx.Response]:
+    async def _exchange(self, body: bytes) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST ``body`` to a replica's ``/chat/completions``; the response has a 2xx status."""
-        client = self._client
-        if client is None:
+        session = self._session
+        if session is None:
             raise BackendUnavailable(f"model {self.model_id} is not started")
-        tried: list[Replica] = []
-        while (replica := self._replicas.acquire(exclude=tried)) is not None:
-            tried.append(replica)
-            try:
-                request = client.build_request(
-                    "POST", f"{replica.url}/chat/completions", content=body
-                )
+        async with self._slot():
+            tried: list[Replica] = []
+            while (replica := self._replicas.acquire(exclude=tried)) is not None:
+                tried.append(replica)
                 try:
-                    response = await client.send(request, stream=True)
-                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                    self._replicas.mark_down(replica)
-                    log.warning(
-                        "backend.replica_down",
-                        model=self.model_id,
-                        replica=replica.url,
-                        error=type(exc).__name__,
-                        retry_after_s=self._options.retry_down_after_s,
-                    )
-                    continue
-                if replica.down_until is not None:
-                    log.info("backend.replica_up", model=self.model_id, replica=replica.url)
-                self._replicas.mark_up(replica)
-                try:
-                    if response.is_error:
-                        await response.aread()
-                        raise _status_error(response, self.model_id)
-                    yield response
+                    try:
+                        response = await session.post(replica.chat_url, data=body)
+                    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                        self._replicas.mark_down(replica)
+                        log.warning(
+                            "backend.replica_down",
+                            model=self.model_id,
+                            replica=replica.url,
+                            error=type(exc).__name__,
+                            retry_after_s=self._options.retry_down_after_s,
+                        )
+                        continue
+                    if replica.down_until is not None:
+                        log.info("backend.replica_up", model=self.model_id, replica=replica.url)
+                    self._replicas.mark_up(replica)
+                    try:
+                        if response.status >= 400:
+                            raise _status_error(
+                                response.status, await response.read(), self.model_id
+                            )
+                        yield response
+                    finally:
+                        response.release()  # closes the connection unless the body was read
+                    return
+                except aiohttp.ClientError as exc:
+                    raise _translate(exc, self.model_id) from exc
                 finally:
-                    await response.aclose()
-                return
-            except httpx.HTTPError as exc:
-                raise _translate(exc, self.model_id) from exc
-            finally:
-                self._replicas.release(replica)
+                    self._replicas.release(replica)
         raise BackendUnavailable(f"model {self.model_id}: no upstream replica is reachable")
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One of the ``max_connections`` calls in flight, waited for ``read_timeout_s`` at most."""
+        if self._slots.locked():
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self._options.read_timeout_s)
+            except TimeoutError as exc:
+                raise BackendTimeout(
+                    f"model {self.model_id}: no free upstream connection in "
+                    f"{self._options.read_timeout_s:g} s"
+                ) from exc
+        else:
+            await self._slots.acquire()
+        try:
+            yield
+        finally:
+            self._slots.release()
 
 
 class VLLMBackend(OpenAICompatBackend):
@@ -194,10 +219,8 @@ class VLLMBackend(OpenAICompatBackend):
     metrics cannot be read counts as 0 waiting.
     """
 
-    def __init__(
-        self, spec: ModelSpec, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        super().__init__(spec, transport=transport)
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
         self._poller: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -216,18 +239,17 @@ class VLLMBackend(OpenAICompatBackend):
         await super().aclose()
 
     async def _poll_metrics(self) -> None:
-        while (client := self._client) is not None:
-            await asyncio.gather(*(self._read_metrics(client, r) for r in self._replicas.up()))
+        while (session := self._session) is not None:
+            await asyncio.gather(*(self._read_metrics(session, r) for r in self._replicas.up()))
             await asyncio.sleep(self._options.metrics_cache_s)
 
-    async def _read_metrics(self, client: httpx.AsyncClient, replica: Replica) -> None:
+    async def _read_metrics(self, session: aiohttp.ClientSession, replica: Replica) -> None:
+        timeout = aiohttp.ClientTimeout(total=self._options.connect_timeout_s)
         try:
-            response = await client.get(
-                f"{replica.root}/metrics", timeout=self._options.connect_timeout_s
-            )
-            response.raise_for_status()
-            replica.waiting, replica.running = parse_vllm_metrics(response.text)
-        except httpx.HTTPError as exc:
+            async with session.get(f"{replica.root}/metrics", timeout=timeout) as response:
+                response.raise_for_status()
+                replica.waiting, replica.running = parse_vllm_metrics(await response.text())
+        except (aiohttp.ClientError, TimeoutError) as exc:
             replica.waiting = replica.running = 0
             log.debug("backend.metrics_failed", replica=replica.url, error=type(exc).__name__)
 
@@ -327,10 +349,10 @@ def orjson_loads(raw: bytes, model_id: str) -> Any:
         raise BackendError(f"model {model_id} sent a body that is not JSON") from exc
 
 
-async def _sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The payloads of an SSE stream's ``data:`` lines (comments and other fields skipped)."""
     buffer = b""
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.content.iter_any():
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
@@ -355,20 +377,20 @@ def _parse_completion(raw: bytes, model_id: str) -> Completion:
         raise BackendError(f"model {model_id} sent a completion without choices") from exc
 
 
-def _translate(exc: httpx.HTTPError, model_id: str) -> BackendError:
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+def _translate(exc: aiohttp.ClientError, model_id: str) -> BackendError:
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
         return BackendUnavailable(f"model {model_id}: the upstream is unreachable")
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, aiohttp.ServerTimeoutError):
         return BackendTimeout(f"model {model_id}: the upstream timed out ({type(exc).__name__})")
     return BackendError(f"model {model_id}: upstream connection failed ({type(exc).__name__})")
 
 
-def _status_error(response: httpx.Response, model_id: str) -> BackendError:
+def _status_error(status: int, raw: bytes, model_id: str) -> BackendError:
     try:
-        detail = _message(orjson.loads(response.content))
+        detail = _message(orjson.loads(raw))
     except orjson.JSONDecodeError:
-        detail = response.text[:_ERROR_TEXT_LIMIT]
-    return status_error(response.status_code, detail, model_id)
+        detail = raw[:_ERROR_TEXT_LIMIT].decode("utf-8", "replace")
+    return status_error(status, detail, model_id)
 
 
 def status_error(status: int, detail: str, model_id: str) -> BackendError:

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(eq=False, slots=True)
 class Replica:
-    """One upstream server. ``url`` is its API base (``http://host:port/v1``), ``root`` the
-    server root (the base without a trailing ``/v1``), where vLLM serves ``/metrics``."""
+    """One upstream server. ``url`` is its API base (``http://host:port/v1``), ``chat_url`` its
+    chat completions endpoint, ``root`` the server root (the base without a trailing ``/v1``),
+    where vLLM serves ``/metrics``."""
 
     url: str
+    chat_url: str = field(init=False)
     outstanding: int = 0
     waiting: int = 0
     running: int = 0
@@ -34,6 +36,9 @@ class Replica:
     probing: bool = False
     attempts: int = 0
     failures: int = 0
+
+    def __post_init__(self) -> None:
+        self.chat_url = f"{self.url}/chat/completions"
 
     @property
     def root(self) -> str:
