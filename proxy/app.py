@@ -31,7 +31,6 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from proxy.app_chat import CHAT_PATH, ChatEndpoint, authenticate
-from proxy.backends import BackendSettings
 from proxy.backends.base import Backend
 from proxy.errors import (
     AuthenticationFailed,
@@ -67,12 +66,7 @@ class ServiceState:
         async with self.reload_lock:
             old = self.runtime
             try:
-                new = await build_runtime(
-                    self.settings.policy,
-                    BackendSettings(queue_size=self.settings.queue_size),
-                    previous=old,
-                    backends=self.injected,
-                )
+                new = await build_runtime(self.settings, previous=old, backends=self.injected)
             except PolicyError as exc:
                 self.reload_error = str(exc)
                 log.warning("policy.reload_failed", problems=len(exc.problems))
@@ -143,12 +137,12 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:
-        authenticate(request.headers, settings.api_key)
+        authenticate(request.headers, state.current().api_key)
         return _json({"object": "list", "data": _model_cards(state.current())})
 
     @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str, request: Request) -> Response:
-        authenticate(request.headers, settings.api_key)
+        authenticate(request.headers, state.current().api_key)
         for card in _model_cards(state.current()):
             if card["id"] == model_id:
                 return _json(card)
@@ -172,7 +166,7 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
 
     @app.post("/admin/reload")
     async def admin_reload(request: Request) -> Response:
-        _authorize_admin(request, settings)
+        _authorize_admin(request, state.current().admin_key)
         try:
             runtime = await state.reload()
         except PolicyError as exc:
@@ -208,10 +202,10 @@ def _reload_on_sighup(state: ServiceState) -> None:
         log.debug("policy.sighup_unavailable")
 
 
-def _authorize_admin(request: Request, settings: Settings) -> None:
-    if settings.admin_key:
+def _authorize_admin(request: Request, admin_key: str | None) -> None:
+    if admin_key:
         supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(supplied.encode(), settings.admin_key.encode()):
+        if not hmac.compare_digest(supplied.encode(), admin_key.encode()):
             raise AuthenticationFailed("invalid or missing admin key")
         return
     client = request.client.host if request.client else ""

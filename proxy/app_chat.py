@@ -69,9 +69,9 @@ class ChatEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
         try:
-            authenticate(headers, self._settings.api_key)
-            chat = parse_chat_request(await _body(receive))
             runtime = self._current()
+            authenticate(headers, runtime.api_key)
+            chat = parse_chat_request(await _body(receive))
             runtime.acquire()
             try:
                 await _serve(receive, send, runtime, chat, headers, self._settings)

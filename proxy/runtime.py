@@ -10,18 +10,19 @@ no request holds the old runtime any more.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import structlog
-from routing.cost import Prices
-from routing.policy import Policy
-from routing.policy_loader import load_policy
 
 from proxy.backends import BackendSettings, build_backend
 from proxy.backends.base import Backend
 from proxy.refine import RefinementPrompts
+from proxy.settings import Settings
+from routing.cost import Prices
+from routing.policy import Policy
+from routing.policy_loader import load_policy
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +34,8 @@ class Runtime:
     prompts: RefinementPrompts
     reference_prices: Prices | None
     source: str
+    api_key: str | None = None
+    admin_key: str | None = None
     in_flight: int = 0
     retired: bool = False
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -55,17 +58,20 @@ class Runtime:
 
 
 async def build_runtime(
-    policy_path: str | Path,
-    settings: BackendSettings,
+    settings: Settings,
     *,
     previous: Runtime | None = None,
     backends: Mapping[str, Backend] | None = None,
+    environ: Mapping[str, str] = os.environ,
 ) -> Runtime:
-    """Load the policy and start its backends. ``backends`` injects ready-made ones by model
-    id (tests use scripted fakes); others are built from the policy, or reused from
+    """Load ``settings.policy`` and start its backends. ``backends`` injects ready-made ones by
+    model id (tests use scripted fakes); others are built from the policy, or reused from
     ``previous`` when their policy entry is unchanged. Raises ``PolicyError`` on a bad file,
-    leaving ``previous`` untouched."""
-    policy = await asyncio.to_thread(load_policy, policy_path)
+    leaving ``previous`` untouched. Keys and the queue size come from ``settings`` when set
+    there, else from the policy's ``server`` / ``admin`` sections (keys read from the
+    environment variables they name)."""
+    policy = await asyncio.to_thread(load_policy, settings.policy)
+    backend_settings = BackendSettings(queue_size=settings.queue_size or policy.server.queue_size)
     reused: dict[str, Backend] = {}
     if previous is not None:
         for spec in policy.models:
@@ -79,7 +85,7 @@ async def build_runtime(
         elif spec.id in reused:
             started[spec.id] = reused[spec.id]
         else:
-            backend = build_backend(spec, settings)
+            backend = build_backend(spec, backend_settings)
             try:
                 await backend.start()
             except Exception:
@@ -96,8 +102,14 @@ async def build_runtime(
             critique_max_tokens=refinement.critique_max_tokens,
         ),
         reference_prices=_reference_prices(policy),
-        source=str(policy_path),
+        source=settings.policy,
+        api_key=settings.api_key or _from_env(policy.server.api_key_env, environ),
+        admin_key=settings.admin_key or _from_env(policy.admin.api_key_env, environ),
     )
+
+
+def _from_env(name: str | None, environ: Mapping[str, str]) -> str | None:
+    return (environ.get(name) or None) if name else None
 
 
 async def retire(old: Runtime, new: Runtime) -> None:

@@ -24,7 +24,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
-    queue_size: int = 16
+    queue_size: int | None = None
     admin_key: str | None = None
     api_key: str | None = None
     keepalive_s: float = 5.0
@@ -43,10 +43,12 @@ class Settings:
 
 
 def _convert(name: str, raw: str, kind: object) -> Any:
+    """``raw`` as the field's type; annotations are strings here (``int | None``)."""
+    base = str(kind).split("|")[0].strip()
     try:
-        if kind in ("int", int):
+        if base == "int":
             return int(raw)
-        if kind in ("float", float):
+        if base == "float":
             return float(raw)
     except ValueError as exc:
         raise ValueError(f"PERFICS_{name.upper()}={raw!r} is not a number") from exc

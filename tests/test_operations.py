@@ -23,7 +23,12 @@ def test_settings_flags_over_environment_over_defaults() -> None:
     assert Settings.from_env({}).host == "127.0.0.1"
     env = {"PERFICS_PORT": "9001", "PERFICS_QUEUE_SIZE": "3", "PERFICS_POLICY": "p.yaml"}
     settings = Settings.from_env(env, port=9002, host=None)
-    assert (settings.port, settings.queue_size, settings.policy, settings.host) == (9002, 3, "p.yaml", "127.0.0.1")
+    assert (settings.port, settings.queue_size, settings.policy, settings.host) == (
+        9002,
+        3,
+        "p.yaml",
+        "127.0.0.1",
+    )
     with pytest.raises(ValueError, match="PERFICS_PORT"):
         Settings.from_env({"PERFICS_PORT": "eighty"})
 
@@ -34,8 +39,12 @@ def test_logs_are_json_lines_with_request_facts_and_no_text(tmp_path: Path) -> N
     try:
         response = httpx.post(
             f"{server.base_url}/v1/chat/completions",
-            json={"model": "auto", "max_tokens": 8, "temperature": 0,
-                  "messages": [{"role": "user", "content": f"Repeat after me: {SECRET}"}]},
+            json={
+                "model": "auto",
+                "max_tokens": 8,
+                "temperature": 0,
+                "messages": [{"role": "user", "content": f"Repeat after me: {SECRET}"}],
+            },
             timeout=60,
         )
         assert response.status_code == 200
@@ -63,11 +72,16 @@ def test_sighup_reloads_and_a_bad_file_keeps_the_old_policy(tmp_path: Path) -> N
     shutil.copy(POLICIES / "smollm2.yaml", policy)
     server = ServerProcess(policy)
     try:
+
         def rounds_planned() -> str:
             r = httpx.post(
                 f"{server.base_url}/v1/chat/completions",
-                json={"model": "gpt-4o-refined", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}],
-                      "perfics": {"max_rounds": 0}},
+                json={
+                    "model": "gpt-4o-refined",
+                    "max_tokens": 1,
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "perfics": {"max_rounds": 0},
+                },
                 timeout=60,
             )
             return r.headers["x-perfics-rounds-planned"] + "/" + r.headers["x-perfics-score"]
@@ -118,7 +132,10 @@ def test_admin_reload_is_loopback_only_without_a_key() -> None:
     )
     with TestClient(keyed, client=("203.0.113.9", 5000)) as remote:
         assert remote.post("/admin/reload").status_code == 401
-        assert remote.post("/admin/reload", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert (
+            remote.post("/admin/reload", headers={"Authorization": "Bearer s3cret"}).status_code
+            == 200
+        )
 
 
 def test_api_key_is_required_when_configured() -> None:
@@ -131,10 +148,16 @@ def test_api_key_is_required_when_configured() -> None:
         Settings(policy=str(POLICIES / "scripted.yaml"), api_key="k1"),
         backends={"alpha": ScriptedBackend("alpha", default="ok"), "beta": ScriptedBackend("beta")},
     )
-    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "perfics": {"max_rounds": 0}}
+    body = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": "hi"}],
+        "perfics": {"max_rounds": 0},
+    }
     with TestClient(app) as client:
         denied = client.post("/v1/chat/completions", json=body)
-        assert denied.status_code == 401 and denied.json()["error"]["type"] == "authentication_error"
+        assert (
+            denied.status_code == 401 and denied.json()["error"]["type"] == "authentication_error"
+        )
         ok = client.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer k1"})
         assert ok.status_code == 200
 
@@ -146,3 +169,32 @@ def test_dockerfile_passes_hadolint() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile
     assert "\nUSER " in dockerfile and "perfics" in dockerfile.split("CMD")[-1]
+
+
+def test_keys_named_by_the_policy_are_read_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette.testclient import TestClient
+
+    from proxy.app import create_app
+    from proxy.backends.scripted import ScriptedBackend
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        (POLICIES / "scripted.yaml").read_text()
+        + "server: {api_key_env: TEST_PERFICS_CLIENT_KEY}\n"
+        + "admin: {api_key_env: TEST_PERFICS_ADMIN_KEY}\n"
+    )
+    monkeypatch.setenv("TEST_PERFICS_CLIENT_KEY", "client-key")
+    monkeypatch.setenv("TEST_PERFICS_ADMIN_KEY", "admin-key")
+    app = create_app(
+        Settings(policy=str(policy)),
+        backends={"alpha": ScriptedBackend("alpha"), "beta": ScriptedBackend("beta")},
+    )
+    with TestClient(app, client=("203.0.113.9", 5000)) as client:
+        assert client.get("/v1/models").status_code == 401
+        ok = client.get("/v1/models", headers={"Authorization": "Bearer client-key"})
+        assert ok.status_code == 200
+        assert client.post("/admin/reload").status_code == 401
+        reload = client.post("/admin/reload", headers={"Authorization": "Bearer admin-key"})
+        assert reload.status_code == 200

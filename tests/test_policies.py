@@ -36,9 +36,7 @@ def test_default_runs_on_the_bundled_models_only() -> None:
     assert set(policy.tasks) == {"general", "coding", "math", "creative"}
     assert {"gpt-4o", "gpt-4o-mini", "gpt-3.5-turbo"} <= set(policy.aliases)
     # OpenAI model names name no task, so an unmodified app's prompts are still classified.
-    assert all(
-        policy.aliases[a].task is None for a in ("gpt-4o", "gpt-4o-mini", "gpt-3.5-turbo")
-    )
+    assert all(policy.aliases[a].task is None for a in ("gpt-4o", "gpt-4o-mini", "gpt-3.5-turbo"))
     assert policy.reference_model is not None and policy.reference_model.id == "gpt-4o"
     assert policy.refinement.log_content is False
     text = (POLICIES / "default.yaml").read_text()

@@ -19,15 +19,26 @@ def client(model_server: ServerProcess) -> openai.OpenAI:
 
 def test_planned_rounds_run_and_usage_covers_them(client: openai.OpenAI) -> None:
     plain = client.chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=Q, max_tokens=48, temperature=0, seed=1  # type: ignore[arg-type]
+        model="gpt-4o",
+        messages=Q,
+        max_tokens=48,
+        temperature=0,
+        seed=1,  # type: ignore[arg-type]
     )
     refined = client.chat.completions.with_raw_response.create(
-        model="gpt-4o-refined", messages=Q, max_tokens=48, temperature=0, seed=1,  # type: ignore[arg-type]
+        model="gpt-4o-refined",
+        messages=Q,
+        max_tokens=48,
+        temperature=0,
+        seed=1,  # type: ignore[arg-type]
         extra_headers={"X-Perfics-Trace": "1"},
     )
     assert plain.headers["x-perfics-rounds-planned"] == "0"
     assert refined.headers["x-perfics-rounds-planned"] == "2"
-    rounds, reason = int(refined.headers["x-perfics-rounds"]), refined.headers["x-perfics-stop-reason"]
+    rounds, reason = (
+        int(refined.headers["x-perfics-rounds"]),
+        refined.headers["x-perfics-stop-reason"],
+    )
     assert rounds > 0 or reason == "no_issues"
     body = refined.parse()
     trace = body.model_extra["perfics"]["trace"]  # type: ignore[index]
@@ -41,7 +52,13 @@ def test_planned_rounds_run_and_usage_covers_them(client: openai.OpenAI) -> None
 
 
 def test_streamed_final_answer_equals_the_body_answer(client: openai.OpenAI) -> None:
-    kwargs = {"model": "gpt-4o-refined", "messages": Q, "max_tokens": 40, "temperature": 0, "seed": 2}
+    kwargs = {
+        "model": "gpt-4o-refined",
+        "messages": Q,
+        "max_tokens": 40,
+        "temperature": 0,
+        "seed": 2,
+    }
     whole = client.chat.completions.create(**kwargs)  # type: ignore[call-overload]
     chunks = list(client.chat.completions.create(stream=True, **kwargs))  # type: ignore[call-overload]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

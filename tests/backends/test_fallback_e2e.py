@@ -70,14 +70,21 @@ def test_route_to_a_real_upstream_then_fall_back_when_it_dies(
     try:
         client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)
         raw = client.chat.completions.with_raw_response.create(
-            model="auto", messages=Q, max_tokens=8, temperature=0  # type: ignore[arg-type]
+            model="auto",
+            messages=Q,
+            max_tokens=8,
+            temperature=0,  # type: ignore[arg-type]
         )
         assert raw.headers["x-perfics-model"] == "remote-smollm2"
         assert raw.headers["x-perfics-fallbacks"] == "0"
         assert raw.parse().choices[0].message.content
 
         with client.chat.completions.with_streaming_response.create(
-            model="auto", messages=Q, max_tokens=8, temperature=0, stream=True,  # type: ignore[arg-type]
+            model="auto",
+            messages=Q,
+            max_tokens=8,
+            temperature=0,
+            stream=True,  # type: ignore[arg-type]
             stream_options={"include_usage": True},
         ) as response:
             assert response.headers["x-perfics-model"] == "remote-smollm2"
@@ -87,7 +94,10 @@ def test_route_to_a_real_upstream_then_fall_back_when_it_dies(
 
         stop(upstream)
         raw = client.chat.completions.with_raw_response.create(
-            model="auto", messages=Q, max_tokens=8, temperature=0  # type: ignore[arg-type]
+            model="auto",
+            messages=Q,
+            max_tokens=8,
+            temperature=0,  # type: ignore[arg-type]
         )
         assert raw.headers["x-perfics-model"] == "local-smollm2"
         assert raw.headers["x-perfics-fallbacks"] == "1"
