@@ -9,7 +9,7 @@ PORT   ?= 8000
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: serve test lint typecheck check bench clean
+.PHONY: serve test lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,8 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.serve-installed
 	$(BIN)/perfics serve --policy $(POLICY) --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.dev-installed
+# The whole suite: lint and strict typing first (seconds), then every test.
+test: lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.dev-installed
@@ -37,8 +38,6 @@ lint: $(VENV)/.dev-installed
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
-
-check: lint typecheck test
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m benchmarks

@@ -7,7 +7,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN_IN_ROUTING = {"fastapi", "starlette", "httpx", "llama_cpp", "litellm", "uvicorn", "proxy"}
+FORBIDDEN_IN_ROUTING = {
+    "fastapi",
+    "starlette",
+    "httpx",
+    "aiohttp",
+    "llama_cpp",
+    "litellm",
+    "uvicorn",
+    "proxy",
+}
 WEB_STACK = {"fastapi", "starlette"}
 HTTP_MODULE_PREFIXES = ("app", "http", "server", "sse")
 
