@@ -10,10 +10,10 @@ counters (prompt-eval and eval time). Prints the median of each; run it on a qui
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 
 from proxy.backends.bundled import resolve_model_path
+from proxy.backends.llamacpp import default_threads
 from routing.policy_loader import load_policy
 
 PROMPT = " ".join(
@@ -43,7 +43,9 @@ def measure(path: str, threads: int, context: int) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--policy", default="policies/default.yaml")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--threads", type=int, default=default_threads(), help="default: as the proxy serves"
+    )
     args = parser.parse_args()
     policy = load_policy(args.policy)
     print(f"n_threads={args.threads}, 3 runs each, median; llama.cpp's own counters")

@@ -40,7 +40,7 @@ def test_default_runs_on_the_bundled_models_only() -> None:
     assert policy.reference_model is not None and policy.reference_model.id == "gpt-4o"
     assert policy.refinement.log_content is False
     text = (POLICIES / "default.yaml").read_text()
-    assert "PROVISIONAL" in text and "n_threads=2" in text
+    assert "PROVISIONAL" in text and "benchmarks.hardware" in text
 
 
 def _gain(policy: Policy, model: str, task: str) -> float:
