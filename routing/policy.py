@@ -1,5 +1,5 @@
 """The policy schema: pydantic v2 models, strict (no coercion), unknown keys rejected, frozen.
-docs/routing-policies.md describes every field.
+README.md ("Routing policies") describes every field.
 
 Field rules live on the models; rules spanning fields or sections (unique model ids, declared
 tasks, reserved names, pricing, ``api_base`` per backend) live in ``routing.policy_checks`` and
