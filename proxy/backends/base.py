@@ -33,10 +33,32 @@ class SamplingParams:
     tools: Sequence[Mapping[str, Any]] | None = None
     tool_choice: Any = None
 
+    def to_openai(self) -> dict[str, Any]:
+        """The set fields as OpenAI request keys (what an upstream or litellm is sent)."""
+        body: dict[str, Any] = {
+            name: value for name in _OPENAI_FIELDS if (value := getattr(self, name)) is not None
+        }
+        if self.stop:
+            body["stop"] = list(self.stop)
+        return body
+
     def replace(self, **changes: Any) -> SamplingParams:
         values = {name: getattr(self, name) for name in self.__slots__}
         values.update(changes)
         return SamplingParams(**values)
+
+
+_OPENAI_FIELDS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "tools",
+    "tool_choice",
+)
 
 
 @dataclass(frozen=True, slots=True)

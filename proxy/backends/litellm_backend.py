@@ -40,18 +40,6 @@ from .openai_compat import StreamState, parse_usage, status_error
 
 log = structlog.get_logger(__name__)
 
-_PASSED_THROUGH = (
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "response_format",
-    "tools",
-    "tool_choice",
-)
-
 
 def import_litellm() -> Any:
     """litellm, imported with no network of its own (see the module docstring)."""
@@ -138,10 +126,7 @@ class LiteLLMBackend:
         litellm = self._litellm
         if litellm is None:
             raise BackendUnavailable(f"model {self.model_id} is not started")
-        kwargs: dict[str, Any] = {name: getattr(params, name) for name in _PASSED_THROUGH}
-        kwargs = {name: value for name, value in kwargs.items() if value is not None}
-        if params.stop:
-            kwargs["stop"] = list(params.stop)
+        kwargs = params.to_openai()
         if stream:
             kwargs["stream_options"] = {"include_usage": True}
         if self._spec.api_base:

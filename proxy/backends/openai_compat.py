@@ -50,17 +50,6 @@ from .replicas import Replica, ReplicaSet
 
 log = structlog.get_logger(__name__)
 
-_PASSED_THROUGH = (
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "response_format",
-    "tools",
-    "tool_choice",
-)
 _ERROR_TEXT_LIMIT = 500
 # Idle upstream connections are dropped before uvicorn's (vLLM's server) 5-second keep-alive
 # would close them, so a request never lands on a connection the server is closing.
@@ -138,13 +127,11 @@ class OpenAICompatBackend:
         yield state.finish()
 
     def _body(self, messages: Sequence[Message], params: SamplingParams, *, stream: bool) -> bytes:
-        body: dict[str, Any] = {"model": self._spec.model, "messages": messages}
-        for name in _PASSED_THROUGH:
-            value = getattr(params, name)
-            if value is not None:
-                body[name] = value
-        if params.stop:
-            body["stop"] = list(params.stop)
+        body: dict[str, Any] = {
+            "model": self._spec.model,
+            "messages": messages,
+            **params.to_openai(),
+        }
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
