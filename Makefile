@@ -33,8 +33,8 @@ test: lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check proxy routing tests benchmarks examples
-	$(BIN)/ruff format --check proxy routing tests benchmarks examples
+	$(BIN)/ruff check --no-cache proxy routing tests benchmarks examples
+	$(BIN)/ruff format --no-cache --check proxy routing tests benchmarks examples
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from proxy.pipeline import Decision, Outcome
 from routing.cost import format_usd
 from routing.planner import Candidate
-
-from proxy.pipeline import Decision, Outcome
 
 
 def decision_headers(

@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from routing.cost import format_usd
 
 from proxy.backends.base import Completion, Usage
 from proxy.backends.scripted import ScriptedBackend
 from proxy.errors import BackendError, BackendUnavailable, UpstreamRejected
+from routing.cost import format_usd
 from tests.conftest import POLICIES, InProcessServer
 
 Q = [{"role": "user", "content": "Explain tides."}]
