@@ -103,7 +103,8 @@ class ChatCompletionRequest(BaseModel):
 
     @property
     def answer_limit(self) -> int | None:
-        return self.max_completion_tokens or self.max_tokens
+        # DESIGN: `max_tokens or max_completion_tokens` (they differ only when both are sent).
+        return self.max_tokens or self.max_completion_tokens
 
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
