@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
-from collections.abc import AsyncGenerator, Sequence
 
-from proxy.backends.base import Completion, Delta, Message, SamplingParams
+from proxy.backends.base import Message, SamplingParams
 from proxy.backends.llamacpp import LlamaCppBackend
+from proxy.calibrate.throughput import TimedBackend
 from proxy.refine import Finished, RefinementPrompts, refine
 from routing.policy_loader import load_policy
 
@@ -32,61 +31,13 @@ CONTEXT = " ".join(
 )
 
 
-class Timed:
-    """Wraps a backend and records every call's usage and wall time."""
-
-    def __init__(self, inner: LlamaCppBackend) -> None:
-        self.inner = inner
-        self.model_id = inner.model_id
-        self.rows: list[tuple[str, int, int, int, float]] = []
-
-    @property
-    def ready(self) -> bool:
-        return self.inner.ready
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    async def complete(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
-        started = time.perf_counter()
-        result = await self.inner.complete(messages, params)
-        self._record(result, started)
-        return result
-
-    async def stream(
-        self, messages: Sequence[Message], params: SamplingParams
-    ) -> AsyncGenerator[Delta, None]:
-        started = time.perf_counter()
-        async for delta in self.inner.stream(messages, params):
-            if delta.usage is not None:
-                self._record(Completion("", "stop", delta.usage), started)
-            yield delta
-
-    def _record(self, result: Completion, started: float) -> None:
-        names = ["draft", "critique 1", "rewrite 1", "critique 2", "rewrite 2"]
-        name = (
-            names[len(self.rows)] if len(self.rows) < len(names) else f"call {len(self.rows) + 1}"
-        )
-        usage = result.usage
-        evaluated = (
-            usage.evaluated_prompt_tokens if usage.evaluated_prompt_tokens is not None else -1
-        )
-        self.rows.append(
-            (
-                name,
-                usage.prompt_tokens,
-                evaluated,
-                usage.completion_tokens,
-                time.perf_counter() - started,
-            )
-        )
+CALLS = ["draft", "critique 1", "rewrite 1", "critique 2", "rewrite 2"]
 
 
-async def one_run(backend: Timed, prompts: RefinementPrompts, messages: list[Message]) -> None:
-    backend.rows.clear()
+async def one_run(
+    backend: TimedBackend, prompts: RefinementPrompts, messages: list[Message]
+) -> None:
+    backend.calls.clear()
     params = SamplingParams(max_tokens=120, temperature=0.0, seed=1)
     async for event in refine(
         backend,
@@ -101,10 +52,16 @@ async def one_run(backend: Timed, prompts: RefinementPrompts, messages: list[Mes
             done = event.result.rounds
     print(f"{done} rounds done")
     print(f"{'call':<11} {'sent':>6} {'evaluated':>10} {'generated':>10} {'wall s':>7}")
-    for name, sent, evaluated, generated, wall in backend.rows:
-        print(f"{name:<11} {sent:>6} {evaluated:>10} {generated:>10} {wall:>7.2f}")
-    sent_total = sum(r[1] for r in backend.rows)
-    evaluated_total = sum(r[2] for r in backend.rows)
+    sent_total = evaluated_total = 0
+    for name, (timing, completion) in zip(CALLS, backend.calls, strict=False):
+        usage = completion.usage
+        evaluated = usage.evaluated_prompt_tokens or 0
+        sent_total += usage.prompt_tokens
+        evaluated_total += evaluated
+        print(
+            f"{name:<11} {usage.prompt_tokens:>6} {evaluated:>10} "
+            f"{usage.completion_tokens:>10} {timing.total_s:>7.2f}"
+        )
     print(f"{'total':<11} {sent_total:>6} {evaluated_total:>10}")
     print(f"evaluated / sent = {evaluated_total / sent_total:.1%} (target <= 25%)")
     print()
@@ -112,7 +69,7 @@ async def one_run(backend: Timed, prompts: RefinementPrompts, messages: list[Mes
 
 async def main(policy_path: str, model: str) -> None:
     policy = load_policy(policy_path)
-    backend = Timed(LlamaCppBackend(policy.model(model)))
+    backend = TimedBackend(LlamaCppBackend(policy.model(model)))
     await backend.start()
     refinement = policy.refinement
     # The stop phrase is disabled so that both rounds run whatever the model says.
