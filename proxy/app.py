@@ -55,6 +55,17 @@ class ServiceState:
     reload_error: str | None = None
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     retiring: set[asyncio.Task[None]] = field(default_factory=set)
+    draining: set[Runtime] = field(default_factory=set)
+
+    async def _retire(self, old: Runtime) -> None:
+        def live() -> list[Runtime]:
+            others = [r for r in self.draining if r is not old]
+            return [*others, self.runtime] if self.runtime is not None else others
+
+        try:
+            await retire(old, live)
+        finally:
+            self.draining.discard(old)
 
     def current(self) -> Runtime:
         if self.runtime is None:
@@ -74,7 +85,8 @@ class ServiceState:
             self.runtime, self.reload_error = new, None
             log.info("policy.loaded", source=new.source, models=len(new.backends))
             if old is not None:
-                task = asyncio.create_task(retire(old, new))
+                self.draining.add(old)
+                task = asyncio.create_task(self._retire(old))
                 self.retiring.add(task)
                 task.add_done_callback(self.retiring.discard)
             return new

@@ -153,6 +153,9 @@ async def events(
                 if isinstance(item, Started):
                     if not committed:
                         committed = True
+                        # A stream's headers leave on this item and name this model: from
+                        # here on, falling back would contradict them.
+                        emitted = emitted or live
                         yield Committed(candidate.model, tuple(fallbacks))
                     continue
                 if isinstance(item, AnswerPiece):
@@ -260,17 +263,19 @@ def perfics_object(
 ) -> dict[str, Any]:
     """The body's ``perfics`` object. USD values are the header strings read back as numbers,
     so body and headers agree to the last digit."""
-    plan_ = decision.plan
+    answering = next(
+        (c for c in decision.plan.attempts() if c.model == outcome.model), decision.plan
+    )
     body: dict[str, Any] = {
         "model": outcome.model,
         "task": decision.declarations.task,
         "task_source": decision.declarations.task_source,
-        "score": round(plan_.score, 6),
+        "score": round(answering.score or 0.0, 6),
         "rounds": outcome.rounds,
         "rounds_planned": outcome.rounds_planned,
         "stop_reason": outcome.stop_reason,
         "cost_usd": float(format_usd(outcome.cost_usd)),
-        "estimated_cost_usd": float(format_usd(plan_.estimated_cost_usd)),
+        "estimated_cost_usd": float(format_usd(answering.estimated_cost_usd)),
         "reference_cost_usd": (
             float(format_usd(outcome.reference_cost_usd))
             if outcome.reference_cost_usd is not None

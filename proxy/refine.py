@@ -144,7 +144,11 @@ async def refine(
             {"role": "user", "content": prompts.critique.format(stop_phrase=prompts.stop_phrase)},
         ]
         critique_params = params.replace(
-            max_tokens=prompts.critique_max_tokens, response_format=None, stop=(), tools=None
+            max_tokens=prompts.critique_max_tokens,
+            response_format=None,
+            stop=(),
+            tools=None,
+            tool_choice=None,
         )
         try:
             critique = await backend.complete(critique_messages, critique_params)

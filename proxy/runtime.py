@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -76,7 +76,8 @@ async def build_runtime(
     if previous is not None:
         for spec in policy.models:
             old = previous.backends.get(spec.id)
-            if old is not None and _same_entry(previous.policy, policy, spec.id):
+            # A backend that failed to start is built afresh, so a reload retries it.
+            if old is not None and old.ready and _same_entry(previous.policy, policy, spec.id):
                 reused[spec.id] = old
     started: dict[str, Backend] = {}
     for spec in policy.models:
@@ -112,13 +113,16 @@ def _from_env(name: str | None, environ: Mapping[str, str]) -> str | None:
     return (environ.get(name) or None) if name else None
 
 
-async def retire(old: Runtime, new: Runtime) -> None:
-    """Close the backends that only ``old`` uses, once its last request has finished."""
+async def retire(old: Runtime, live: Callable[[], Iterable[Runtime]]) -> None:
+    """Close the backends only ``old`` uses, once its last request has finished. ``live``
+    gives the runtimes still serving (the current one, and older ones still draining), whose
+    backends stay open."""
     old.retired = True
     await old.drained()
-    kept = {id(backend) for backend in new.backends.values()}
+    kept = {id(backend) for runtime in live() for backend in runtime.backends.values()}
     for model, backend in old.backends.items():
         if id(backend) not in kept:
+            kept.add(id(backend))
             await backend.aclose()
             log.info("backend.closed", model=model)
 

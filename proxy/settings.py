@@ -29,6 +29,12 @@ class Settings:
     api_key: str | None = None
     keepalive_s: float = 5.0
 
+    def __post_init__(self) -> None:
+        if not 0 < self.keepalive_s <= 10:
+            raise ValueError("keepalive_s must be above 0 and at most 10 (DESIGN: every 10 s)")
+        if self.queue_size is not None and self.queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ``environ`` (default ``os.environ``), then non-None ``overrides``."""

@@ -263,3 +263,13 @@ async def test_live_rewrite_is_held_only_for_its_opening() -> None:
     deltas = [e.text for e in events if isinstance(e, AnswerDelta)]
     assert "".join(deltas) == rewrite and result.streamed
     assert len(deltas[0]) >= 80 and len(deltas) > 10
+
+
+async def test_critique_calls_carry_neither_tools_nor_tool_choice() -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    params = SamplingParams(tools=tools, tool_choice="auto", max_tokens=50)
+    backend = ScriptedBackend("m", ["a plain text draft", "NO ISSUES"])
+    await run(backend, rounds=1, params=params)
+    critique = backend.calls[1].params
+    assert critique.tools is None and critique.tool_choice is None
+    assert "tool_choice" not in critique.to_openai()

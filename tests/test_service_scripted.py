@@ -335,3 +335,30 @@ def test_request_in_flight_finishes_on_the_policy_it_started_with(service: Servi
     worker.join()
     assert result["r"].headers["x-perfics-rounds"] == "2"
     assert result["r"].json()["choices"][0]["message"]["content"] == "twice fixed"
+
+
+def test_stream_does_not_fall_back_once_its_headers_named_a_model(service: Service) -> None:
+    service.alpha.queue("draft", BackendUnavailable("alpha died during a hidden round"))
+    service.beta.queue("draft", "NO ISSUES")
+    with httpx.stream(
+        "POST",
+        f"{service.server.base_url}/v1/chat/completions",
+        json={"model": "auto", "messages": Q, "stream": True},
+        timeout=30,
+    ) as response:
+        assert response.headers["x-perfics-model"] == "alpha"
+        lines = [line for line in response.iter_lines() if line]
+    assert "event: error" in lines and lines[-1] == "data: [DONE]"
+    assert service.beta.calls == []
+
+
+def test_body_score_and_estimate_are_the_answering_models(service: Service) -> None:
+    service.alpha.queue(BackendUnavailable("alpha is down"))
+    service.beta.queue("draft", "NO ISSUES")
+    raw = service.post({"model": "auto", "messages": Q})
+    perfics = raw.json()["perfics"]
+    assert raw.headers["x-perfics-model"] == "beta"
+    assert f"{perfics['score']:.6f}" == raw.headers["x-perfics-score"]
+    assert Decimal(str(perfics["estimated_cost_usd"])) == Decimal(
+        raw.headers["x-perfics-estimated-cost-usd"]
+    )

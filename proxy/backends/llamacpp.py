@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from proxy.errors import BackendError, InvalidRequest, QueueFull, UpstreamRejected
+from proxy.errors import (
+    BackendError,
+    BackendUnavailable,
+    InvalidRequest,
+    QueueFull,
+    UpstreamRejected,
+)
 from routing.policy import ModelSpec
 
 from .base import Completion, Delta, Message, SamplingParams, Usage, collect
@@ -93,7 +99,7 @@ class LlamaCppBackend:
         self, messages: Sequence[Message], params: SamplingParams
     ) -> AsyncGenerator[Delta, None]:
         if self._llama is None:
-            raise BackendError(f"model {self.model_id} is not loaded")
+            raise BackendUnavailable(f"model {self.model_id} is not loaded")
         if self._lock.locked() and self._waiting >= self._queue_size:
             raise QueueFull(f"model {self.model_id} has {self._waiting} requests waiting")
         prompt = self._prompt_tokens(messages)

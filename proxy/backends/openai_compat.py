@@ -236,7 +236,7 @@ class VLLMBackend(OpenAICompatBackend):
             async with session.get(f"{replica.root}/metrics", timeout=timeout) as response:
                 response.raise_for_status()
                 replica.waiting, replica.running = parse_vllm_metrics(await response.text())
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except Exception as exc:  # the poller must outlive any one bad scrape
             replica.waiting = replica.running = 0
             log.debug("backend.metrics_failed", replica=replica.url, error=type(exc).__name__)
 
