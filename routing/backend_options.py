@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from routing.policy_types import NonNegative, PolicyModel, Positive, PositiveCount
 
@@ -36,6 +36,22 @@ class LiteLLMOptions(PolicyModel):
 
     timeout_s: Positive = 120.0
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _no_reserved_keys(
+        cls, params: dict[str, str | int | float | bool]
+    ) -> dict[str, str | int | float | bool]:
+        taken = sorted(set(params) & _LITELLM_RESERVED)
+        if taken:
+            raise ValueError(f"set by the proxy, not in params: {', '.join(taken)}")
+        return params
+
+
+# Arguments the litellm backend passes itself (the request, the policy entry, the stream).
+_LITELLM_RESERVED = frozenset(
+    {"model", "messages", "stream", "stream_options", "timeout", "api_base", "api_key"}
+)
 
 
 BackendOptions = LlamaCppOptions | OpenAIOptions | LiteLLMOptions

@@ -235,3 +235,29 @@ def test_the_design_example_loads() -> None:
     )
     policy = parse_policy(text, "design.yaml")
     assert policy.tasks["coding"].keywords == ("python", "function", "bug", "code")
+
+
+def test_litellm_params_may_not_override_what_the_proxy_sets() -> None:
+    text = textwrap.dedent(
+        """\
+        version: 1
+        default_task: g
+        tasks: {g: {max_rounds: 0, answer_tokens: 5}}
+        models:
+          - id: m
+            backend: litellm
+            model: openai/x
+            context_window: 2048
+            input_usd_per_mtok: 0
+            output_usd_per_mtok: 0
+            quality: {default: [1]}
+            options: {params: {timeout: 3, top_k: 2, stream: true}}
+        """
+    )
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text, "p.yaml")
+    assert str(info.value) == (
+        "p.yaml:12: models.0.options.params: set by the proxy, not in params: stream, timeout"
+    )
+    allowed = text.replace("timeout: 3, ", "").replace(", stream: true", "")
+    assert parse_policy(allowed, "p.yaml").models[0].options.params == {"top_k": 2}  # type: ignore[union-attr]
