@@ -11,14 +11,13 @@ from collections.abc import Sequence
 
 from proxy.pipeline import Decision, Outcome
 from routing.cost import format_usd
-from routing.planner import Candidate
 
 
 def decision_headers(
     decision: Decision, request_id: str, *, model: str, fallbacks: Sequence[str]
 ) -> dict[str, str]:
     declarations = decision.declarations
-    candidate = _candidate(decision, model)
+    candidate = decision.candidate(model)
     headers = {
         "x-request-id": request_id,
         "x-perfics-model": model,
@@ -46,9 +45,3 @@ def outcome_headers(outcome: Outcome) -> dict[str, str]:
     if outcome.reference_cost_usd is not None:
         headers["x-perfics-reference-cost-usd"] = format_usd(outcome.reference_cost_usd)
     return headers
-
-
-def _candidate(decision: Decision, model: str) -> Candidate:
-    """The plan's entry for the model that answers (the winner unless it fell back)."""
-    attempts = decision.plan.attempts()
-    return next((c for c in attempts if c.model == model), attempts[0])

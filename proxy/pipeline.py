@@ -36,6 +36,11 @@ class Decision:
     plan: Plan
     prompt_tokens: int
 
+    def candidate(self, model: str) -> Candidate:
+        """The plan's entry for the model that answers (the winner unless it fell back)."""
+        attempts = self.plan.attempts()
+        return next((c for c in attempts if c.model == model), attempts[0])
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -263,9 +268,7 @@ def perfics_object(
 ) -> dict[str, Any]:
     """The body's ``perfics`` object. USD values are the header strings read back as numbers,
     so body and headers agree to the last digit."""
-    answering = next(
-        (c for c in decision.plan.attempts() if c.model == outcome.model), decision.plan
-    )
+    answering = decision.candidate(outcome.model)
     body: dict[str, Any] = {
         "model": outcome.model,
         "task": decision.declarations.task,

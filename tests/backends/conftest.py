@@ -4,7 +4,6 @@ on the bundled SmolLM2, and the stub upstream (``stub_upstream.py``) for error p
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +17,9 @@ import httpx
 import pytest
 
 from routing.policy import LiteLLMOptions, ModelSpec, OpenAIOptions
+from tests.conftest import free_port
 
 STUB = Path(__file__).resolve().parent / "stub_upstream.py"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:

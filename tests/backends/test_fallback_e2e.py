@@ -15,8 +15,8 @@ import httpx
 import openai
 import pytest
 
-from tests.backends.conftest import bundled_gguf, free_port, stop, wait_for
-from tests.conftest import ServerProcess
+from tests.backends.conftest import bundled_gguf, stop, wait_for
+from tests.conftest import ServerProcess, free_port
 
 pytestmark = pytest.mark.model
 Q = [{"role": "user", "content": "Name a fruit."}]
