@@ -21,9 +21,12 @@ Errors are translated once, here, most specific first::
     upstream other 4xx                    UpstreamRejected    the request itself; never retried
     a body that is not the expected JSON  BackendError
 
-Only a connection failure moves a request to the next replica: after any byte has arrived the
-upstream may be generating, so the error goes to the pipeline, which may fall back to another
-model.
+A failure before any of the answer has arrived (a refused connection, a 429 or 5xx status, a
+connection that breaks before the first chunk) moves the call to the model's next replica; only
+when every replica has failed does the error reach the pipeline, which may fall back to another
+model. A refused connection marks the replica down, unless the proxy itself ran out of file
+descriptors or memory (``EMFILE``, ``ENFILE``, ``ENOBUFS``, ``ENOMEM``): that is no fault of
+the replica. Once part of the answer has arrived, an error ends the call.
 
 Streams ask for ``stream_options.include_usage``. When the upstream sends no usage chunk (older
 servers, llama.cpp server) the final usage counts one completion token per content chunk and 0
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -108,23 +112,57 @@ class OpenAICompatBackend:
             await session.close()
 
     async def complete(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
-        async with self._exchange(self._body(messages, params, stream=False)) as response:
-            raw = await response.read()
-        return _parse_completion(raw, self.model_id)
+        body = self._body(messages, params, stream=False)
+        async with self._slot():
+            failed: list[Replica] = []
+            while True:
+                async with self._exchange(body, failed) as (replica, response):
+                    try:
+                        raw = await response.read()
+                    except aiohttp.ClientError as exc:
+                        self._failed(failed, replica, exc)
+                        continue
+                return _parse_completion(raw, self.model_id)
 
     async def stream(
         self, messages: Sequence[Message], params: SamplingParams
     ) -> AsyncGenerator[Delta, None]:
-        state = StreamState(self.model_id)
-        async with self._exchange(self._body(messages, params, stream=True)) as response:
-            async for payload in _sse_data(response):
-                if payload == b"[DONE]":
-                    state.done = True
-                    continue
-                delta = state.feed(orjson_loads(payload, self.model_id))
-                if delta is not None:
-                    yield delta
-        yield state.finish()
+        body = self._body(messages, params, stream=True)
+        async with self._slot():
+            failed: list[Replica] = []
+            while True:
+                state = StreamState(self.model_id)
+                async with self._exchange(body, failed) as (replica, response):
+                    try:
+                        async for payload in _sse_data(response):
+                            if payload == b"[DONE]":
+                                state.done = True
+                                continue
+                            delta = state.feed(orjson_loads(payload, self.model_id))
+                            if delta is not None:
+                                yield delta
+                    except aiohttp.ClientError as exc:
+                        if state.chunks:
+                            raise _translate(exc, self.model_id) from exc
+                        self._failed(failed, replica, exc)
+                        continue
+                    if not state.chunks and not state.done and state.finish_reason is None:
+                        # The replica closed the stream before sending anything: nothing was
+                        # produced, so its other replicas may still answer.
+                        self._failed(failed, replica, None)
+                        continue
+                yield state.finish()
+                return
+
+    def _failed(self, failed: list[Replica], replica: Replica, exc: Exception | None) -> None:
+        """A replica broke off before any of the answer arrived: try the model's next one."""
+        failed.append(replica)
+        log.warning(
+            "backend.replica_failed",
+            model=self.model_id,
+            replica=replica.url,
+            error=type(exc).__name__ if exc is not None else "EmptyStream",
+        )
 
     def _body(self, messages: Sequence[Message], params: SamplingParams, *, stream: bool) -> bytes:
         body: dict[str, Any] = {
@@ -138,45 +176,72 @@ class OpenAICompatBackend:
         return orjson.dumps(body, default=_plain)
 
     @contextlib.asynccontextmanager
-    async def _exchange(self, body: bytes) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POST ``body`` to a replica's ``/chat/completions``; the response has a 2xx status."""
+    async def _exchange(
+        self, body: bytes, failed: list[Replica]
+    ) -> AsyncIterator[tuple[Replica, aiohttp.ClientResponse]]:
+        """POST ``body`` to the best replica not in ``failed``; the response has a 2xx status.
+
+        A replica that refuses the connection is marked down and the next one tried; one that
+        answers 429 or 5xx (or whose connection breaks before the status) is added to
+        ``failed`` and the next one tried, without a down mark (it answered). The last
+        failure is raised when no replica is left."""
         session = self._session
         if session is None:
             raise BackendUnavailable(f"model {self.model_id} is not started")
-        async with self._slot():
-            tried: list[Replica] = []
-            while (replica := self._replicas.acquire(exclude=tried)) is not None:
-                tried.append(replica)
+        last: BackendError | None = None
+        while (replica := self._replicas.acquire(exclude=failed)) is not None:
+            try:
                 try:
-                    try:
-                        response = await session.post(replica.chat_url, data=body)
-                    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                        self._replicas.mark_down(replica)
-                        log.warning(
-                            "backend.replica_down",
-                            model=self.model_id,
-                            replica=replica.url,
-                            error=type(exc).__name__,
-                            retry_after_s=self._options.retry_down_after_s,
+                    response = await session.post(replica.chat_url, data=body)
+                except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                    failed.append(replica)
+                    if _own_exhaustion(exc):
+                        # Out of descriptors or memory here: the replica is not at fault.
+                        last = BackendUnavailable(
+                            f"model {self.model_id}: the proxy could not open a connection "
+                            f"({type(exc).__name__})"
                         )
-                        continue
-                    if replica.down_until is not None:
-                        log.info("backend.replica_up", model=self.model_id, replica=replica.url)
-                    self._replicas.mark_up(replica)
-                    try:
-                        if response.status >= 400:
-                            raise _status_error(
-                                response.status, await response.read(), self.model_id
-                            )
-                        yield response
-                    finally:
-                        response.release()  # closes the connection unless the body was read
-                    return
+                        break
+                    self._replicas.mark_down(replica)
+                    log.warning(
+                        "backend.replica_down",
+                        model=self.model_id,
+                        replica=replica.url,
+                        error=type(exc).__name__,
+                        retry_after_s=self._options.retry_down_after_s,
+                    )
+                    last = BackendUnavailable(f"model {self.model_id}: the upstream is unreachable")
+                    continue
                 except aiohttp.ClientError as exc:
-                    raise _translate(exc, self.model_id) from exc
+                    failed.append(replica)
+                    last = _translate(exc, self.model_id)
+                    log.warning(
+                        "backend.replica_failed",
+                        model=self.model_id,
+                        replica=replica.url,
+                        error=type(exc).__name__,
+                    )
+                    continue
+                if replica.down_until is not None:
+                    log.info("backend.replica_up", model=self.model_id, replica=replica.url)
+                self._replicas.mark_up(replica)
+                try:
+                    if response.status >= 400:
+                        error = _status_error(response.status, await response.read(), self.model_id)
+                        if not error.retryable:
+                            raise error
+                        failed.append(replica)
+                        last = error
+                        continue
+                    yield replica, response
                 finally:
-                    self._replicas.release(replica)
-        raise BackendUnavailable(f"model {self.model_id}: no upstream replica is reachable")
+                    response.release()  # closes the connection unless the body was read
+                return
+            except aiohttp.ClientError as exc:
+                raise _translate(exc, self.model_id) from exc
+            finally:
+                self._replicas.release(replica)
+        raise last or BackendUnavailable(f"model {self.model_id}: no upstream replica is reachable")
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
@@ -362,6 +427,22 @@ def _parse_completion(raw: bytes, model_id: str) -> Completion:
         )
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise BackendError(f"model {model_id} sent a completion without choices") from exc
+
+
+_EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def _own_exhaustion(exc: aiohttp.ClientError) -> bool:
+    """The connection failed for want of this process's resources (file descriptors, buffers,
+    memory), not because of the replica."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in _EXHAUSTION:
+            return True
+        cause = getattr(cause, "os_error", None) or cause.__cause__ or cause.__context__
+        if cause is exc:
+            break
+    return False
 
 
 def _translate(exc: aiohttp.ClientError, model_id: str) -> BackendError:

@@ -13,6 +13,10 @@ The first path segment picks the behaviour and names the counters: ``/{behaviour
     e{status}   an OpenAI error body with that status (e500, e400, e401, e429)
     badjson     200 with a body that is not JSON
     wait{n}     ok; ``/metrics`` reports ``n`` vLLM requests waiting
+    drop        reads the request, then closes the connection without a word (a replica that
+                dies mid-request)
+    greedy{n}   ignores ``max_tokens``: ``n`` one-token words, with usage that says so (a
+                server whose answers a budget cannot trust)
 
 ``GET /stats`` returns, per label: requests, concurrent, max_concurrent, disconnects,
 last_auth (the Authorization header) and last_body.
@@ -100,11 +104,25 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(int(match[1]), json.dumps(error).encode())
         if behaviour == "badjson":
             return self.send(200, b"{not json")
+        if behaviour == "drop":
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return None
+        words = WORDS
+        usage = USAGE
+        if match := re.fullmatch(r"greedy(\d+)", behaviour):
+            words = [" w"] * int(match[1])
+            prompt = sum(len(str(m.get("content") or "")) // 4 + 4 for m in body["messages"])
+            usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": len(words),
+                "total_tokens": prompt + len(words),
+            }
         if behaviour.startswith("slow"):
             time.sleep(float(behaviour[4:]))
         tools = behaviour == "tools"
         if not body.get("stream"):
-            message: dict[str, Any] = {"role": "assistant", "content": "".join(WORDS)}
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(words)}
             if tools:
                 message |= {"content": None, "tool_calls": [TOOL]}
             choice = {
@@ -112,7 +130,7 @@ class Handler(BaseHTTPRequestHandler):
                 "message": message,
                 "finish_reason": "tool_calls" if tools else "stop",
             }
-            reply = {"id": "c", "object": "chat.completion", "choices": [choice], "usage": USAGE}
+            reply = {"id": "c", "object": "chat.completion", "choices": [choice], "usage": usage}
             return self.send(200, json.dumps(reply).encode())
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
@@ -131,11 +149,11 @@ class Handler(BaseHTTPRequestHandler):
                 )
             self.write_chunk(chunk({}, "tool_calls"))
         else:
-            for word in WORDS:
+            for word in words:
                 self.write_chunk(chunk({"content": word}))
             self.write_chunk(chunk({}, "stop"))
         if behaviour != "nousage":
-            self.write_chunk(chunk(None, usage=USAGE))
+            self.write_chunk(chunk(None, usage=usage))
         self.write_chunk(b"data: [DONE]\n\n")
         self.write_chunk(b"")
 

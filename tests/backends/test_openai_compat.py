@@ -148,18 +148,42 @@ async def test_not_started_is_unavailable(stub: Stub) -> None:
         await backend.complete(MESSAGES, PARAMS)
 
 
-async def test_upstream_5xx_is_retryable_and_not_moved_to_another_replica(
+async def test_upstream_5xx_moves_the_call_to_the_models_next_replica(
     stub: Stub, stub2: Stub
 ) -> None:
+    # The same model's healthy replica answers before the pipeline would fall back to another
+    # model; the failing replica answered, so it is not marked down.
     failing, other = label("e500"), label("ok")
     async with started(stub.url(failing), stub2.url(other)) as backend:
+        for call in (backend.complete(MESSAGES, PARAMS), collect(backend.stream(MESSAGES, PARAMS))):
+            completion = await call
+            assert completion.text
+        assert backend.replicas[0].down_until is None
+    assert stub.stats(failing)["requests"] >= 1
+    assert stub2.stats(other)["requests"] == 2
+
+
+async def test_a_replica_that_dies_mid_request_hands_the_call_to_the_next(
+    stub: Stub, stub2: Stub
+) -> None:
+    dying, other = label("drop"), label("ok")
+    async with started(stub.url(dying), stub2.url(other)) as backend:
+        completion = await backend.complete(MESSAGES, PARAMS)
+        streamed = await collect(backend.stream(MESSAGES, PARAMS))
+    assert completion.text == streamed.text == "hello from stub"
+    assert stub.stats(dying)["requests"] >= 1  # the dying replica was tried first
+    assert stub2.stats(other)["requests"] == 2
+
+
+async def test_upstream_5xx_on_every_replica_is_retryable(stub: Stub, stub2: Stub) -> None:
+    first, second = label("e500"), label("e503")
+    async with started(stub.url(first), stub2.url(second)) as backend:
         with pytest.raises(BackendError) as caught:
             await backend.complete(MESSAGES, PARAMS)
-        assert backend.replicas[0].down_until is None
+        assert all(r.down_until is None for r in backend.replicas)
     assert not isinstance(caught.value, UpstreamRejected)
     assert caught.value.retryable and caught.value.status_code == 502
-    assert "stub says 500" in caught.value.message
-    assert stub2.stats(other)["requests"] == 0
+    assert stub.stats(first)["requests"] == stub2.stats(second)["requests"] == 1
 
 
 @pytest.mark.parametrize("status", [400, 422])

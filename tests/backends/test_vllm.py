@@ -42,7 +42,9 @@ async def test_lower_waiting_count_breaks_ties(stub: Stub, stub2: Stub) -> None:
     try:
         first, second = backend.replicas
         deadline = time.monotonic() + 5
-        while (first.waiting, first.running) != (5, 1) and time.monotonic() < deadline:
+        while (first.waiting, first.running, second.running) != (5, 1, 1) and (
+            time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.02)
         assert (first.waiting, second.waiting, second.running) == (5, 0, 1)
         for _ in range(4):
