@@ -11,28 +11,28 @@ prefix caching re-reads only the new tail.
 
 Rounds stop at the planned count (``max_rounds``), when a critique is the stop phrase
 (``no_issues``), or when the next round's estimated cost would exceed what is left of the
-budget (``budget``). A tool-call draft is returned as is (``not_refinable``). With a JSON
-``response_format``, a rewrite that does not parse is discarded and the previous answer kept;
-so is an empty rewrite, or one that mostly repeats the critique (a failure of small models).
-A round call the backend refuses (``UpstreamRejected``: in practice, the longer round prompt
-no longer fits the model's context) ends refinement with ``budget``, keeping the answer in hand.
+budget (``budget``). A tool-call draft is returned as is (``not_refinable``). Each rewrite must
+pass the policy's acceptance rule (``refinement.accept``, ``proxy.acceptance``) to replace the
+answer in hand; a discarded rewrite leaves the previous answer standing. A round call the
+backend refuses (``UpstreamRejected``: in practice, the longer round prompt no longer fits the
+model's context) ends refinement with ``budget``, keeping the answer in hand.
 
 ``refine`` is an async generator of events so one loop serves both response modes: a
-non-streaming caller keeps only ``Finished``; a streaming caller forwards ``AnswerDelta``s (the
-draft when no round is planned, else the last planned rewrite, generated live) and replays the
-final text when it was not streamed live.
+non-streaming caller keeps only ``Finished``; a streaming caller forwards ``AnswerDelta``s and
+replays the final text when it was not streamed live. What streams live is the draft when no
+round is planned, and the last planned rewrite only under the ``all`` rule: every other rule
+judges the whole rewrite, so it is held until accepted and then replayed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
-import json
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.acceptance import Review, Reviewer, Rule
 from proxy.backends.base import Backend, Completion, Delta, Message, SamplingParams, Usage
 from proxy.errors import UpstreamRejected
 
@@ -45,6 +45,7 @@ class RefinementPrompts:
     rewrite: str
     stop_phrase: str
     critique_max_tokens: int
+    accept: Rule = "answers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +55,25 @@ class RoundTrace:
     critique_usage: Usage
     rewrite: str | None = None
     rewrite_usage: Usage | None = None
-    kept: bool = True
+    review: Review | None = None
+
+    @property
+    def kept(self) -> bool:
+        return self.review is not None and self.review.kept
+
+    @property
+    def usage(self) -> Usage:
+        """Every call of the round: critique, rewrite and the review's scoring calls."""
+        usage = self.critique_usage + (self.rewrite_usage or Usage())
+        return usage + self.review.usage if self.review is not None else usage
 
     def to_json(self, include_text: bool = True) -> dict[str, Any]:
-        usage = self.critique_usage + (self.rewrite_usage or Usage())
-        body: dict[str, Any] = {"round": self.round, "usage": usage.to_openai(), "kept": self.kept}
+        body: dict[str, Any] = {
+            "round": self.round,
+            "usage": self.usage.to_openai(),
+            "kept": self.kept,
+            "discarded_because": self.review.reason if self.review is not None else None,
+        }
         if include_text:
             body["critique"] = self.critique
             body["rewrite"] = self.rewrite
@@ -114,8 +129,10 @@ async def refine(
     prompts: RefinementPrompts,
     within_budget: BudgetCheck,
     live: bool,
+    record_reviews: bool = False,
 ) -> AsyncIterator[Event]:
-    """Draft and refine one answer, yielding progress events and finally ``Finished``."""
+    """Draft and refine one answer, yielding progress events and finally ``Finished``.
+    ``record_reviews`` asks the acceptance review for every rule's verdict (calibration)."""
     live_draft = live and rounds == 0 and not _wants_json(params)
     draft = _Call()
     async for event in draft.run(
@@ -132,6 +149,9 @@ async def refine(
 
     if answer.tool_calls or answer.finish_reason == "tool_calls":
         rounds, stop_reason = 0, "not_refinable"
+    reviewer = Reviewer(
+        prompts.accept, backend, messages, _wants_json(params), record_all=record_reviews
+    )
 
     for number in range(1, rounds + 1):
         if not within_budget(usage, draft_prompt, answer_tokens):
@@ -167,16 +187,13 @@ async def refine(
             {"role": "assistant", "content": critique.text},
             {"role": "user", "content": prompts.rewrite},
         ]
-        live_rewrite = live and number == rounds and not _wants_json(params)
+        live_rewrite = (
+            live and number == rounds and prompts.accept == "all" and not _wants_json(params)
+        )
         call = _Call()
         try:
             async for event in call.run(
-                backend,
-                rewrite_messages,
-                params,
-                live=live_rewrite,
-                use_stream=live_rewrite,
-                echo_of=critique.text,
+                backend, rewrite_messages, params, live=live_rewrite, use_stream=live_rewrite
             ):
                 yield event
         except UpstreamRejected:
@@ -187,13 +204,21 @@ async def refine(
             break
         rewrite = call.completion
         usage = usage + rewrite.usage
-        kept = not _echoes(rewrite.text, critique.text) and (
-            not _wants_json(params) or _parses_as_json(rewrite.text)
-        )
+        try:
+            review = await reviewer.review(answer.text, rewrite.text, critique.text)
+        except UpstreamRejected:
+            # The rewrite cannot even be scored within the context: it cannot be judged
+            # better, and another round would not fit either.
+            trace.append(
+                RoundTrace(number, critique.text, critique.usage, rewrite.text, rewrite.usage)
+            )
+            stop_reason = "budget"
+            break
+        usage = usage + review.usage
         trace.append(
-            RoundTrace(number, critique.text, critique.usage, rewrite.text, rewrite.usage, kept)
+            RoundTrace(number, critique.text, critique.usage, rewrite.text, rewrite.usage, review)
         )
-        if kept:
+        if review.kept:
             answer, answer_tokens = rewrite, rewrite.usage.completion_tokens
             streamed = call.emitted
     rounds_done = sum(1 for t in trace if t.rewrite is not None)
@@ -212,11 +237,7 @@ async def refine(
 
 
 class _Call:
-    """One model call, either collected whole or forwarded delta by delta.
-
-    With ``echo_of`` (a live rewrite), the first ``_ECHO_PREFIX`` characters are held back
-    until it is known whether the rewrite merely repeats that critique; an echo is then
-    collected silently instead of streamed, so streaming and non-streaming agree."""
+    """One model call, either collected whole or forwarded delta by delta."""
 
     completion: Completion
     emitted = False
@@ -230,7 +251,6 @@ class _Call:
         live: bool,
         use_stream: bool,
         announce: bool = False,
-        echo_of: str | None = None,
     ) -> AsyncIterator[Event]:
         if not use_stream:
             self.completion = await backend.complete(messages, params)
@@ -241,7 +261,6 @@ class _Call:
         tool_calls: list[Mapping[str, Any]] = []
         finish_reason, usage = "stop", Usage()
         first = True
-        held = echo_of is not None
         delta: Delta
         async with contextlib.aclosing(backend.stream(messages, params)) as deltas:
             async for delta in deltas:
@@ -250,13 +269,7 @@ class _Call:
                 first = False
                 if delta.text:
                     parts.append(delta.text)
-                    if live and held and sum(map(len, parts)) >= _ECHO_PREFIX:
-                        held = False
-                        live = not _echoes("".join(parts), echo_of or "")
-                        if live:
-                            self.emitted = True
-                            yield AnswerDelta("".join(parts))
-                    elif live and not held:
+                    if live:
                         self.emitted = True
                         yield AnswerDelta(delta.text)
                 tool_calls.extend(delta.tool_calls)
@@ -264,13 +277,9 @@ class _Call:
                     finish_reason = delta.finish_reason
                 if delta.usage is not None:
                     usage = delta.usage
-        text = "".join(parts)
-        if live and held and text and not _echoes(text, echo_of or ""):
-            self.emitted = True
-            yield AnswerDelta(text)
         if first and announce:
             yield Started()
-        self.completion = Completion(text, finish_reason, usage, tuple(tool_calls))
+        self.completion = Completion("".join(parts), finish_reason, usage, tuple(tool_calls))
 
 
 _EDGE = re.compile(r"^[\W_]+|[\W_]+$")
@@ -287,29 +296,6 @@ def is_stop_phrase(critique: str, stop_phrase: str) -> bool:
     return bool(critique.strip()) and norm(critique) == norm(stop_phrase)
 
 
-def _echoes(rewrite: str, critique: str) -> bool:
-    """True when the "improved answer" is empty or opens by repeating the critique: small
-    models often answer the rewrite prompt by restating the problems they listed. Only the
-    opening is compared, so a live stream can decide before it sends anything."""
-    opening = rewrite[:_ECHO_PREFIX]
-    if not opening.strip():
-        return True
-    matcher = difflib.SequenceMatcher(None, opening, critique[:_ECHO_PREFIX], autojunk=False)
-    return matcher.ratio() >= _ECHO_RATIO
-
-
-_ECHO_PREFIX = 80
-_ECHO_RATIO = 0.8
-
-
 def _wants_json(params: SamplingParams) -> bool:
     fmt = params.response_format
     return fmt is not None and fmt.get("type") in {"json_object", "json_schema"}
-
-
-def _parses_as_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True

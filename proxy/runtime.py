@@ -101,6 +101,7 @@ async def build_runtime(
             rewrite=refinement.rewrite_prompt,
             stop_phrase=refinement.stop_phrase,
             critique_max_tokens=refinement.critique_max_tokens,
+            accept=refinement.accept,
         ),
         reference_prices=_reference_prices(policy),
         source=settings.policy,

@@ -119,15 +119,18 @@ DEFAULT_REWRITE_PROMPT = (
 
 
 class Refinement(PolicyModel):
-    """The untargeted, domain-agnostic refinement prompts and their token budget.
-    ``critique_prompt`` must contain ``{stop_phrase}`` (substituted with ``str.format``) and no
-    other placeholder. Prompt and answer text are logged only when ``log_content`` is true."""
+    """The untargeted, domain-agnostic refinement prompts, their token budget and the rule a
+    rewrite must pass to replace the answer in hand (``accept``: ``all`` | ``answers`` |
+    ``likelier``, described in ``proxy.acceptance``). ``critique_prompt`` must contain
+    ``{stop_phrase}`` (substituted with ``str.format``) and no other placeholder. Prompt and
+    answer text are logged only when ``log_content`` is true."""
 
     critique_prompt: Text = DEFAULT_CRITIQUE_PROMPT
     rewrite_prompt: Text = DEFAULT_REWRITE_PROMPT
     critique_max_tokens: PositiveCount = 256
     template_tokens: Count = 64
     stop_phrase: Text = "NO ISSUES"
+    accept: Literal["all", "answers", "likelier"] = "answers"
     log_content: bool = False
 
     @field_validator("critique_prompt")
@@ -248,10 +251,17 @@ class Admin(PolicyModel):
 
 
 class Server(PolicyModel):
-    """Serving: the environment variable holding the clients' API key, and the queue size."""
+    """Serving: the environment variable holding the clients' API key, the queue size, and the
+    limits every connection and request is held to. ``max_body_bytes`` and ``body_timeout_s``
+    apply from the next request after a reload; ``header_timeout_s`` and ``max_connections``
+    are read when ``perfics serve`` starts."""
 
     api_key_env: Name | None = None
     queue_size: PositiveCount = 16
+    max_body_bytes: PositiveCount = 4 * 1024 * 1024
+    body_timeout_s: Positive = 30.0
+    header_timeout_s: Positive = 10.0
+    max_connections: PositiveCount = 512
 
 
 class Policy(PolicyModel):

@@ -3,6 +3,7 @@ phrase, the budget stop, tool calls, JSON rewrites, live streaming of the last r
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,6 +29,7 @@ PROMPTS = RefinementPrompts(
     stop_phrase="NO ISSUES",
     critique_max_tokens=32,
 )
+PROMPTS_ALL = dataclasses.replace(PROMPTS, accept="all")
 CONVERSATION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]
 
 
@@ -46,7 +48,7 @@ async def run(
         CONVERSATION,
         params,
         rounds=rounds,
-        prompts=PROMPTS,
+        prompts=kw.pop("prompts", PROMPTS),
         within_budget=within,
         live=live,
     )
@@ -190,17 +192,29 @@ async def test_json_answer_kept_when_every_rewrite_breaks() -> None:
     assert not result.streamed
 
 
-async def test_live_mode_streams_only_the_last_planned_rewrite() -> None:
+async def test_live_mode_streams_only_the_last_planned_rewrite_under_the_all_rule() -> None:
     backend = ScriptedBackend(
         "m", ["draft answer", "issue", "middle answer", "issue", "final answer here"]
     )
-    result, events = await run(backend, rounds=2, live=True)
+    result, events = await run(backend, rounds=2, live=True, prompts=PROMPTS_ALL)
     deltas = "".join(e.text for e in events if isinstance(e, AnswerDelta))
     assert deltas == "final answer here" == result.text
     assert result.streamed
     assert isinstance(events[0], Started)
     # Hidden calls are whole completions; the draft and the last rewrite stream.
     assert [c.streamed for c in backend.calls] == [True, False, False, False, True]
+
+
+async def test_live_mode_holds_the_last_rewrite_until_the_rule_accepts_it() -> None:
+    # Every rule but ``all`` judges the whole rewrite, so nothing of it may leave first: the
+    # caller replays the accepted text.
+    backend = ScriptedBackend(
+        "m", ["draft answer", "issue", "middle answer", "issue", "final answer here"]
+    )
+    result, events = await run(backend, rounds=2, live=True)
+    assert not any(isinstance(e, AnswerDelta) for e in events)
+    assert result.text == "final answer here" and not result.streamed
+    assert [c.streamed for c in backend.calls] == [True, False, False, False, False]
 
 
 async def test_live_mode_with_no_rounds_streams_the_draft() -> None:
@@ -256,13 +270,13 @@ async def test_live_rewrite_that_repeats_the_critique_is_not_streamed() -> None:
     assert result.text == "a poem" and not result.streamed and not result.trace[0].kept
 
 
-async def test_live_rewrite_is_held_only_for_its_opening() -> None:
+async def test_live_rewrite_under_the_all_rule_streams_piece_by_piece() -> None:
     rewrite = " ".join(f"word{i}" for i in range(60))
     backend = ScriptedBackend("m", ["a poem", "Too short.", rewrite])
-    result, events = await run(backend, rounds=1, live=True)
+    result, events = await run(backend, rounds=1, live=True, prompts=PROMPTS_ALL)
     deltas = [e.text for e in events if isinstance(e, AnswerDelta)]
     assert "".join(deltas) == rewrite and result.streamed
-    assert len(deltas[0]) >= 80 and len(deltas) > 10
+    assert len(deltas) == 60
 
 
 async def test_critique_calls_carry_neither_tools_nor_tool_choice() -> None:

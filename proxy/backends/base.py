@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 Message = Mapping[str, Any]
 
@@ -130,6 +130,27 @@ class Backend(Protocol):
     ) -> AsyncGenerator[Delta, None]: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Likelihood:
+    """How likely a model finds a text as its answer to a conversation: the mean natural-log
+    probability per token of ``tokens`` tokens, and the usage of the call that measured it
+    (a prefill: prompt tokens only)."""
+
+    mean_logprob: float
+    tokens: int
+    usage: Usage
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """A backend that can score a given answer instead of generating one (refinement's
+    ``likelier`` rule). Optional: backends without it are simply not ``Scorer``s."""
+
+    async def likelihood(self, messages: Sequence[Message], answer: str) -> Likelihood:
+        """The likelihood of ``answer`` as the assistant's next message after ``messages``."""
+        ...
 
 
 async def collect(stream: AsyncIterator[Delta]) -> Completion:

@@ -34,7 +34,7 @@ from proxy.errors import (
 )
 from routing.policy import ModelSpec
 
-from .base import Completion, Delta, Message, SamplingParams, Usage, collect
+from .base import Completion, Delta, Likelihood, Message, SamplingParams, Usage, collect
 from .bundled import resolve_model_path
 
 if TYPE_CHECKING:
@@ -103,14 +103,48 @@ class LlamaCppBackend:
         if self._lock.locked() and self._waiting >= self._queue_size:
             raise QueueFull(f"model {self.model_id} has {self._waiting} requests waiting")
         prompt = self._prompt_tokens(messages)
+        # Built before the lock, so a slow grammar never holds the model (proxy.schema_bounds
+        # keeps it fast); a schema llama.cpp cannot convert is the client's to fix.
+        grammar = (
+            await asyncio.to_thread(_grammar, params.response_format)
+            if params.response_format
+            else None
+        )
         self._waiting += 1
         try:
             await self._lock.acquire()
         finally:
             self._waiting -= 1
         try:
-            async for delta in self._run(prompt, params):
+            async for delta in self._run(prompt, params, grammar):
                 yield delta
+        finally:
+            self._lock.release()
+
+    async def likelihood(self, messages: Sequence[Message], answer: str) -> Likelihood:
+        """The mean log-probability of ``answer``'s tokens as the reply to ``messages``: one
+        prefill of the answer (the conversation's prefix comes from the KV cache when the
+        previous call shared it), under the same lock and queue as generation."""
+        if self._llama is None:
+            raise BackendUnavailable(f"model {self.model_id} is not loaded")
+        if self._lock.locked() and self._waiting >= self._queue_size:
+            raise QueueFull(f"model {self.model_id} has {self._waiting} requests waiting")
+        prompt = self._prompt_tokens(messages)
+        assert self._llama is not None
+        answer_tokens = self._llama.tokenize(answer.encode("utf-8"), add_bos=False, special=False)
+        if len(prompt) + len(answer_tokens) > self._spec.context_window:
+            raise UpstreamRejected(
+                f"the conversation and answer are {len(prompt) + len(answer_tokens)} tokens; "
+                f"{self.model_id} holds {self._spec.context_window}",
+                param="messages",
+            )
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            return await asyncio.to_thread(self._score, prompt, answer_tokens)
         finally:
             self._lock.release()
 
@@ -175,7 +209,9 @@ class LlamaCppBackend:
             )
         return tokens
 
-    async def _run(self, prompt: list[int], params: SamplingParams) -> AsyncGenerator[Delta, None]:
+    async def _run(
+        self, prompt: list[int], params: SamplingParams, grammar: Any
+    ) -> AsyncGenerator[Delta, None]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
@@ -183,7 +219,7 @@ class LlamaCppBackend:
         def emit(item: object) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        worker = loop.run_in_executor(None, self._generate, prompt, params, stop, emit)
+        worker = loop.run_in_executor(None, self._generate, prompt, params, grammar, stop, emit)
         try:
             while (item := await queue.get()) is not _DONE:
                 if isinstance(item, BaseException):
@@ -205,6 +241,7 @@ class LlamaCppBackend:
         self,
         prompt: list[int],
         params: SamplingParams,
+        grammar: Any,
         stop: threading.Event,
         emit: Callable[[object], None],
     ) -> None:
@@ -233,7 +270,7 @@ class LlamaCppBackend:
                 repeat_penalty=_REPEAT_PENALTY,
                 presence_penalty=params.presence_penalty or 0.0,
                 frequency_penalty=params.frequency_penalty or 0.0,
-                grammar=_grammar(params.response_format),
+                grammar=grammar,
             ):
                 if stop.is_set():
                     finish = "cancelled"
@@ -263,6 +300,57 @@ class LlamaCppBackend:
             del exc
         finally:
             emit(_DONE)
+
+    def _score(self, prompt: list[int], answer: list[int]) -> Likelihood:
+        """Worker thread: evaluate ``prompt + answer`` and read the answer tokens' log-probs.
+
+        The logits at position i predict token i + 1, so logits are requested only for the
+        last prompt token and every answer token but the last; the KV prefix shared with the
+        previous call is kept, as ``Llama.generate`` does, and llama-cpp-python's own record of
+        the evaluated tokens is updated so the next call reuses this one's prefix."""
+        import numpy as np
+
+        llama = self._llama
+        assert llama is not None
+        if not answer:
+            return Likelihood(0.0, 0, Usage(len(prompt), 0, 0))
+        tokens = prompt + answer
+        cached = 0
+        for have, want in zip(llama._input_ids.tolist(), tokens[: len(prompt) - 1], strict=False):
+            if have != want:
+                break
+            cached += 1
+        try:
+            llama.n_tokens = cached
+            llama.eval(tokens[cached : len(prompt) - 1])
+            total = 0.0
+            # Logit rows are vocabulary-wide (49,152 floats for SmolLM2): a few at a time.
+            batch_size = min(llama.n_batch, 64)
+            scored = tokens[len(prompt) - 1 : -1]
+            for start in range(0, len(scored), batch_size):
+                chunk = scored[start : start + batch_size]
+                n_past = llama.n_tokens
+                llama._batch.set_batch(batch=chunk, n_past=n_past, logits_all=True)
+                llama._ctx.decode(llama._batch)
+                llama.input_ids[n_past : n_past + len(chunk)] = chunk
+                llama.n_tokens += len(chunk)
+                logits = np.ctypeslib.as_array(
+                    llama._ctx.get_logits(),  # type: ignore[no-untyped-call]
+                    shape=(len(chunk), llama.n_vocab()),
+                )
+                top = logits.max(axis=1, keepdims=True)
+                log_norm = np.log(np.exp(logits - top).sum(axis=1, dtype=np.float64)) + top[:, 0]
+                targets = answer[start : start + len(chunk)]
+                total += float((logits[np.arange(len(chunk)), targets] - log_norm).sum())
+        except Exception as exc:
+            log.exception("backend.score_failed", model=self.model_id)
+            raise BackendError(f"model {self.model_id} failed while scoring") from exc
+        finally:
+            # The logits in the context are no longer the prompt's: make the next generate()
+            # decode at least one token before it samples.
+            llama._requires_eval = True
+        evaluated = len(tokens) - 1 - cached
+        return Likelihood(total / len(answer), len(answer), Usage(len(tokens), 0, evaluated))
 
 
 def default_threads() -> int:
@@ -331,6 +419,8 @@ def _fold_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _grammar(response_format: Any) -> Any:
+    """The llama.cpp grammar of a ``response_format``; ``InvalidRequest`` when llama.cpp's
+    converter refuses the schema (an unsupported keyword or pattern)."""
     if not response_format:
         return None
     from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
@@ -340,7 +430,15 @@ def _grammar(response_format: Any) -> Any:
         return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
     if kind == "json_schema":
         schema = (response_format.get("json_schema") or {}).get("schema")
-        if schema:
+        if not schema:
+            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        try:
             return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        except Exception as exc:  # the converter raises AssertionError, ValueError, KeyError
+            raise InvalidRequest(
+                f"the JSON schema cannot be turned into a grammar: {type(exc).__name__}: "
+                f"{str(exc)[:120]}",
+                param="response_format",
+                code="invalid_schema",
+            ) from None
     return None

@@ -8,7 +8,7 @@ change nothing, so their answer is the last kept one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.refine import Refined
@@ -21,10 +21,17 @@ _SETTLED = frozenset({"no_issues", "not_refinable"})
 
 @dataclass(frozen=True, slots=True)
 class RoundRecord:
+    """One round: its critique and rewrite, whether the policy's rule kept the rewrite, the
+    verdict every acceptance rule gave it (``proxy.acceptance``), why it was discarded, and the
+    scoring calls the review made."""
+
     round: int
     critique: str
     rewrite: str | None
     kept: bool
+    verdicts: dict[str, bool] = field(default_factory=dict)
+    reason: str | None = None
+    review_calls: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +62,44 @@ class AnswerRecord:
     def from_refined(
         cls, result: Refined, draft: str, rounds_requested: int, draft_timing: CallTiming | None
     ) -> AnswerRecord:
-        rounds = tuple(RoundRecord(t.round, t.critique, t.rewrite, t.kept) for t in result.trace)
+        rounds = tuple(
+            RoundRecord(
+                t.round,
+                t.critique,
+                t.rewrite,
+                t.kept,
+                dict(t.review.verdicts) if t.review is not None else {},
+                t.review.reason if t.review is not None else None,
+                t.review.calls if t.review is not None else 0,
+            )
+            for t in result.trace
+        )
         return cls(draft, rounds, result.stop_reason, rounds_requested, draft_timing)
+
+    def first_round_under(self, rule: str) -> tuple[str, bool | None, int]:
+        """The answer after one round had ``rule`` decided the first rewrite, whether it kept
+        one (None: no rewrite was made), and the scoring calls that decision needed. Exact:
+        the first round's draft, critique and rewrite do not depend on the rule."""
+        first = next((r for r in self.rounds if r.round == 1), None)
+        if first is None or first.rewrite is None:
+            return self.draft, None, 0
+        kept = first.verdicts.get(rule, first.kept)
+        calls = first.review_calls if rule == "likelier" else 0
+        return (first.rewrite if kept else self.draft), kept, calls
 
     def to_json(self) -> dict[str, Any]:
         return {
             "draft": self.draft,
             "rounds": [
-                {"round": r.round, "critique": r.critique, "rewrite": r.rewrite, "kept": r.kept}
+                {
+                    "round": r.round,
+                    "critique": r.critique,
+                    "rewrite": r.rewrite,
+                    "kept": r.kept,
+                    "verdicts": r.verdicts,
+                    "reason": r.reason,
+                    "review_calls": r.review_calls,
+                }
                 for r in self.rounds
             ],
             "stop_reason": self.stop_reason,
@@ -76,7 +113,15 @@ class AnswerRecord:
         return cls(
             str(data["draft"]),
             tuple(
-                RoundRecord(int(r["round"]), str(r["critique"]), r["rewrite"], bool(r["kept"]))
+                RoundRecord(
+                    int(r["round"]),
+                    str(r["critique"]),
+                    r["rewrite"],
+                    bool(r["kept"]),
+                    dict(r.get("verdicts") or {}),
+                    r.get("reason"),
+                    int(r.get("review_calls") or 0),
+                )
                 for r in data["rounds"]
             ),
             str(data["stop_reason"]),

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .questions import (
     QuestionsError,
-    default_questions_path,
     limit_per_task,
     load_questions,
     load_tasks_map,
 )
+from .suites import SUITES, VERIFIABLE, load_suites
 
 if TYPE_CHECKING:
     from proxy.backends.base import Backend
@@ -36,16 +36,21 @@ if TYPE_CHECKING:
 def add_calibrate_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "calibrate",
-        help="measure each model's quality per task and round count with a judge model",
-        description="Answer a question set on each model (with 0..R refinement rounds), "
-        "grade the answers 1-10 with a judge model and propose the means as the policy's "
-        "quality lists.",
+        help="measure each model's quality per task and round count",
+        description="Answer question suites on each model (with 0..R refinement rounds), grade "
+        "every answer (by its own checker, or 1-10 by a judge model) and propose the means as "
+        "the policy's quality lists, with 95%% intervals and the paired gain over the draft.",
     )
     parser.add_argument("--policy", required=True, help="policy YAML file")
     parser.add_argument(
-        "--questions", help="FastChat-style question.jsonl (default: the shipped set)"
+        "--suite",
+        help=f"built-in suites, comma-separated: {', '.join(SUITES)} "
+        f"(default without --questions: {','.join(VERIFIABLE)})",
     )
-    parser.add_argument("--judge", required=True, help="catalog model id that grades answers")
+    parser.add_argument("--questions", help="question.jsonl; lines may carry a grader")
+    parser.add_argument(
+        "--judge", help="catalog model id that grades questions without a grader of their own"
+    )
     parser.add_argument("--rounds", type=_non_negative, default=2, help="R (default 2)")
     parser.add_argument("--models", help="comma-separated model ids (default: all but the judge)")
     parser.add_argument("--tasks-map", help="YAML/JSON {category: task}")
@@ -60,6 +65,9 @@ def add_calibrate_parser(subparsers: Any) -> None:
     parser.add_argument("--resume", action="store_true", help="reuse cached answers and grades")
     parser.add_argument("--run-dir", help="cache directory (default .perfics/calibrate/<hash>)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument(
+        "--results", help="also write every figure, interval and per-question grade as JSON"
+    )
     parser.add_argument("--judge-max-tokens", type=_positive, default=256)
     parser.add_argument(
         "--judge-retries", type=_non_negative, default=2, help="re-asks per unparseable grade"
@@ -78,6 +86,10 @@ def add_report_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--prompt-tokens", type=_positive, default=100, help="typical prompt (default 100)"
     )
+    parser.add_argument(
+        "--calibration",
+        help="results JSON of perfics calibrate --results: intervals as error bars, gains in words",
+    )
     parser.set_defaults(handler=run_report)
 
 
@@ -95,7 +107,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         print(exc, file=err)
         return 2
     catalog = [spec.id for spec in policy.models]
-    if args.judge not in catalog:
+    if args.judge is not None and args.judge not in catalog:
         print(f"--judge: {args.judge!r} is not a model of {args.policy}", file=err)
         return 2
     models = _split(args.models) if args.models else [m for m in catalog if m != args.judge]
@@ -103,42 +115,72 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if unknown or not models:
         print(f"--models: unknown {unknown}" if unknown else "no model to calibrate", file=err)
         return 2
+    suites = tuple(_split(args.suite)) if args.suite else ()
+    if not suites and not args.questions:
+        suites = VERIFIABLE
     try:
-        mapping = load_tasks_map(args.tasks_map) if args.tasks_map else {}
-        questions = load_questions(
-            args.questions or default_questions_path(),
-            tasks=list(policy.tasks),
-            default_task=policy.default_task,
-            tasks_map=mapping,
-        )
+        questions = _questions(args, policy, suites)
     except QuestionsError as exc:
         print(exc, file=err)
         return 2
     questions = limit_per_task(questions, args.per_task)
+    judged = [q.source for q in questions if q.judged]
+    if judged and args.judge is None:
+        shown = ", ".join(judged[:10]) + (
+            f" and {len(judged) - 10} more" if len(judged) > 10 else ""
+        )
+        print(f"questions without a grader need --judge: {shown}", file=err)
+        return 2
+    judge = args.judge if judged else None
     settings = CalibrationSettings(
         rounds=args.rounds,
         seed=args.seed,
         judge_max_tokens=args.judge_max_tokens,
         judge_retries=args.judge_retries,
         resume=args.resume,
+        suites=suites + (("questions",) if args.questions else ()),
     )
-    run_dir = Path(args.run_dir or default_run_dir(policy, questions, args.judge, settings))
+    run_dir = Path(args.run_dir or default_run_dir(policy, questions, judge, settings))
+    graded_by = f"judge {judge}" if judge else "verifiable graders"
     print(
         f"calibrating {', '.join(models)} on {len(questions)} questions, rounds 0..{args.rounds}, "
-        f"judge {args.judge}; run dir {run_dir}",
+        f"{graded_by}; run dir {run_dir}",
         file=err,
     )
     configure_logging("warning")  # JSON lines on stderr; progress and failures say the rest
     started = time.monotonic()
     try:
         calibration = asyncio.run(
-            _calibrate(policy, questions, models, args.judge, run_dir, settings, err)
+            _calibrate(policy, questions, models, judge, run_dir, settings, err)
         )
     except _StartFailed as exc:
         print(exc, file=err)
         return 1
-    _print_summary(calibration, policy, time.monotonic() - started, out)
+    wall_s = time.monotonic() - started
+    _print_summary(calibration, policy, wall_s, out)
+    if args.results:
+        from .results import write_results
+
+        write_results(Path(args.results), calibration, questions, wall_s=wall_s)
+        print(f"\nwrote {args.results}", file=out)
     return propose_policy(args, calibration, out, err)
+
+
+def _questions(args: argparse.Namespace, policy: Policy, suites: Sequence[str]) -> list[Question]:
+    mapping = load_tasks_map(args.tasks_map) if args.tasks_map else {}
+    context: dict[str, Any] = {
+        "tasks": list(policy.tasks),
+        "default_task": policy.default_task,
+        "tasks_map": mapping,
+    }
+    questions = load_suites(suites, **context) if suites else []
+    if args.questions:
+        questions += load_questions(args.questions, **context)
+    ids = [q.question_id for q in questions]
+    duplicates = sorted({qid for qid in ids if ids.count(qid) > 1})
+    if duplicates:
+        raise QuestionsError(f"question ids used twice: {', '.join(duplicates[:10])}")
+    return questions
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -154,8 +196,27 @@ def run_report(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     measured = calibrated_lists(Path(args.policy).read_text(encoding="utf-8"))
+    intervals = None
+    if args.calibration:
+        from .report import Measured
+        from .results import load_cells
+
+        try:
+            loaded = load_cells(Path(args.calibration))
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"--calibration: {exc}", file=sys.stderr)
+            return 2
+        intervals = {
+            (cell.task, cell.model, cell.rounds): Measured(
+                cell.n, cell.interval.low, cell.interval.high, gain
+            )
+            for cell, gain in loaded
+        }
     out = Path(args.out)
-    for path in write_report(policy, out, prompt_tokens=args.prompt_tokens, calibrated=measured):
+    paths = write_report(
+        policy, out, prompt_tokens=args.prompt_tokens, calibrated=measured, intervals=intervals
+    )
+    for path in paths:
         print(path)
     return 0
 
@@ -168,7 +229,7 @@ async def _calibrate(
     policy: Policy,
     questions: Sequence[Question],
     models: Sequence[str],
-    judge_id: str,
+    judge_id: str | None,
     run_dir: Path,
     settings: CalibrationSettings,
     err: TextIO,
@@ -179,8 +240,9 @@ async def _calibrate(
     from .store import RunStore
 
     backends: dict[str, Backend] = {}
+    wanted = [*models, judge_id] if judge_id is not None else list(models)
     try:
-        for model in dict.fromkeys([*models, judge_id]):
+        for model in dict.fromkeys(wanted):
             backend = build_backend(policy.model(model), BackendSettings())
             backends[model] = backend
             try:
@@ -191,7 +253,7 @@ async def _calibrate(
             policy,
             questions,
             {m: backends[m] for m in models},
-            backends[judge_id],
+            backends[judge_id] if judge_id is not None else None,
             RunStore(run_dir),
             settings,
             progress_stream=err,
@@ -202,12 +264,15 @@ async def _calibrate(
 
 
 def _print_summary(calibration: Calibration, policy: Policy, wall_s: float, out: TextIO) -> None:
-    from .scores import summary_table
+    from .scores import ablation_table, summary_table
 
     print(summary_table(calibration), file=out)
+    if calibration.ablation:
+        print("\nacceptance rules after one round (same drafts, critiques and rewrites):", file=out)
+        print(ablation_table(calibration), file=out)
     print(
         f"\nwall time {wall_s:.0f} s; model calls {calibration.model_calls}, "
-        f"judge calls {calibration.judge_calls}",
+        f"judge calls {calibration.judge_calls}, grader checks {calibration.checks}",
         file=out,
     )
     print("\nmeasured speed (draft calls; tokens/s)   policy hardware now", file=out)
@@ -248,6 +313,7 @@ def propose_policy(
         calibration,
         date=datetime.date.today().isoformat(),
         hardware=args.write_hardware,
+        machine=machine_description(),
     )
     for note in edited.notes:
         print(f"note: {note}", file=out)
@@ -267,6 +333,23 @@ def propose_policy(
         print(f"refusing to write: the calibrated policy is invalid:\n{exc}", file=err)
         return 2
     return 0
+
+
+def machine_description() -> str:
+    """``x86_64 2cpu`` and the CPU model when the system names it: where figures were taken."""
+    import os
+    import platform
+
+    name = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            name = next(
+                (ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), ""
+            )
+    except OSError:
+        pass
+    base = f"{platform.machine()} {os.cpu_count() or 1}cpu"
+    return f"{base} {name}".strip() if name else base
 
 
 def _split(value: str) -> list[str]:

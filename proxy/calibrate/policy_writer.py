@@ -6,7 +6,9 @@ and hand-wrapped flow lists elsewhere survive untouched (a full re-dump would re
 Only these change:
 
 - ``models[i].quality.<task>`` becomes the measured ``[Q0, ..., QR]`` for every task with a
-  complete measurement, followed by ``# calibrated DATE: n=N per round count, judge=ID``. An
+  complete measurement, followed by ``# calibrated DATE: n=N, suites=..., judge=ID,
+  machine=...; r1 +0.50 [-0.20, 1.20], ...`` (the sample size, what graded it, where it ran,
+  and each round count's paired gain over the draft with its 95 % interval). An
   existing entry is rewritten in place (its alignment kept); a new one is added after the
   last entry; a flow-style ``quality: {...}`` is rewritten as a block so each list has a line
   for its comment. Tasks without questions keep their list (or ``default``).
@@ -32,7 +34,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from .scores import Calibration
+from .scores import Calibration, gain_text
 from .throughput import Throughput
 
 _NUMBER = re.compile(r"[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?")
@@ -54,8 +56,11 @@ class _Edit:
     lines: tuple[str, ...]
 
 
-def apply_calibration(text: str, calibration: Calibration, *, date: str, hardware: bool) -> Edited:
-    """The policy ``text`` with ``calibration``'s figures written in."""
+def apply_calibration(
+    text: str, calibration: Calibration, *, date: str, hardware: bool, machine: str = ""
+) -> Edited:
+    """The policy ``text`` with ``calibration``'s figures written in; ``machine`` describes
+    where they were measured (it goes into each list's comment)."""
     doc = YAML().load(text)
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
@@ -70,7 +75,7 @@ def apply_calibration(text: str, calibration: Calibration, *, date: str, hardwar
             notes.append(f"{model}: not in the policy file; nothing written")
             continue
         new = {
-            task: f"{_flow(values)}  # {_comment(date, counts, calibration.judge)}"
+            task: f"{_flow(values)}  # {_comment(date, counts, calibration, model, task, machine)}"
             for task, (values, counts) in tasks.items()
         }
         edits += _quality_edits(lines, entry, new)
@@ -255,6 +260,21 @@ def _flow(values: Any) -> str:
     return "[" + ", ".join(repr(float(v)) for v in values) + "]"
 
 
-def _comment(date: str, counts: list[int], judge: str) -> str:
+def _comment(
+    date: str, counts: list[int], calibration: Calibration, model: str, task: str, machine: str
+) -> str:
     n = str(counts[0]) if len(set(counts)) == 1 else ",".join(map(str, counts))
-    return f"calibrated {date}: n={n} per round count, judge={judge}"
+    parts = [f"n={n}"]
+    if calibration.suites:
+        parts.append(f"suites={'+'.join(calibration.suites)}")
+    if calibration.judge:
+        parts.append(f"judge={calibration.judge}")
+    if machine:
+        parts.append(f"machine={machine}")
+    gains = []
+    for r in range(1, calibration.rounds + 1):
+        gain = calibration.gain(task, model, r)
+        if gain is not None:
+            gains.append(f"r{r} {gain_text(gain)}")
+    text = f"calibrated {date}: {', '.join(parts)}"
+    return f"{text}; {', '.join(gains)}" if gains else text

@@ -7,6 +7,10 @@ request (``prompt_tokens`` in, the task's ``answer_tokens`` out, plus r rounds),
 PeRFICS makes for that request (``routing.planner.plan``, no budget, every backend ready) is
 marked. Points above the task's ``max_rounds`` are drawn hollow: the planner never picks them.
 
+With a calibration's results file (``perfics calibrate --results``), each measured point
+carries its 95 % interval (drawn as an error bar) and each round count its paired gain over
+the draft, and the report says in words which gains are distinguishable from zero.
+
 Files written to the output directory:
 
     quality_vs_cost.png   one panel per task
@@ -17,10 +21,12 @@ Files written to the output directory:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from proxy.calibrate.scores import gain_text
 from routing.cost import cost_usd, format_usd
 from routing.errors import RoutingError
 from routing.estimate import TokenEstimate
@@ -28,6 +34,22 @@ from routing.planner import PlanRequest, plan
 
 if TYPE_CHECKING:
     from routing.policy import Policy
+
+    from .stats import PairedDifference
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """A calibrated figure's 95 % interval, and its paired gain over the draft (r >= 1)."""
+
+    n: int
+    low: float
+    high: float
+    gain: PairedDifference | None
+
+
+Intervals = Mapping[tuple[str, str, int], Measured]
+"""``(task, model, rounds)`` -> its measurement, from a calibration results file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +63,7 @@ class Point:
     score: float | None
     source: str  # the quality key: the task, or "default"
     calibrated: bool  # the list carries a "# calibrated" comment in the policy file
+    measured: Measured | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +75,14 @@ class TaskView:
 
 
 def task_views(
-    policy: Policy, prompt_tokens: int, calibrated: frozenset[tuple[str, str]] = frozenset()
+    policy: Policy,
+    prompt_tokens: int,
+    calibrated: frozenset[tuple[str, str]] = frozenset(),
+    intervals: Intervals | None = None,
 ) -> list[TaskView]:
     """Every task's points and plan for a request of ``prompt_tokens`` tokens; ``calibrated``
-    names the ``(model, quality key)`` lists measured by ``perfics calibrate``."""
+    names the ``(model, quality key)`` lists measured by ``perfics calibrate``, ``intervals``
+    their measurements when a results file is given."""
     refinement = policy.refinement
     views: list[TaskView] = []
     for name, task in policy.tasks.items():
@@ -96,6 +123,7 @@ def task_views(
                         scores.get((spec.id, r)),
                         source,
                         (spec.id, source) in calibrated,
+                        (intervals or {}).get((name, spec.id, r)),
                     )
                 )
         views.append(TaskView(name, tuple(points), planned, note))
@@ -108,10 +136,11 @@ def write_report(
     *,
     prompt_tokens: int = 100,
     calibrated: frozenset[tuple[str, str]] = frozenset(),
+    intervals: Intervals | None = None,
 ) -> list[Path]:
     """Write the two charts and ``report.md`` into ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    views = task_views(policy, prompt_tokens, calibrated)
+    views = task_views(policy, prompt_tokens, calibrated, intervals)
     paths = [
         _quality_vs_cost(views, out / "quality_vs_cost.png", prompt_tokens),
         _gain_chart(views, out / "refinement_gain.png"),
@@ -121,15 +150,23 @@ def write_report(
     return [*paths, report]
 
 
-def gains(view: TaskView) -> dict[str, tuple[int, float]]:
-    """``{model: (R, Q_R - Q_0)}`` for each model listed for the task."""
+def gains(view: TaskView) -> dict[str, tuple[int, float, tuple[float, float] | None]]:
+    """``{model: (R, Q_R - Q_0, its 95 % interval or None)}`` for each model listed for the
+    task; measured gains are the paired difference on the same questions."""
     by_model: dict[str, list[Point]] = {}
     for point in view.points:
         by_model.setdefault(point.model, []).append(point)
-    return {
-        model: (pts[-1].rounds, round(pts[-1].quality - pts[0].quality, 2))
-        for model, pts in by_model.items()
-    }
+    found: dict[str, tuple[int, float, tuple[float, float] | None]] = {}
+    for model, pts in by_model.items():
+        last = pts[-1]
+        paired = last.measured.gain if last.measured else None
+        if paired is not None:
+            finite = math.isfinite(paired.low) and math.isfinite(paired.high)
+            bounds = (paired.low, paired.high) if finite else None
+            found[model] = (last.rounds, round(paired.mean, 2), bounds)
+        else:
+            found[model] = (last.rounds, round(last.quality - pts[0].quality, 2), None)
+    return found
 
 
 def markdown(views: list[TaskView], prompt_tokens: int) -> str:
@@ -145,23 +182,52 @@ def markdown(views: list[TaskView], prompt_tokens: int) -> str:
     for view in views:
         lines += ["", f"## {view.task}", "", view.plan_note, ""]
         lines.append(
-            "| model | rounds | quality | cost USD | PeRFICS | plannable | source | measured |"
+            "| model | rounds | quality | 95% CI | n | gain vs r0 [95% CI] | cost USD | PeRFICS "
+            "| plannable | source | measured |"
         )
-        lines.append("|---|---:|---:|---:|---:|:---:|---|:---:|")
+        lines.append("|---|---:|---:|---|---:|---|---:|---:|:---:|---|:---:|")
         for p in view.points:
             chosen = " **(plan)**" if view.planned == (p.model, p.rounds) else ""
             score = "-" if p.score is None else f"{p.score:.3f}"
+            m = p.measured
+            interval = f"[{m.low:.2f}, {m.high:.2f}]" if m else "-"
+            gain = gain_text(m.gain) if m and m.gain else "-"
             lines.append(
-                f"| {p.model}{chosen} | {p.rounds} | {p.quality:.2f} | {_usd(p.cost_usd)} "
+                f"| {p.model}{chosen} | {p.rounds} | {p.quality:.2f} | {interval} "
+                f"| {m.n if m else '-'} | {gain} | {_usd(p.cost_usd)} "
                 f"| {score} | {'yes' if p.plannable else '-'} | {p.source} "
                 f"| {'yes' if p.calibrated else 'no'} |"
             )
-    lines += ["", "## Refinement gain (Q_R - Q_0)", "", "| task | model | R | gain |"]
+    said = findings(views)
+    if said:
+        lines += ["", "## What the measurements show", "", *said]
+    lines += ["", "## Refinement gain (Q_R - Q_0)", "", "| task | model | R | gain [95% CI] |"]
     lines.append("|---|---|---:|---:|")
     for view in views:
-        for model, (top, gain) in gains(view).items():
-            lines.append(f"| {view.task} | {model} | {top} | {gain:+.2f} |")
+        for model, (top, difference, bounds) in gains(view).items():
+            shown = f" [{bounds[0]:+.2f}, {bounds[1]:+.2f}]" if bounds else ""
+            lines.append(f"| {view.task} | {model} | {top} | {difference:+.2f}{shown} |")
     return "\n".join(lines) + "\n"
+
+
+def findings(views: list[TaskView]) -> list[str]:
+    """One line per measured round count >= 1: its paired gain over the draft, in words."""
+    lines = []
+    for view in views:
+        for p in view.points:
+            gain = p.measured.gain if p.measured else None
+            if gain is None:
+                continue
+            if gain.distinguishable:
+                said = f"**{gain.verdict()} than the draft** (the interval excludes zero)"
+            else:
+                said = "not distinguishable from the draft (the interval includes zero)"
+            lines.append(
+                f"- {view.task}, {p.model}, {p.rounds} "
+                f"{'round' if p.rounds == 1 else 'rounds'}: {gain_text(gain)} points, "
+                f"{gain.better} questions better and {gain.worse} worse of {gain.n}: {said}."
+            )
+    return lines
 
 
 def _usd(amount: float) -> str:
@@ -194,6 +260,11 @@ def _quality_vs_cost(views: list[TaskView], path: Path, prompt_tokens: int) -> P
             for p in pts:
                 face = colors[model] if p.plannable else "white"
                 ax.plot(p.cost_usd, p.quality, "o", color=colors[model], mfc=face, ms=7)
+                if p.measured is not None:
+                    ax.errorbar(
+                        p.cost_usd, p.quality, color=colors[model], capsize=3, lw=1,
+                        yerr=[[p.quality - p.measured.low], [p.measured.high - p.quality]],
+                    )  # fmt: skip
                 ax.annotate(
                     f"r{p.rounds}", (p.cost_usd, p.quality), textcoords="offset points",
                     xytext=(6, -10), fontsize=8, color=colors[model],
@@ -213,7 +284,7 @@ def _quality_vs_cost(views: list[TaskView], path: Path, prompt_tokens: int) -> P
             )  # fmt: skip
         ax.set_title(f"{view.task}" + ("" if chosen else f" ({view.plan_note})"))
         ax.set_xlabel(f"estimated cost per request, USD ({prompt_tokens}-token prompt)")
-        ax.set_ylabel("judged quality (0-10)")
+        ax.set_ylabel("quality (0-10; error bars: 95% interval)")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     for ax in list(axes.flat)[len(views) :]:
@@ -247,20 +318,29 @@ def _gain_chart(views: list[TaskView], path: Path) -> Path:
     values = [0.0]
     for i, model in enumerate(models):
         xs, heights, labels = [], [], []
+        below: list[float] = []
+        above: list[float] = []
         for t, view in enumerate(views):
             gain = found[view.task].get(model)
             if gain is not None:
                 xs.append(t - 0.4 + width * (i + 0.5))
                 heights.append(gain[1])
                 labels.append(f"{gain[1]:+.2f}\nR={gain[0]}")
+                low, high = gain[2] if gain[2] is not None else (gain[1], gain[1])
+                below.append(gain[1] - low)
+                above.append(high - gain[1])
+                values += [low, high]
         values += heights
         measured = any(p.calibrated for v in views for p in v.points if p.model == model)
         label = model if measured else f"{model} (guessed quality)"
-        bars = ax.bar(xs, heights, width, label=label, color=plt.get_cmap("tab10")(i % 10))
+        bars = ax.bar(
+            xs, heights, width, label=label, color=plt.get_cmap("tab10")(i % 10),
+            yerr=[below, above], capsize=3,
+        )  # fmt: skip
         ax.bar_label(bars, labels=labels, fontsize=8, padding=2)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(len(views)), [v.task for v in views])
-    ax.set_ylabel("Q_R - Q_0 (judged points)")
+    ax.set_ylabel("Q_R - Q_0 (points; error bars: 95% interval)")
     ax.set_title("Refinement gain per task and model (R = last listed round count)")
     pad = max(0.25, (max(values) - min(values)) * 0.2)
     ax.set_ylim(min(values) - pad, max(values) + pad)

@@ -2,9 +2,12 @@
 
 Answers come from ``proxy.refine.refine``, the engine the proxy serves with, at temperature 0
 with a fixed seed and ``max_tokens`` = the task's ``answer_tokens``. One draft and R rounds give
-every round count 0..R (``AnswerRecord.answer_after``). Each distinct answer text is graded once
-by the judge. Answers and grades are written to the run directory as they are made; with
-``resume`` they are read back instead of asking the models again.
+every round count 0..R (``AnswerRecord.answer_after``). Each distinct answer text is graded once:
+by the question's own grader when it has one (``proxy.calibrate.graders``; code runs in a
+sandbox, in a worker thread), else by the judge. Every rewrite's review records the verdict of
+every acceptance rule, so one run also compares the rules after one round (the ablation:
+``AnswerRecord.first_round_under``). Answers and grades are written to the run directory as
+they are made; with ``resume`` they are read back instead of asking the models again.
 
 Backend errors (``proxy.errors.PerficsError``) on one question are counted as failures and the
 run goes on; any other exception (an interrupt) ends the run, keeping what was written.
@@ -12,6 +15,7 @@ run goes on; any other exception (an interrupt) ends the run, keeping what was w
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 
+from proxy.acceptance import RULES
 from proxy.backends.base import Backend, SamplingParams, Usage
 from proxy.errors import PerficsError
 from proxy.refine import Finished, RefinementPrompts, refine
@@ -27,7 +32,7 @@ from .answers import AnswerRecord
 from .judge import RUBRIC_VERSION, Grade, grade
 from .progress import Progress
 from .questions import Question
-from .scores import Calibration, Failure, build_cells
+from .scores import AblationRow, Calibration, Cell, Failure, build_cells, pair
 from .store import DEFAULT_ROOT, RunStore, fingerprint
 from .throughput import CallTiming, TimedBackend, throughput
 
@@ -49,6 +54,7 @@ class CalibrationSettings:
     judge_max_tokens: int = 256
     judge_retries: int = 2
     resume: bool = False
+    suites: tuple[str, ...] = ()
 
 
 def refinement_prompts(policy: Policy) -> RefinementPrompts:
@@ -59,18 +65,21 @@ def refinement_prompts(policy: Policy) -> RefinementPrompts:
         rewrite=refinement.rewrite_prompt,
         stop_phrase=refinement.stop_phrase,
         critique_max_tokens=refinement.critique_max_tokens,
+        accept=refinement.accept,
     )
 
 
 def default_run_dir(
-    policy: Policy, questions: Sequence[Question], judge: str, settings: CalibrationSettings
+    policy: Policy, questions: Sequence[Question], judge: str | None, settings: CalibrationSettings
 ) -> Path:
     """``.perfics/calibrate/<fingerprint>`` of everything that decides answers and grades."""
     key = {
         "models": [_serving_entry(spec) for spec in policy.models],
         "refinement": _dump(policy.refinement),
         "answer_tokens": {name: task.answer_tokens for name, task in policy.tasks.items()},
-        "questions": [[q.question_id, q.prompt, q.reference, q.task] for q in questions],
+        "questions": [
+            [q.question_id, q.prompt, q.reference, q.task, q.grader_spec] for q in questions
+        ],
         "judge": judge,
         "seed": settings.seed,
     }
@@ -81,25 +90,31 @@ async def calibrate(
     policy: Policy,
     questions: Sequence[Question],
     models: Mapping[str, Backend],
-    judge: Backend,
+    judge: Backend | None,
     store: RunStore,
     settings: CalibrationSettings,
     *,
     progress_stream: TextIO | None = None,
 ) -> Calibration:
     """Answer, grade and tally. ``models`` maps each model to calibrate to its started
-    backend; ``judge`` is the judge's started backend (it may be one of ``models``)."""
+    backend; ``judge`` is the judge's started backend (it may be one of ``models``), needed
+    only when a question has no grader of its own (``ValueError`` otherwise)."""
+    if judge is None and any(q.judged for q in questions):
+        raise ValueError("questions without a grader need a judge")
     rounds = settings.rounds
     answer_units = 1 + 2 * rounds
-    total = len(models) * len(questions) * (answer_units + rounds + 1)
+    ablated = len(RULES) if rounds else 0
+    total = len(models) * len(questions) * (answer_units + rounds + 1 + ablated)
     progress = Progress(total, progress_stream)
     failures: list[Failure] = []
     answers, model_calls = await _answer_all(
         policy, questions, models, store, settings, progress, failures
     )
-    scores, judge_calls = await _grade_all(
-        questions, answers, judge, store, settings, progress, failures
-    )
+    grading = _Grading(judge, store, settings, progress)
+    scores = await _grade_all(questions, answers, grading, failures)
+    pairs = [(q.question_id, q.task) for q in questions]
+    cells = build_cells(pairs, list(models), rounds, scores)
+    ablation = await _ablation(questions, answers, grading, cells) if rounds else ()
     progress.close()
     speeds = {
         model: throughput(
@@ -109,15 +124,17 @@ async def calibrate(
         )
         for model in models
     }
-    pairs = [(q.question_id, q.task) for q in questions]
     return Calibration(
-        judge=judge.model_id,
+        judge=judge.model_id if judge is not None and any(q.judged for q in questions) else None,
         rounds=rounds,
-        cells=build_cells(pairs, list(models), rounds, scores),
+        cells=cells,
         failures=tuple(failures),
         throughput=speeds,
         model_calls=model_calls,
-        judge_calls=judge_calls,
+        judge_calls=grading.judge_calls,
+        suites=settings.suites,
+        ablation=ablation,
+        checks=grading.checks,
     )
 
 
@@ -170,47 +187,152 @@ async def _answer_all(
     return answers, calls
 
 
+class _Grading:
+    """Grades answer texts, each distinct (question, text) once: by the question's grader
+    (in a worker thread: ``python_tests`` waits on a sandboxed process) or by the judge.
+    Counts the judge calls and grader checks it makes; cached grades count nothing."""
+
+    def __init__(
+        self,
+        judge: Backend | None,
+        store: RunStore,
+        settings: CalibrationSettings,
+        progress: Progress,
+    ) -> None:
+        self.judge = judge
+        self.store = store
+        self.settings = settings
+        self.progress = progress
+        self.params = SamplingParams(
+            max_tokens=settings.judge_max_tokens, temperature=0.0, seed=settings.seed
+        )
+        self.judge_calls = 0
+        self.checks = 0
+        self._done: dict[str, Grade | None] = {}
+
+    async def grade(self, question: Question, text: str, label: str) -> Grade | None:
+        """The grade of ``text`` as an answer to ``question``; ``None`` when the judge's backend
+        failed (not cached: a later resume asks again)."""
+        key = self._key(question, text)
+        if key in self._done:
+            self.progress.skip(1)
+            return self._done[key]
+        cached = self.store.load_grade(key) if self.settings.resume else None
+        if cached is not None:
+            result: Grade | None = Grade(
+                cached["score"], tuple(cached["replies"]), cached.get("error")
+            )
+            self.progress.skip(1)
+        elif question.grader is not None:
+            verdict = await asyncio.to_thread(question.grader.check, text)
+            self.checks += 1
+            result = Grade(verdict.score, (verdict.detail,))
+            self.store.save_grade(key, {"score": verdict.score, "replies": [verdict.detail]})
+            self.progress.advance(1, label)
+        else:
+            result = await self._judge(question, text, key)
+            self.progress.advance(1, label)
+        self._done[key] = result
+        return result
+
+    def _key(self, question: Question, text: str) -> str:
+        if question.grader is not None:
+            return fingerprint(["verdict", question.grader_spec, text])
+        assert self.judge is not None
+        return fingerprint(
+            [RUBRIC_VERSION, self.judge.model_id, question.prompt, question.reference, text]
+        )
+
+    async def _judge(self, question: Question, text: str, key: str) -> Grade | None:
+        judge = self.judge
+        assert judge is not None
+        try:
+            result = await grade(
+                judge,
+                question.prompt,
+                text,
+                question.reference,
+                self.params,
+                retries=self.settings.judge_retries,
+            )
+        except PerficsError:
+            log.warning(
+                "calibrate.judge_failed", judge=judge.model_id, question=question.question_id
+            )
+            self.judge_calls += 1
+            return None
+        self.judge_calls += result.attempts
+        self.store.save_grade(
+            key, {"score": result.score, "replies": list(result.replies), "error": result.error}
+        )
+        if result.score is None:
+            log.info(
+                "calibrate.grade_unparsed", question=question.question_id, attempts=result.attempts
+            )
+        return result
+
+
 async def _grade_all(
     questions: Sequence[Question],
     answers: Mapping[tuple[str, str], AnswerRecord],
-    judge: Backend,
-    store: RunStore,
-    settings: CalibrationSettings,
-    progress: Progress,
+    grading: _Grading,
     failures: list[Failure],
-) -> tuple[dict[tuple[str, str, int], float | None], int]:
-    """The score of every ``(model, question_id, rounds)`` answer (``None``: a failure), and
-    the judge calls made. Each distinct answer text is graded once."""
-    params = SamplingParams(
-        max_tokens=settings.judge_max_tokens, temperature=0.0, seed=settings.seed
-    )
+) -> dict[tuple[str, str, int], float | None]:
+    """The score of every ``(model, question_id, rounds)`` answer (``None``: a failure)."""
     by_id = {q.question_id: q for q in questions}
-    graded: dict[str, Grade | None] = {}
     scores: dict[tuple[str, str, int], float | None] = {}
-    calls = 0
     for (model, qid), record in answers.items():
-        question = by_id[qid]
-        for r in range(settings.rounds + 1):
-            text = record.answer_after(r)
-            key = fingerprint(
-                [RUBRIC_VERSION, judge.model_id, question.prompt, question.reference, text]
+        for r in range(grading.settings.rounds + 1):
+            result = await grading.grade(
+                by_id[qid], record.answer_after(r), f"graded {model} q{qid} r{r}"
             )
-            made = 0
-            if key not in graded:
-                graded[key], made = await _grade_once(
-                    judge, question, text, params, store, key, settings
-                )
-                calls += made
-            if made:
-                progress.advance(1, f"graded {model} q{qid} r{r}")
-            else:
-                progress.skip(1)
-            result = graded[key]
             if result is None or result.score is None:
                 reason = "judge backend failed" if result is None else str(result.error)
                 failures.append(Failure("grade", model, qid, r, reason))
             scores[(model, qid, r)] = None if result is None else result.score
-    return scores, calls
+    return scores
+
+
+async def _ablation(
+    questions: Sequence[Question],
+    answers: Mapping[tuple[str, str], AnswerRecord],
+    grading: _Grading,
+    cells: Sequence[Cell],
+) -> tuple[AblationRow, ...]:
+    """Every acceptance rule after one round, per task and model, on the same rewrites."""
+    by_id = {q.question_id: q for q in questions}
+    drafts = {(c.task, c.model): c.graded for c in cells if c.rounds == 0}
+    rows: list[AblationRow] = []
+    for task, model in drafts:
+        records = [
+            (qid, record)
+            for (m, qid), record in answers.items()
+            if m == model and by_id[qid].task == task
+        ]
+        for rule in RULES:
+            graded: list[tuple[str, float]] = []
+            rewrites = kept = calls = 0
+            for qid, record in records:
+                text, was_kept, made = record.first_round_under(rule)
+                rewrites += was_kept is not None
+                kept += bool(was_kept)
+                calls += made
+                result = await grading.grade(by_id[qid], text, f"ablation {model} q{qid} {rule}")
+                if result is not None and result.score is not None:
+                    graded.append((qid, result.score))
+            rows.append(
+                AblationRow(
+                    task,
+                    model,
+                    rule,
+                    tuple(graded),
+                    pair(graded, drafts[(task, model)]),
+                    rewrites,
+                    kept,
+                    calls,
+                )
+            )
+    return tuple(rows)
 
 
 async def _answer(
@@ -233,44 +355,13 @@ async def _answer(
         prompts=prompts,
         within_budget=always,
         live=False,
+        record_reviews=True,
     ):
         if isinstance(event, Finished):
             timing: CallTiming = timed.calls[first_call][0]
             draft = timed.calls[first_call][1].text
             return AnswerRecord.from_refined(event.result, draft, rounds, timing)
     raise AssertionError("refine ended without Finished")
-
-
-async def _grade_once(
-    judge: Backend,
-    question: Question,
-    text: str,
-    params: SamplingParams,
-    store: RunStore,
-    key: str,
-    settings: CalibrationSettings,
-) -> tuple[Grade | None, int]:
-    """The grade of one answer text (from the cache when resuming) and the judge calls made.
-    ``None`` when the judge's backend failed (not cached: a later resume asks again)."""
-    cached = store.load_grade(key) if settings.resume else None
-    if cached is not None:
-        return Grade(cached["score"], tuple(cached["replies"]), cached.get("error")), 0
-    try:
-        result = await grade(
-            judge, question.prompt, text, question.reference, params, retries=settings.judge_retries
-        )
-    except PerficsError:
-        log.warning("calibrate.judge_failed", judge=judge.model_id, question=question.question_id)
-        return None, 1
-    store.save_grade(
-        key,
-        {"score": result.score, "replies": list(result.replies), "error": result.error},
-    )
-    if result.score is None:
-        log.info(
-            "calibrate.grade_unparsed", question=question.question_id, attempts=result.attempts
-        )
-    return result, result.attempts
 
 
 def _answer_key(policy: Policy, spec: ModelSpec, question: Question, params: SamplingParams) -> str:

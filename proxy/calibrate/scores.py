@@ -1,34 +1,52 @@
-"""What a calibration measured: mean judged quality per task, model and round count.
+"""What a calibration measured: quality per task, model and round count, with its intervals.
 
 A figure rests on the questions of its task whose answer was graded; a question whose answer
 could not be produced (a backend error) or whose grade could not be parsed is a failure of that
 figure, counted and listed, never silently left out. A task's quality list is proposed for a
 model only when every round count 0..R has at least one graded answer.
+
+Every cell keeps its grades by question, so a round count can be compared with the draft on
+the same questions (``Calibration.gain``: a paired difference, ``proxy.calibrate.stats``).
+``AblationRow`` compares the acceptance rules (``proxy.acceptance``) after one round, on the
+same drafts, critiques and rewrites.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .stats import Interval, PairedDifference, mean_interval, paired_difference
 from .throughput import Throughput
 
 
 @dataclass(frozen=True, slots=True)
 class Cell:
+    """The grades of one task, model and round count: ``graded`` pairs question ids with
+    scores (0-10); ``failures`` counts the questions that produced none."""
+
     task: str
     model: str
     rounds: int
-    scores: tuple[float, ...]
+    graded: tuple[tuple[str, float], ...]
     failures: int
 
     @property
+    def scores(self) -> tuple[float, ...]:
+        return tuple(score for _, score in self.graded)
+
+    @property
     def n(self) -> int:
-        return len(self.scores)
+        return len(self.graded)
 
     @property
     def mean(self) -> float | None:
-        return round(sum(self.scores) / len(self.scores), 2) if self.scores else None
+        return round(sum(self.scores) / self.n, 2) if self.graded else None
+
+    @property
+    def interval(self) -> Interval:
+        return mean_interval(self.scores)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,20 +62,51 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
+class AblationRow:
+    """One acceptance rule on one task and model, after one round: the answers' grades,
+    their paired difference with the drafts, how many of ``rewrites`` rewrites the rule kept,
+    and the extra model calls the rule itself made (scoring, for ``likelier``)."""
+
+    task: str
+    model: str
+    rule: str
+    graded: tuple[tuple[str, float], ...]
+    gain: PairedDifference | None
+    rewrites: int
+    kept: int
+    extra_calls: int
+
+    @property
+    def interval(self) -> Interval:
+        return mean_interval([score for _, score in self.graded])
+
+
+@dataclass(frozen=True, slots=True)
 class Calibration:
-    judge: str
+    judge: str | None
     rounds: int
     cells: tuple[Cell, ...]
     failures: tuple[Failure, ...]
     throughput: Mapping[str, Throughput] = field(default_factory=dict)
     model_calls: int = 0
     judge_calls: int = 0
+    suites: tuple[str, ...] = ()
+    ablation: tuple[AblationRow, ...] = ()
+    checks: int = 0  # answers checked by a verifiable grader
 
     def cell(self, task: str, model: str, rounds: int) -> Cell | None:
         for cell in self.cells:
             if (cell.task, cell.model, cell.rounds) == (task, model, rounds):
                 return cell
         return None
+
+    def gain(self, task: str, model: str, rounds: int) -> PairedDifference | None:
+        """Quality after ``rounds`` rounds minus the draft's, on the questions graded both
+        ways; None for ``rounds`` 0 or when no question was."""
+        after, before = self.cell(task, model, rounds), self.cell(task, model, 0)
+        if rounds == 0 or after is None or before is None:
+            return None
+        return pair(after.graded, before.graded)
 
     def quality_lists(self) -> dict[str, dict[str, tuple[list[float], list[int]]]]:
         """``{model: {task: ([Q0..QR], [n0..nR])}}`` for every complete task list."""
@@ -72,21 +121,89 @@ class Calibration:
         return lists
 
 
+def pair(
+    after: Sequence[tuple[str, float]], before: Sequence[tuple[str, float]]
+) -> PairedDifference | None:
+    """The paired difference over the question ids present in both."""
+    earlier = dict(before)
+    common = [(score, earlier[qid]) for qid, score in after if qid in earlier]
+    if not common:
+        return None
+    return paired_difference([a for a, _ in common], [b for _, b in common])
+
+
 def summary_table(calibration: Calibration) -> str:
-    """A fixed-width text table: task, model, rounds, mean, n, failures."""
-    header = ("task", "model", "rounds", "mean", "n", "failures")
-    rows = [
-        (c.task, c.model, str(c.rounds), _mean(c), str(c.n), str(c.failures))
-        for c in calibration.cells
-    ]
+    """A fixed-width table: task, model, rounds, n, mean with its 95 % interval, failures, and
+    for r >= 1 the paired difference with r = 0 and what it shows."""
+    header = ("task", "model", "rounds", "n", "mean", "95% CI", "failures", "vs r0", "shows")
+    rows = []
+    for c in calibration.cells:
+        gain = calibration.gain(c.task, c.model, c.rounds)
+        rows.append(
+            (
+                c.task,
+                c.model,
+                str(c.rounds),
+                str(c.n),
+                _mean(c),
+                _bounds(c.interval.low, c.interval.high) if c.graded else "-",
+                str(c.failures),
+                _gain(gain),
+                gain.verdict() if gain is not None else "",
+            )
+        )
+    return _table(header, rows)
+
+
+def ablation_table(calibration: Calibration) -> str:
+    """The acceptance rules side by side after one round (see ``AblationRow``)."""
+    header = ("task", "model", "rule", "n", "mean", "95% CI", "vs r0", "shows", "kept", "+calls")
+    rows = []
+    for row in calibration.ablation:
+        interval = row.interval
+        rows.append(
+            (
+                row.task,
+                row.model,
+                row.rule,
+                str(interval.n),
+                f"{interval.mean:.2f}" if interval.n else "-",
+                _bounds(interval.low, interval.high) if interval.n else "-",
+                _gain(row.gain),
+                row.gain.verdict() if row.gain is not None else "",
+                f"{row.kept}/{row.rewrites}",
+                str(row.extra_calls),
+            )
+        )
+    return _table(header, rows)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    head = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
-    return "\n".join([head, "  ".join("-" * w for w in widths), *lines])
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
 def _mean(cell: Cell) -> str:
     return "-" if cell.mean is None else f"{cell.mean:.2f}"
+
+
+def _bounds(low: float, high: float) -> str:
+    return f"[{low:.2f}, {high:.2f}]"
+
+
+def _gain(gain: PairedDifference | None) -> str:
+    return "" if gain is None else gain_text(gain)
+
+
+def gain_text(gain: PairedDifference) -> str:
+    """``+0.50 [-0.20, +1.20]``; a single pair has no interval (``+0.50 (n=1)``)."""
+    if not (math.isfinite(gain.low) and math.isfinite(gain.high)):
+        return f"{gain.mean:+.2f} (n={gain.n})"
+    return f"{gain.mean:+.2f} [{gain.low:+.2f}, {gain.high:+.2f}]"
 
 
 def build_cells(
@@ -103,7 +220,7 @@ def build_cells(
         ids = [qid for qid, t in tasks if t == task]
         for model in models:
             for r in range(rounds + 1):
-                found = [scores.get((model, qid, r)) for qid in ids]
-                graded = tuple(s for s in found if s is not None)
+                found = [(qid, scores.get((model, qid, r))) for qid in ids]
+                graded = tuple((qid, s) for qid, s in found if s is not None)
                 cells.append(Cell(task, model, r, graded, len(found) - len(graded)))
     return tuple(cells)

@@ -19,7 +19,17 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
-from proxy.backends.base import Backend, Completion, Delta, Message, SamplingParams, collect
+from proxy.backends.base import (
+    Backend,
+    Completion,
+    Delta,
+    Likelihood,
+    Message,
+    SamplingParams,
+    Scorer,
+    collect,
+)
+from proxy.errors import BackendError
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +111,12 @@ class TimedBackend:
     ) -> AsyncGenerator[Delta, None]:
         async for delta in self.inner.stream(messages, params):
             yield delta
+
+    async def likelihood(self, messages: Sequence[Message], answer: str) -> Likelihood:
+        """``inner``'s, when it can score text (raises ``BackendError`` when it cannot)."""
+        if not isinstance(self.inner, Scorer):
+            raise BackendError(f"model {self.model_id} cannot score text")
+        return await self.inner.likelihood(messages, answer)
 
     async def complete(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
         started = time.perf_counter()

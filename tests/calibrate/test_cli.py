@@ -18,7 +18,10 @@ from .conftest import POLICY
 CALIBRATION = Calibration(
     "judge",
     1,
-    (Cell("general", "alpha", 0, (4.0,), 0), Cell("general", "alpha", 1, (5.0,), 0)),
+    (
+        Cell("general", "alpha", 0, (("q1", 4.0),), 0),
+        Cell("general", "alpha", 1, (("q1", 5.0),), 0),
+    ),
     (),
 )
 
@@ -75,7 +78,7 @@ def test_an_invalid_result_is_refused(tmp_path: Path) -> None:
     policy = tmp_path / "p.yaml"
     policy.write_text(POLICY.read_text())
     # a quality list for a task the policy does not declare
-    wrong = Calibration("judge", 0, (Cell("poetry", "alpha", 0, (4.0,), 0),), ())
+    wrong = Calibration("judge", 0, (Cell("poetry", "alpha", 0, (("q1", 4.0),), 0),), ())
     out, err = io.StringIO(), io.StringIO()
     assert propose_policy(args(policy, write=True), wrong, out, err) == 2
     assert "refusing to write" in err.getvalue() and "poetry" in err.getvalue()

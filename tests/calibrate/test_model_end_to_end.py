@@ -47,7 +47,7 @@ def test_calibrate_resume_check_and_route(
         "--run-dir", str(run_dir), "--out", str(out),
     ]  # fmt: skip
     first, stdout = perfics(args)
-    assert "task     model         rounds  mean  n  failures" in stdout
+    assert "task     model         rounds  n  mean  95% CI" in stdout
     assert "model calls " in stdout and "model calls 0," not in stdout
     grades = sorted((run_dir / "grades").glob("*.json"))
     assert 2 <= len(grades) <= 4  # one per distinct answer text

@@ -26,11 +26,11 @@ DATE = "2026-11-29"
 
 def calibration(**throughput: Throughput) -> Calibration:
     cells = [
-        Cell("general", "alpha", 0, (4.0, 5.0), 0),
-        Cell("general", "alpha", 1, (6.0, 5.0), 0),
-        Cell("math", "alpha", 0, (3.0,), 1),
-        Cell("math", "alpha", 1, (7.25,), 1),
-        Cell("general", "beta", 0, (2.0, 3.0), 0),
+        Cell("general", "alpha", 0, (("q1", 4.0), ("q2", 5.0)), 0),
+        Cell("general", "alpha", 1, (("q1", 6.0), ("q2", 5.0)), 0),
+        Cell("math", "alpha", 0, (("q1", 3.0),), 1),
+        Cell("math", "alpha", 1, (("q1", 7.25),), 1),
+        Cell("general", "beta", 0, (("q1", 2.0), ("q2", 3.0)), 0),
         Cell("general", "beta", 1, (), 2),  # nothing graded: beta's list is not touched
     ]
     return Calibration("judge", 1, tuple(cells), (), throughput)
@@ -40,11 +40,13 @@ def test_quality_lists_written_with_their_provenance() -> None:
     original = POLICY.read_text()
     edited = apply_calibration(original, calibration(), date=DATE, hardware=False)
     text = edited.text
+    # r1 - r0 per question: +2, 0 -> mean 1, s = sqrt(2), se = 1, t(0.975, 1) = 12.706.
     assert (
-        "    general: [4.5, 5.5]  # calibrated 2026-11-29: n=2 per round count, judge=judge" in text
+        "    general: [4.5, 5.5]  # calibrated 2026-11-29: n=2, judge=judge; "
+        "r1 +1.00 [-11.71, +13.71]" in text
     )
     assert (
-        "    math: [3.0, 7.25]  # calibrated 2026-11-29: n=1 per round count, judge=judge" in text
+        "    math: [3.0, 7.25]  # calibrated 2026-11-29: n=1, judge=judge; r1 +4.25 (n=1)" in text
     )
     policy = parse_policy(text, "calibrated.yaml")
     alpha, beta = policy.model("alpha"), policy.model("beta")
@@ -94,11 +96,14 @@ def test_rewriting_twice_replaces_the_comment() -> None:
 
 
 def test_uneven_counts_are_spelled_out() -> None:
-    cells = (Cell("general", "alpha", 0, (4.0, 5.0), 0), Cell("general", "alpha", 1, (6.0,), 1))
+    cells = (
+        Cell("general", "alpha", 0, (("q1", 4.0), ("q2", 5.0)), 0),
+        Cell("general", "alpha", 1, (("q1", 6.0),), 1),
+    )
     text = apply_calibration(
         POLICY.read_text(), Calibration("j", 1, cells, ()), date=DATE, hardware=False
     ).text
-    assert "general: [4.5, 6.0]  # calibrated 2026-11-29: n=2,1 per round count, judge=j" in text
+    assert "general: [4.5, 6.0]  # calibrated 2026-11-29: n=2,1, judge=j; r1 +2.00 (n=1)" in text
 
 
 def test_hardware_only_on_request_and_only_for_hardware_priced_models() -> None:
@@ -160,7 +165,10 @@ models:
 )
 def test_indentation_is_kept(indent: int, dash: str) -> None:
     text = LAYOUT.format(i=" " * indent, s=dash, m=" " * len(dash))
-    cells = (Cell("general", "alpha", 0, (5.0,), 0), Cell("general", "alpha", 1, (6.0,), 0))
+    cells = (
+        Cell("general", "alpha", 0, (("q1", 5.0),), 0),
+        Cell("general", "alpha", 1, (("q1", 6.0),), 0),
+    )
     edited = apply_calibration(text, Calibration("j", 1, cells, ()), date=DATE, hardware=False)
     added = f"{' ' * (len(dash) + indent)}general: [5.0, 6.0]  # calibrated {DATE}: n=1"
     assert edited.text.startswith(text)
@@ -172,12 +180,15 @@ def test_comments_after_the_quality_block_stay_below_it() -> None:
         "    quality:\n      default: [5.0]\n",
         "    quality: {default: [5.0]}  # guessed\n\n  # the next model is missing\n",
     )
-    cells = (Cell("general", "alpha", 0, (5.0,), 0), Cell("general", "alpha", 1, (6.0,), 0))
+    cells = (
+        Cell("general", "alpha", 0, (("q1", 5.0),), 0),
+        Cell("general", "alpha", 1, (("q1", 6.0),), 0),
+    )
     edited = apply_calibration(text, Calibration("j", 1, cells, ()), date=DATE, hardware=False)
     assert edited.text.endswith(
         "    quality:  # guessed\n"
         "      default: [5.0]\n"
-        f"      general: [5.0, 6.0]  # calibrated {DATE}: n=1 per round count, judge=j\n"
+        f"      general: [5.0, 6.0]  # calibrated {DATE}: n=1, judge=j; r1 +1.00 (n=1)\n"
         "\n"
         "  # the next model is missing\n"
     )
@@ -187,7 +198,9 @@ def test_calibrating_the_default_policy_touches_only_quality_lines() -> None:
     original = (Path(__file__).parents[2] / "policies" / "default.yaml").read_text()
     policy = parse_policy(original, "default.yaml")
     model = policy.models[0].id
-    cells = tuple(Cell(task, model, r, (5.0 + r,), 0) for task in policy.tasks for r in range(2))
+    cells = tuple(
+        Cell(task, model, r, (("q1", 5.0 + r),), 0) for task in policy.tasks for r in range(2)
+    )
     text = apply_calibration(
         original, Calibration("j", 1, cells, ()), date=DATE, hardware=False
     ).text
@@ -209,11 +222,14 @@ def test_a_model_without_quality_gets_a_block() -> None:
     text += (
         "    input_usd_per_mtok: 1.0\n    output_usd_per_mtok: 1.0\n    quality: {default: [1.0]}\n"
     )
-    cells = (Cell("general", "alpha", 0, (5.0,), 0), Cell("general", "alpha", 1, (6.0,), 0))
+    cells = (
+        Cell("general", "alpha", 0, (("q1", 5.0),), 0),
+        Cell("general", "alpha", 1, (("q1", 6.0),), 0),
+    )
     edited = apply_calibration(text, Calibration("j", 1, cells, ()), date=DATE, hardware=False)
     assert (
         "    context_window: 2048\n    quality:\n"
-        f"      general: [5.0, 6.0]  # calibrated {DATE}: n=1 per round count, judge=j\n"
+        f"      general: [5.0, 6.0]  # calibrated {DATE}: n=1, judge=j; r1 +1.00 (n=1)\n"
         "  - id: other\n" in edited.text
     )
     assert parse_policy(edited.text, "x.yaml").model("alpha").quality == {"general": (5.0, 6.0)}

@@ -22,7 +22,7 @@ def test_views_carry_cost_plan_and_plannability(policy: Policy) -> None:
     assert not any(p.calibrated for p in math.points)
     assert math.planned is not None
     assert math.plan_note.startswith("plan: ")
-    assert gains(views["creative"])["alpha"] == (1, 0.5)
+    assert gains(views["creative"])["alpha"] == (1, 0.5, None)  # guessed: no interval
 
 
 def test_report_files(policy: Policy, tmp_path: Path) -> None:

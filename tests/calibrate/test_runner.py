@@ -3,6 +3,7 @@ task and round count, the sampling used, failures, and the run-directory cache."
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,15 @@ async def run(
     return await calibrate(policy, questions, models, judge, store, settings)
 
 
+def table_row(table: str, task: str, model: str, rounds: int) -> list[str]:
+    """The columns of ``summary_table``'s row for one cell (columns are 2+ spaces apart)."""
+    for line in table.splitlines():
+        cells = re.split(r"\s{2,}", line.strip())
+        if cells[:3] == [task, model, str(rounds)]:
+            return cells
+    raise AssertionError(f"no row for {task} {model} {rounds} in\n{table}")
+
+
 def means(result: Calibration, task: str, model: str) -> list[float | None]:
     cells = [result.cell(task, model, r) for r in range(result.rounds + 1)]
     return [cell.mean if cell else None for cell in cells]
@@ -86,7 +96,10 @@ async def test_means_per_task_and_round_count(
         "math": ([3.0, 7.5, 7.5], [1, 1, 1]),
     }
     table = summary_table(result)
-    assert "general  alpha  2       6.50  2  0" in table
+    # task, model, rounds, n, mean, 95% CI, failures, vs r0, shows
+    row = table_row(table, "general", "alpha", 2)
+    assert row[3:5] == ["2", "6.50"] and row[6] == "0"
+    assert row[7].startswith("+2.00 [") and row[8] == "no difference shown"
 
 
 async def test_answers_use_the_serving_engine_at_temperature_zero(
@@ -135,7 +148,8 @@ async def test_unparseable_grades_are_retried_then_counted(
     assert cell is not None and (cell.n, cell.failures, cell.mean) == (1, 1, 5.0)
     assert result.failures == (Failure("grade", "alpha", "g1", 2, "no [[N]] rating in 3 replies"),)
     assert result.quality_lists()["alpha"]["general"] == ([4.5, 5.5, 5.0], [2, 2, 1])
-    assert "general  alpha  2       5.00  1  1" in summary_table(result)
+    row = table_row(summary_table(result), "general", "alpha", 2)
+    assert row[3:5] == ["1", "5.00"] and row[6] == "1"
 
 
 async def test_backend_error_fails_every_round_count_of_that_question(
