@@ -16,6 +16,7 @@ from proxy.backends.base import Message, SamplingParams
 from proxy.backends.llamacpp import LlamaCppBackend
 from proxy.calibrate.throughput import TimedBackend
 from proxy.refine import Finished, RefinementPrompts, refine
+from routing.budget import no_budget
 from routing.policy_loader import load_policy
 
 SYSTEM = (
@@ -45,7 +46,7 @@ async def one_run(
         params,
         rounds=2,
         prompts=prompts,
-        within_budget=lambda *_: True,
+        budget=no_budget(),
         live=False,
     ):
         if isinstance(event, Finished):

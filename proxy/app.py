@@ -1,9 +1,15 @@
 """The ASGI application: ``create_app(settings)`` builds everything; nothing exists at import.
 
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/models/{id}``,
-``GET /healthz`` (process up), ``GET /readyz`` (policy loaded, a backend ready, last reload
-error), ``POST /admin/reload`` (loopback only unless an admin key is configured).
+``GET /healthz`` (process up), ``GET /readyz`` (a backend ready; to admin callers also the
+policy file, the ready models and the last reload error), ``POST /admin/reload``.
 Every error leaves as OpenAI's envelope.
+
+The admin rule: with an admin key configured, the key; without one, a loopback socket peer
+(never a forwarded header: ``proxy.server`` runs uvicorn without proxy headers). Either way a
+cross-site browser request (an ``Origin`` other than the request's own host, or
+``Sec-Fetch-Site`` other than ``same-origin`` / ``none``) is refused, so a page the operator
+visits cannot drive ``/admin`` from their browser.
 
 ``POST /v1/chat/completions`` is dispatched straight to its ASGI endpoint
 (``proxy.app_chat.ChatEndpoint``); everything else, including that path with another method or
@@ -136,7 +142,7 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
         envelope = {
             "error": {"message": str(exc.detail), "type": kind, "param": None, "code": None}
         }
-        return _json(envelope, exc.status_code)
+        return _json(envelope, exc.status_code, exc.headers)  # 405 keeps its Allow
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
@@ -165,15 +171,16 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
         return _json({"status": "ok"})
 
     @app.get("/readyz")
-    async def readyz() -> Response:
+    async def readyz(request: Request) -> Response:
         runtime = state.runtime
         ready = sorted(runtime.ready_models()) if runtime else []
-        body = {
-            "status": "ready" if ready else "not_ready",
-            "policy": runtime.source if runtime else None,
-            "models_ready": ready,
-            "last_reload_error": state.reload_error,
-        }
+        body: dict[str, Any] = {"status": "ready" if ready else "not_ready"}
+        if runtime is not None and _is_admin(request, runtime.admin_key):
+            body |= {
+                "policy": runtime.source,
+                "models_ready": ready,
+                "last_reload_error": state.reload_error,
+            }
         return _json(body, 200 if ready else 503)
 
     @app.post("/admin/reload")
@@ -215,14 +222,43 @@ def _reload_on_sighup(state: ServiceState) -> None:
 
 
 def _authorize_admin(request: Request, admin_key: str | None) -> None:
+    """Raise unless the request passes the admin rule (the module docstring)."""
+    if _cross_site(request):
+        raise PermissionDenied("/admin refuses cross-site browser requests")
     if admin_key:
-        supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(supplied.encode(), admin_key.encode()):
+        if not _has_key(request, admin_key):
             raise AuthenticationFailed("invalid or missing admin key")
         return
-    client = request.client.host if request.client else ""
-    if client not in _LOOPBACK:
+    if not _loopback_peer(request):
         raise PermissionDenied("/admin is served to loopback clients only; set PERFICS_ADMIN_KEY")
+
+
+def _is_admin(request: Request, admin_key: str | None) -> bool:
+    if _cross_site(request):
+        return False
+    return _has_key(request, admin_key) if admin_key else _loopback_peer(request)
+
+
+def _has_key(request: Request, key: str) -> bool:
+    supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    return hmac.compare_digest(supplied.encode(), key.encode())
+
+
+def _loopback_peer(request: Request) -> bool:
+    """The TCP peer (ASGI ``client``) is this machine. Forwarded headers are not consulted."""
+    client = request.scope.get("client")
+    return client is not None and client[0] in _LOOPBACK
+
+
+def _cross_site(request: Request) -> bool:
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    host = request.headers.get("host", "")
+    return origin.split("://", 1)[-1].rstrip("/") != host
 
 
 def _model_cards(runtime: Runtime) -> list[dict[str, Any]]:

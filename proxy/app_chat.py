@@ -25,8 +25,15 @@ import orjson
 import structlog
 from starlette.types import Receive, Scope, Send
 
-from proxy import pipeline, sse
-from proxy.errors import AuthenticationFailed, InternalError, PerficsError
+from proxy import logs, pipeline, sse
+from proxy.errors import (
+    AuthenticationFailed,
+    InternalError,
+    PayloadTooLarge,
+    PerficsError,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from proxy.headers import decision_headers, outcome_headers
 from proxy.pipeline import Committed, Decision, Outcome
 from proxy.runtime import Runtime
@@ -39,6 +46,8 @@ log = structlog.get_logger(__name__)
 CHAT_PATH = "/v1/chat/completions"
 _JSON = (b"content-type", b"application/json")
 _EVENT_STREAM = (b"content-type", b"text/event-stream; charset=utf-8")
+# The rest of an oversized or stalled body is not read: the connection cannot be reused.
+_CLOSE = {"connection": "close"}
 
 
 class ClientGone(Exception):
@@ -71,7 +80,10 @@ class ChatEndpoint:
         try:
             runtime = self._current()
             authenticate(headers, runtime.api_key)
-            chat = parse_chat_request(await _body(receive))
+            limits = runtime.policy.server
+            _check_content_type(headers)
+            raw = await _body(receive, headers, limits.max_body_bytes, limits.body_timeout_s)
+            chat = parse_chat_request(raw)
             runtime.acquire()
             try:
                 await _serve(receive, send, runtime, chat, headers, self._settings)
@@ -97,6 +109,7 @@ async def _serve(
 ) -> None:
     request_id = f"req_{uuid.uuid4().hex}"
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    logs.CONTENT.set(runtime.policy.refinement.log_content)
     try:
         decision = pipeline.decide(runtime, chat, headers)
         log.info(
@@ -133,7 +146,7 @@ async def _complete(
     watch: _DisconnectWatch,
 ) -> None:
     outcome = await pipeline.run(runtime, decision, chat)
-    _log_done(decision, outcome, stream=False)
+    _log_done(decision, outcome, chat, stream=False)
     body = completion_body(
         completion_id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
@@ -186,7 +199,7 @@ async def _streaming(
             async for frame in frames:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
         if completion.outcome is not None:
-            _log_done(decision, completion.outcome, stream=True)
+            _log_done(decision, completion.outcome, chat, stream=True)
         watch.stop()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
@@ -230,15 +243,47 @@ class _DisconnectWatch:
         serving.cancel()
 
 
-async def _body(receive: Receive) -> bytes:
+def _check_content_type(headers: Mapping[str, str]) -> None:
+    """JSON bodies only (``application/json``, or a ``+json`` type): a browser can send
+    ``text/plain`` or a form across sites without asking, never JSON."""
+    media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        shown = media[:60] or "none"
+        raise UnsupportedMediaType(
+            f"the body must be JSON, sent with 'Content-Type: application/json' (got {shown})"
+        )
+
+
+async def _body(
+    receive: Receive, headers: Mapping[str, str], limit: int, timeout_s: float
+) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes
+    (from ``Content-Length`` before reading, or while reading), and with 408 when it has not
+    arrived whole within ``timeout_s``."""
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}", headers=_CLOSE)
     chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    size = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(
+                        f"the body exceeds the limit of {limit} bytes", headers=_CLOSE
+                    )
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {timeout_s:g} s", headers=_CLOSE
+        ) from None
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -268,7 +313,9 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
-def _log_done(decision: Decision, outcome: Outcome, *, stream: bool) -> None:
+def _log_done(
+    decision: Decision, outcome: Outcome, chat: ChatCompletionRequest, *, stream: bool
+) -> None:
     log.info(
         "request.done",
         model=outcome.model,
@@ -287,4 +334,5 @@ def _log_done(decision: Decision, outcome: Outcome, *, stream: bool) -> None:
         ),
         fallbacks=len(outcome.fallbacks),
         latency_ms=outcome.latency_ms,
+        **logs.content_fields(chat.backend_messages(), [c.text for c in outcome.choices]),
     )

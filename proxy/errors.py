@@ -7,6 +7,9 @@ type; one handler (``proxy.app_errors``) renders the envelope
     ├── AuthenticationFailed    401 authentication_error
     ├── PermissionDenied        403 permission_error
     ├── ModelNotFound           404 invalid_request_error, code model_not_found
+    ├── RequestTimeout          408 invalid_request_error, code request_timeout (body too slow)
+    ├── PayloadTooLarge         413 invalid_request_error, code request_too_large
+    ├── UnsupportedMediaType    415 invalid_request_error, code unsupported_content_type
     ├── QueueFull               429 rate_limit_error, code queue_full (Retry-After)
     ├── BackendError            502 api_error (an upstream answered with an error)
     │   ├── UpstreamRejected    the upstream's 4xx: the client's fault, never retried elsewhere
@@ -20,7 +23,12 @@ Routing errors (``routing.errors``) are translated once, in ``from_routing_error
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from routing.errors import BudgetExceeded, RoutingError, UnknownModel
+
+if TYPE_CHECKING:
+    from proxy.backends.base import Usage
 
 
 class PerficsError(Exception):
@@ -77,6 +85,24 @@ class ModelNotFound(PerficsError):
     default_code = "model_not_found"
 
 
+class RequestTimeout(PerficsError):
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
+class PayloadTooLarge(PerficsError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class UnsupportedMediaType(PerficsError):
+    status_code = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_content_type"
+
+
 class QueueFull(PerficsError):
     status_code = 429
     error_type = "rate_limit_error"
@@ -87,12 +113,15 @@ class QueueFull(PerficsError):
 
 
 class BackendError(PerficsError):
-    """An upstream failed. ``retryable`` errors let the pipeline fall back to the next model."""
+    """An upstream failed. ``retryable`` errors let the pipeline fall back to the next model.
+    ``spent`` is the usage of the request's calls on this model that did finish before it
+    failed (set by the refinement loop): they were paid for, whatever follows."""
 
     status_code = 502
     error_type = "api_error"
     default_code = "upstream_error"
     retryable = True
+    spent: Usage | None = None
 
 
 class UpstreamRejected(BackendError):

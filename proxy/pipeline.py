@@ -21,11 +21,12 @@ from proxy.errors import BackendError, from_routing_error
 from proxy.refine import AnswerDelta, Finished, Refined, RoundStarted, Started, refine
 from proxy.runtime import Runtime
 from proxy.wire import ChatCompletionRequest
+from routing.budget import Budget
 from routing.cost import cost_usd, format_usd
 from routing.declarations import Declarations, resolve_declarations
 from routing.errors import RoutingError
 from routing.estimate import estimate_prompt_tokens
-from routing.planner import Candidate, Plan, PlanRequest, estimate_round_cost, plan
+from routing.planner import Candidate, Plan, PlanRequest, plan
 
 log = structlog.get_logger(__name__)
 
@@ -120,6 +121,7 @@ def decide(
                 task=declarations.task,
                 prompt_tokens=prompt_tokens,
                 max_tokens=request.answer_limit,
+                choices=request.n,
                 budget_usd=declarations.budget_usd,
                 max_rounds=declarations.max_rounds,
                 pinned_model=declarations.pinned_model,
@@ -145,16 +147,19 @@ async def events(
     runtime: Runtime, decision: Decision, request: ChatCompletionRequest, *, live: bool = True
 ) -> AsyncGenerator[StreamItem, None]:
     """Generate, refine and account, falling back to the plan's next model on a retryable
-    backend error raised before any answer text was produced."""
+    backend error raised before any answer text was produced. One ``Budget`` spans every
+    choice and every model tried: what a failed model spent is charged and reported too."""
     started = time.perf_counter()
     fallbacks: list[str] = []
+    budget = Budget(decision.declarations.budget_usd)
+    failed = Usage()
     attempts = decision.plan.attempts()
     for position, candidate in enumerate(attempts):
         emitted = False
         try:
             results: list[Refined] = []
             committed = False
-            async for item in _attempt(runtime, decision, request, candidate, live):
+            async for item in _attempt(runtime, decision, request, candidate, budget, live):
                 if isinstance(item, Started):
                     if not committed:
                         committed = True
@@ -169,6 +174,7 @@ async def events(
                     results.append(item.result)
                 yield item
         except BackendError as exc:
+            failed = failed + (exc.spent or Usage()) + sum_usage(results)
             last = position == len(attempts) - 1
             if emitted or not exc.retryable or last:
                 raise
@@ -180,7 +186,9 @@ async def events(
                 error=type(exc).__name__,
             )
             continue
-        yield Done(_account(runtime, decision, candidate, results, fallbacks, started))
+        yield Done(
+            _account(runtime, decision, candidate, results, fallbacks, budget, failed, started)
+        )
         return
 
 
@@ -189,49 +197,53 @@ async def _attempt(
     decision: Decision,
     request: ChatCompletionRequest,
     candidate: Candidate,
+    budget: Budget,
     live: bool,
 ) -> AsyncIterator[Started | Progress | AnswerPiece | ChoiceDone]:
     policy = runtime.policy
     backend = runtime.backends[candidate.model]
-    spec = policy.model(candidate.model)
-    prices = spec.prices()
-    budget = decision.declarations.budget_usd
+    index = policy.index
+    spending = budget.for_model(
+        index.prices[candidate.model],
+        critique_tokens=index.critique_tokens,
+        template_tokens=index.template_tokens,
+        scoring=runtime.prompts.accept == "likelier",
+    )
     messages = request.backend_messages()
     base_params = request.sampling()
-    spent = Usage()
-    for index in range(request.n):
+    for index_ in range(request.n):
         params = base_params
-        if index and base_params.seed is not None:
-            params = base_params.replace(seed=base_params.seed + index)
-
-        def within_budget(
-            usage: Usage, prompt_tokens: int, answer_tokens: int, _before: Usage = spent
-        ) -> bool:
-            if budget is None:
-                return True
-            total = _before + usage
-            spent_usd = cost_usd(prices, total.prompt_tokens, total.completion_tokens)
-            next_round = estimate_round_cost(policy, candidate.model, prompt_tokens, answer_tokens)
-            return spent_usd + next_round <= budget
-
+        if index_ and base_params.seed is not None:
+            params = params.replace(seed=base_params.seed + index_)
+        if spending.applies:
+            # A declared budget is a ceiling: each answer is held to the planned length, or
+            # less when what is left would not pay for it.
+            cap = spending.answer_cap(decision.prompt_tokens, decision.plan.estimate.a)
+            params = params.replace(max_tokens=cap)
         async for event in refine(
             backend,
             messages,
             params,
             rounds=candidate.rounds,
             prompts=runtime.prompts,
-            within_budget=within_budget,
+            budget=spending,
             live=live,
         ):
             if isinstance(event, Started):
                 yield event
             elif isinstance(event, RoundStarted):
-                yield Progress(event.round, event.of, index)
+                yield Progress(event.round, event.of, index_)
             elif isinstance(event, AnswerDelta):
-                yield AnswerPiece(index, event.text)
+                yield AnswerPiece(index_, event.text)
             elif isinstance(event, Finished):
-                spent = spent + event.result.usage
-                yield ChoiceDone(index, event.result)
+                yield ChoiceDone(index_, event.result)
+
+
+def sum_usage(results: list[Refined]) -> Usage:
+    usage = Usage()
+    for result in results:
+        usage = usage + result.usage
+    return usage
 
 
 def _account(
@@ -240,12 +252,13 @@ def _account(
     candidate: Candidate,
     results: list[Refined],
     fallbacks: list[str],
+    budget: Budget,
+    failed: Usage,
     started: float,
 ) -> Outcome:
-    usage = Usage()
-    for result in results:
-        usage = usage + result.usage
-    prices = runtime.policy.model(candidate.model).prices()
+    """The outcome: usage over every call, the failed models' included; the cost as charged
+    (each call at the price of the model that made it)."""
+    usage = failed + sum_usage(results)
     reference = runtime.reference_prices
     return Outcome(
         model=candidate.model,
@@ -253,7 +266,7 @@ def _account(
         choices=tuple(results),
         usage=usage,
         fallbacks=tuple(fallbacks),
-        cost_usd=cost_usd(prices, usage.prompt_tokens, usage.completion_tokens),
+        cost_usd=budget.spent_usd,
         reference_cost_usd=(
             cost_usd(reference, usage.prompt_tokens, usage.completion_tokens)
             if reference is not None

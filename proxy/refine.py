@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from proxy.acceptance import Review, Reviewer, Rule
 from proxy.backends.base import Backend, Completion, Delta, Message, SamplingParams, Usage
-from proxy.errors import UpstreamRejected
+from proxy.errors import BackendError, UpstreamRejected
+from routing.budget import ModelBudget
+from routing.estimate import estimate_prompt_tokens
 
 StopReason = str  # max_rounds | no_issues | budget | not_refinable
 
@@ -115,10 +117,6 @@ class Finished:
 
 Event = Started | RoundStarted | AnswerDelta | Finished
 
-# Given the usage so far, the draft's prompt tokens and the current answer's tokens, may one
-# more round run?
-BudgetCheck = Callable[[Usage, int, int], bool]
-
 
 async def refine(
     backend: Backend,
@@ -127,124 +125,195 @@ async def refine(
     *,
     rounds: int,
     prompts: RefinementPrompts,
-    within_budget: BudgetCheck,
+    budget: ModelBudget,
     live: bool,
     record_reviews: bool = False,
 ) -> AsyncIterator[Event]:
     """Draft and refine one answer, yielding progress events and finally ``Finished``.
+
+    Every call is charged to ``budget`` as it ends. When the budget applies, each round must
+    fit what is left (``ModelBudget.allows_round``, then ``allows_rewrite`` once the critique
+    is known), answers are capped at ``params.max_tokens`` (the planned ``a``), and every call
+    streams so that an upstream that ignores ``max_tokens`` is cut off at the cap. A
+    ``BackendError`` leaves with ``spent`` set to the usage of the calls that did finish.
     ``record_reviews`` asks the acceptance review for every rule's verdict (calibration)."""
-    live_draft = live and rounds == 0 and not _wants_json(params)
-    draft = _Call()
-    async for event in draft.run(
-        backend, messages, params, live=live_draft, announce=True, use_stream=live
-    ):
-        yield event
-    answer = draft.completion
-    usage = answer.usage
-    answer_tokens = usage.completion_tokens
-    draft_prompt = usage.prompt_tokens
-    trace: list[RoundTrace] = []
-    stop_reason: StopReason = "max_rounds"
-    streamed = live_draft
+    run = _Refinement(backend, messages, params, prompts, budget, record_reviews)
+    try:
+        async for event in run.events(rounds, live):
+            yield event
+    except BackendError as exc:
+        exc.spent = run.usage if exc.spent is None else exc.spent + run.usage
+        raise
 
-    if answer.tool_calls or answer.finish_reason == "tool_calls":
-        rounds, stop_reason = 0, "not_refinable"
-    reviewer = Reviewer(
-        prompts.accept, backend, messages, _wants_json(params), record_all=record_reviews
-    )
 
-    for number in range(1, rounds + 1):
-        if not within_budget(usage, draft_prompt, answer_tokens):
-            stop_reason = "budget"
-            break
-        yield RoundStarted(number, rounds)
-        critique_messages = [
-            *messages,
-            {"role": "assistant", "content": answer.text},
-            {"role": "user", "content": prompts.critique.format(stop_phrase=prompts.stop_phrase)},
-        ]
-        critique_params = params.replace(
-            max_tokens=prompts.critique_max_tokens,
-            response_format=None,
-            stop=(),
-            tools=None,
-            tool_choice=None,
+class _Refinement:
+    """One answer's draft and rounds; ``usage`` is every finished call's, as charged."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        messages: Sequence[Message],
+        params: SamplingParams,
+        prompts: RefinementPrompts,
+        budget: ModelBudget,
+        record_reviews: bool,
+    ) -> None:
+        self.backend = backend
+        self.messages = messages
+        self.params = params
+        self.prompts = prompts
+        self.budget = budget
+        self.usage = Usage()
+        self.reviewer = Reviewer(
+            prompts.accept, backend, messages, _wants_json(params), record_all=record_reviews
         )
-        try:
-            critique = await backend.complete(critique_messages, critique_params)
-        except UpstreamRejected:
-            # The longer round prompt no longer fits (the model's context, usually): the
-            # answer in hand stands, as when the money budget runs out.
-            stop_reason = "budget"
-            break
-        usage = usage + critique.usage
-        if is_stop_phrase(critique.text, prompts.stop_phrase):
-            trace.append(RoundTrace(number, critique.text, critique.usage))
-            stop_reason = "no_issues"
-            break
-        rewrite_messages = [
-            *critique_messages,
-            {"role": "assistant", "content": critique.text},
-            {"role": "user", "content": prompts.rewrite},
-        ]
-        live_rewrite = (
-            live and number == rounds and prompts.accept == "all" and not _wants_json(params)
-        )
-        call = _Call()
-        try:
-            async for event in call.run(
-                backend, rewrite_messages, params, live=live_rewrite, use_stream=live_rewrite
-            ):
-                yield event
-        except UpstreamRejected:
-            if call.emitted:
-                raise
-            trace.append(RoundTrace(number, critique.text, critique.usage))
-            stop_reason = "budget"
-            break
-        rewrite = call.completion
-        usage = usage + rewrite.usage
-        try:
-            review = await reviewer.review(answer.text, rewrite.text, critique.text)
-        except UpstreamRejected:
-            # The rewrite cannot even be scored within the context: it cannot be judged
-            # better, and another round would not fit either.
-            trace.append(
-                RoundTrace(number, critique.text, critique.usage, rewrite.text, rewrite.usage)
+
+    def _charge(self, usage: Usage) -> None:
+        self.usage = self.usage + usage
+        self.budget.charge(usage.prompt_tokens, usage.completion_tokens)
+
+    async def events(self, rounds: int, live: bool) -> AsyncIterator[Event]:
+        params, prompts, budget = self.params, self.prompts, self.budget
+        capped = budget.applies
+        live_draft = live and rounds == 0 and not _wants_json(params)
+        draft = _Call(self.backend, capped)
+        async for event in draft.run(
+            self.messages, params, live=live_draft, announce=True, use_stream=live
+        ):
+            yield event
+        answer = draft.completion
+        self._charge(answer.usage)
+        answer_tokens = answer.usage.completion_tokens
+        draft_prompt = answer.usage.prompt_tokens
+        planned = params.max_tokens or answer_tokens
+        trace: list[RoundTrace] = []
+        stop_reason: StopReason = "max_rounds"
+        streamed = live_draft
+
+        if answer.tool_calls or answer.finish_reason == "tool_calls":
+            rounds, stop_reason = 0, "not_refinable"
+
+        for number in range(1, rounds + 1):
+            if not budget.allows_round(draft_prompt, max(answer_tokens, planned)):
+                stop_reason = "budget"
+                break
+            yield RoundStarted(number, rounds)
+            critique_messages = [
+                *self.messages,
+                {"role": "assistant", "content": answer.text},
+                {
+                    "role": "user",
+                    "content": prompts.critique.format(stop_phrase=prompts.stop_phrase),
+                },
+            ]
+            critique_params = params.replace(
+                max_tokens=prompts.critique_max_tokens,
+                response_format=None,
+                stop=(),
+                tools=None,
+                tool_choice=None,
             )
-            stop_reason = "budget"
-            break
-        usage = usage + review.usage
-        trace.append(
-            RoundTrace(number, critique.text, critique.usage, rewrite.text, rewrite.usage, review)
+            critique_call = _Call(self.backend, capped)
+            try:
+                async for _ in critique_call.run(
+                    critique_messages, critique_params, live=False, use_stream=False
+                ):
+                    pass
+            except UpstreamRejected:
+                # The longer round prompt no longer fits (the model's context, usually): the
+                # answer in hand stands, as when the money budget runs out.
+                stop_reason = "budget"
+                break
+            critique = critique_call.completion
+            self._charge(critique.usage)
+            if is_stop_phrase(critique.text, prompts.stop_phrase):
+                trace.append(RoundTrace(number, critique.text, critique.usage))
+                stop_reason = "no_issues"
+                break
+            if not budget.allows_rewrite(
+                critique.usage.prompt_tokens, critique.usage.completion_tokens, planned
+            ):
+                trace.append(RoundTrace(number, critique.text, critique.usage))
+                stop_reason = "budget"
+                break
+            rewrite_messages = [
+                *critique_messages,
+                {"role": "assistant", "content": critique.text},
+                {"role": "user", "content": prompts.rewrite},
+            ]
+            rewrite_params = params
+            if capped:
+                reading = critique.usage.prompt_tokens + critique.usage.completion_tokens
+                cap = budget.answer_cap(reading + budget.template_tokens, planned)
+                rewrite_params = params.replace(max_tokens=cap)
+            live_rewrite = (
+                live and number == rounds and prompts.accept == "all" and not _wants_json(params)
+            )
+            call = _Call(self.backend, capped)
+            try:
+                async for event in call.run(
+                    rewrite_messages, rewrite_params, live=live_rewrite, use_stream=live_rewrite
+                ):
+                    yield event
+            except UpstreamRejected:
+                if call.emitted:
+                    raise
+                trace.append(RoundTrace(number, critique.text, critique.usage))
+                stop_reason = "budget"
+                break
+            rewrite = call.completion
+            self._charge(rewrite.usage)
+            try:
+                review = await self.reviewer.review(answer.text, rewrite.text, critique.text)
+            except UpstreamRejected:
+                # The rewrite cannot even be scored within the context: it cannot be judged
+                # better, and another round would not fit either.
+                trace.append(
+                    RoundTrace(number, critique.text, critique.usage, rewrite.text, rewrite.usage)
+                )
+                stop_reason = "budget"
+                break
+            self._charge(review.usage)
+            trace.append(
+                RoundTrace(
+                    number, critique.text, critique.usage, rewrite.text, rewrite.usage, review
+                )
+            )
+            if review.kept:
+                answer, answer_tokens = rewrite, rewrite.usage.completion_tokens
+                streamed = call.emitted
+        rounds_done = sum(1 for t in trace if t.rewrite is not None)
+        yield Finished(
+            Refined(
+                text=answer.text,
+                finish_reason=answer.finish_reason,
+                tool_calls=answer.tool_calls,
+                usage=self.usage,
+                rounds=rounds_done,
+                stop_reason=stop_reason,
+                trace=tuple(trace),
+                streamed=streamed,
+            )
         )
-        if review.kept:
-            answer, answer_tokens = rewrite, rewrite.usage.completion_tokens
-            streamed = call.emitted
-    rounds_done = sum(1 for t in trace if t.rewrite is not None)
-    yield Finished(
-        Refined(
-            text=answer.text,
-            finish_reason=answer.finish_reason,
-            tool_calls=answer.tool_calls,
-            usage=usage,
-            rounds=rounds_done,
-            stop_reason=stop_reason,
-            trace=tuple(trace),
-            streamed=streamed,
-        )
-    )
 
 
 class _Call:
-    """One model call, either collected whole or forwarded delta by delta."""
+    """One model call, either collected whole or forwarded delta by delta.
+
+    ``capped``: the call streams, and holds the backend to ``params.max_tokens`` itself: a
+    piece past the cap ends the stream (closing it stops an upstream's generation), and the
+    call is counted as the cap's worth of tokens on the estimated prompt, since the upstream's
+    own usage never arrives."""
 
     completion: Completion
     emitted = False
 
+    def __init__(self, backend: Backend, capped: bool = False) -> None:
+        self.backend = backend
+        self.capped = capped
+
     async def run(
         self,
-        backend: Backend,
         messages: Sequence[Message],
         params: SamplingParams,
         *,
@@ -252,8 +321,9 @@ class _Call:
         use_stream: bool,
         announce: bool = False,
     ) -> AsyncIterator[Event]:
-        if not use_stream:
-            self.completion = await backend.complete(messages, params)
+        cap = params.max_tokens if self.capped else None
+        if not use_stream and cap is None:
+            self.completion = await self.backend.complete(messages, params)
             if announce:
                 yield Started()
             return
@@ -261,13 +331,19 @@ class _Call:
         tool_calls: list[Mapping[str, Any]] = []
         finish_reason, usage = "stop", Usage()
         first = True
+        pieces = 0
         delta: Delta
-        async with contextlib.aclosing(backend.stream(messages, params)) as deltas:
+        async with contextlib.aclosing(self.backend.stream(messages, params)) as deltas:
             async for delta in deltas:
                 if first and announce:
                     yield Started()
                 first = False
                 if delta.text:
+                    pieces += 1
+                    if cap is not None and pieces > cap:
+                        finish_reason = "length"
+                        usage = Usage(estimate_prompt_tokens(messages), cap)
+                        break
                     parts.append(delta.text)
                     if live:
                         self.emitted = True

@@ -8,6 +8,8 @@ reports it (``messages[0].content``), never FastAPI's 422.
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -17,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from proxy.backends.base import SamplingParams
 from proxy.errors import InvalidRequest
+from proxy.schema_bounds import check_schema
 
 log = structlog.get_logger(__name__)
 
@@ -143,6 +146,11 @@ class _MissingContent(ValueError):
         self.index = index
 
 
+MAX_DEPTH = 32
+"""How deeply a request's JSON may nest. A chat request needs about 8 levels (a tool's
+parameter schema a few more); deeper values only exhaust serialisers further on."""
+
+
 def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
     """Decode and validate a request body, raising ``InvalidRequest`` naming the bad field."""
     try:
@@ -151,13 +159,54 @@ def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
         raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object", code="invalid_json")
+    for key, value in data.items():
+        if isinstance(value, dict | list) and too_deep(value, MAX_DEPTH - 1):
+            param = str(key)[:64]
+            raise InvalidRequest(
+                f"'{param}' nests more than {MAX_DEPTH} levels deep", param=param, code="too_deep"
+            )
     try:
         request = ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
         raise _invalid_from(exc) from None
+    _check_schemas(request)
     if request.model_extra:
         log.debug("request.unknown_fields", fields=sorted(request.model_extra))
     return request
+
+
+def _check_schemas(request: ChatCompletionRequest) -> None:
+    """The client's JSON Schemas become grammars: bounded here, before any model work."""
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_schema":
+        spec = fmt.json_schema
+        if spec is None:
+            raise InvalidRequest(
+                "'response_format.json_schema' is required for type json_schema",
+                param="response_format.json_schema",
+                code="missing_required",
+            )
+        if "schema" in spec:
+            check_schema(spec["schema"], "response_format.json_schema.schema")
+    for index, tool in enumerate(request.tools or ()):
+        function = tool.get("function")
+        if isinstance(function, dict) and "parameters" in function:
+            check_schema(function["parameters"], f"tools[{index}].function.parameters")
+
+
+def too_deep(value: Any, limit: int) -> bool:
+    """True when ``value`` holds objects or arrays nested more than ``limit`` levels (``value``
+    itself is level 1). Iterative: a hostile value cannot exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _invalid_from(exc: ValidationError) -> InvalidRequest:
@@ -205,15 +254,30 @@ def completion_body(
         "model": model,
         "choices": list(choices),
         "usage": dict(usage),
-        "system_fingerprint": None,
+        "system_fingerprint": system_fingerprint(),
         "perfics": dict(perfics),
     }
+
+
+@functools.cache
+def system_fingerprint() -> str:
+    """``perfics-VERSION``: which proxy build answered (OpenAI's field names the backend
+    configuration; here the models differ per request and are named in ``perfics``)."""
+    try:
+        version = importlib.metadata.version("perfics-proxy")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"perfics-{version}"
 
 
 def choice_body(
     index: int, text: str, finish_reason: str, tool_calls: Sequence[Mapping[str, Any]] = ()
 ) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": text if not tool_calls else None}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": text if not tool_calls else None,
+        "refusal": None,
+    }
     if tool_calls:
         message["tool_calls"] = list(tool_calls)
     return {"index": index, "message": message, "finish_reason": finish_reason, "logprobs": None}
@@ -233,6 +297,7 @@ def chunk_body(
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
+        "system_fingerprint": system_fingerprint(),
         "choices": list(choices),
     }
     if usage is not None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from routing.classify import classify_task
-from routing.errors import InvalidDeclaration, UnknownModel
+from routing.errors import InvalidDeclaration, UnknownModel, shown
 from routing.policy import Policy
 
 TaskSource = Literal["header", "body", "alias", "classifier", "default"]
@@ -114,8 +114,8 @@ def _body(body: Mapping[str, object] | None) -> Mapping[str, object]:
     for key in body:
         if key not in BODY_KEYS:
             raise InvalidDeclaration(
-                f"unknown key perfics.{key} (allowed: {', '.join(BODY_KEYS)})",
-                param=f"perfics.{key}",
+                f"unknown key perfics.{shown(key)} (allowed: {', '.join(BODY_KEYS)})",
+                param=f"perfics.{shown(key)}",
             )
     return body
 
@@ -133,7 +133,7 @@ def _task(
     for task in (header, from_body):
         if task is not None and task not in policy.tasks:
             raise InvalidDeclaration(
-                f"unknown task '{task}'; the policy declares: {', '.join(policy.tasks)}",
+                f"unknown task '{shown(task)}'; the policy declares: {', '.join(policy.tasks)}",
                 param="task",
             )
     if header is not None:
@@ -162,7 +162,7 @@ def _header_number(value: str | None) -> float | None:
         return None
     if not _DECIMAL.match(value):
         raise InvalidDeclaration(
-            f"{BUDGET_HEADER} must be a non-negative number of USD, got '{value}'",
+            f"{BUDGET_HEADER} must be a non-negative number of USD, got '{shown(value)}'",
             param="budget_usd",
         )
     number = float(value)
@@ -190,7 +190,8 @@ def _header_integer(value: str | None) -> int | None:
         return None
     if not _INTEGER.match(value):
         raise InvalidDeclaration(
-            f"{ROUNDS_HEADER} must be a non-negative integer, got '{value}'", param="max_rounds"
+            f"{ROUNDS_HEADER} must be a non-negative integer, got '{shown(value)}'",
+            param="max_rounds",
         )
     return int(value)
 

@@ -54,6 +54,18 @@ class PolicyError(RoutingError):
         self.problems = problems
 
 
+SHOWN_CHARS = 64
+
+
+def shown(value: object) -> str:
+    """A client's value as an error message may quote it: at most ``SHOWN_CHARS`` characters,
+    so a megabyte-long model name is not echoed back (or into a log) whole."""
+    text = str(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
+
+
 class UnknownModel(RoutingError):
     """The request's ``model`` is neither ``auto``, an alias, nor a catalog model id."""
 
@@ -61,11 +73,11 @@ class UnknownModel(RoutingError):
 
     def __init__(self, model: str) -> None:
         super().__init__(
-            f"The model '{model}' does not exist; use 'auto', an alias or a catalog model id "
-            "(GET /v1/models lists them)",
+            f"The model '{shown(model)}' does not exist; use 'auto', an alias or a catalog "
+            "model id (GET /v1/models lists them)",
             param="model",
         )
-        self.model = model
+        self.model = shown(model)
 
 
 class InvalidDeclaration(RoutingError):

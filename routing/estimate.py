@@ -43,6 +43,15 @@ def _content_chars(content: object) -> int:
     return 0
 
 
+def template_tokens(*prompts: str) -> int:
+    """``t`` as the estimate counts it: the largest refinement prompt's message
+    (``ceil(chars/4) + 4``), plus the 4 of the assistant message it follows (whose content is
+    counted as ``a`` or ``k``)."""
+    return max(estimate_prompt_tokens([{"content": prompt}]) for prompt in prompts) + (
+        TOKENS_PER_MESSAGE
+    )
+
+
 def answer_tokens(max_tokens: int | None, task_answer_tokens: int) -> int:
     """``a``: the client's ``max_tokens`` capped by the task's ``answer_tokens``."""
     if max_tokens is None:
@@ -53,17 +62,20 @@ def answer_tokens(max_tokens: int | None, task_answer_tokens: int) -> int:
 @dataclass(frozen=True, slots=True)
 class TokenEstimate:
     """``p`` prompt, ``a`` answer, ``k`` critique (``refinement.critique_max_tokens``) and ``t``
-    template (``refinement.template_tokens``) tokens — DESIGN's symbols."""
+    template tokens (``routing.policy_index``: the larger of ``refinement.template_tokens`` and
+    the prompts' own estimate) — the contract's symbols; ``n`` choices, each refined on its own,
+    multiply every count."""
 
     p: int
     a: int
     k: int
     t: int
+    n: int = 1
 
     def input_tokens(self, rounds: int) -> int:
-        """``in(r) = p + r(2p + 2a + k + 2t)``."""
-        return self.p + rounds * (2 * self.p + 2 * self.a + self.k + 2 * self.t)
+        """``n · in(r)``, ``in(r) = p + r(2p + 2a + k + 2t)``."""
+        return self.n * (self.p + rounds * (2 * self.p + 2 * self.a + self.k + 2 * self.t))
 
     def output_tokens(self, rounds: int) -> int:
-        """``out(r) = a + r(k + a)``."""
-        return self.a + rounds * (self.k + self.a)
+        """``n · out(r)``, ``out(r) = a + r(k + a)``."""
+        return self.n * (self.a + rounds * (self.k + self.a))

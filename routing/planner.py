@@ -1,7 +1,8 @@
 """Planning: the model and number of refinement rounds with the best PeRFICS score.
 
 Candidates are every (model, rounds) with ``rounds <= min(task.max_rounds, len(Q) - 1,
-declared cap)``, ``p + a <= context_window``, a ready backend, and an estimated cost within the
+declared cap)``, the largest call fitting the context (``p + a <= context_window`` for 0 rounds,
+``p + 2a + k + t`` for more), a ready backend, and an estimated cost within the
 budget when one applies (DESIGN.md, "Planning"). The highest score wins; equal scores (exact
 float equality) go to the lower cost, then fewer rounds, then the model id.
 
@@ -11,7 +12,8 @@ Ineligible candidates are listed too, so ``perfics route --explain`` can say why
 - ``not pinned``          the request pinned another model (one row per model, 0 rounds)
 - ``no quality for task`` no quality list for the task, nor ``default`` (one row, score None)
 - ``backend not ready``   the model's backend is not ready (one row per model, 0 rounds)
-- ``context window``      ``p + a`` exceeds the model's context window (one row, 0 rounds)
+- ``context window``      ``p + a`` exceeds the model's context window (one row, 0 rounds), or
+                          a rewrite's ``p + 2a + k + t`` does (a row for rounds 1 and up)
 - ``rounds above cap``    within the task's rounds and the quality list, above the declared cap
 - ``over budget``         the estimated cost exceeds the budget
 
@@ -25,7 +27,13 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from routing.cost import MTOK, Prices, cost_usd, format_usd
-from routing.errors import BudgetExceeded, InvalidDeclaration, NoEligiblePlan, UnknownModel
+from routing.errors import (
+    BudgetExceeded,
+    InvalidDeclaration,
+    NoEligiblePlan,
+    UnknownModel,
+    shown,
+)
 from routing.estimate import TokenEstimate, answer_tokens
 from routing.perfics import COST_FLOOR_USD, cost_term
 from routing.policy import Policy
@@ -46,6 +54,7 @@ class PlanRequest:
     task: str
     prompt_tokens: int
     max_tokens: int | None = None
+    choices: int = 1
     budget_usd: float | None = None
     max_rounds: int | None = None
     pinned_model: str | None = None
@@ -161,17 +170,18 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
     index = policy.index
     task = index.tasks.get(request.task)
     if task is None:
-        raise InvalidDeclaration(f"unknown task '{request.task}'", param="task")
+        raise InvalidDeclaration(f"unknown task '{shown(request.task)}'", param="task")
     pinned = request.pinned_model
     if pinned is not None and pinned not in index.models:
         raise UnknownModel(pinned)
     p = request.prompt_tokens
     a = answer_tokens(request.max_tokens, task.answer_tokens)
-    estimate = TokenEstimate(p, a, index.critique_tokens, index.template_tokens)
+    estimate = TokenEstimate(p, a, index.critique_tokens, index.template_tokens, request.choices)
     # Token counts by rounds, as ints, so costs come out exactly as ``cost_usd`` computes them.
     tokens_in = [estimate.input_tokens(r) for r in range(task.most_rounds + 1)]
     tokens_out = [estimate.output_tokens(r) for r in range(task.most_rounds + 1)]
     needed = p + a
+    needed_round = p + 2 * a + estimate.k + estimate.t
     cap = request.max_rounds
     budget = request.budget_usd
     ready = request.ready
@@ -193,6 +203,10 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
         if needed > context_window:
             ranges.append((model, 0, 0, CONTEXT_WINDOW))
             continue
+        if top > 0 and needed_round > context_window:
+            # A rewrite reads the prompt, the answer, the critique and the template.
+            ranges.append((model, 1, top, CONTEXT_WINDOW))
+            top = 0
         if cap is not None and cap < top:
             ranges.append((model, cap + 1, top, ABOVE_CAP))
             top = cap
@@ -253,19 +267,3 @@ def _no_plan(request: PlanRequest, rows: _Rows) -> BudgetExceeded | NoEligiblePl
         f"no model can serve task '{request.task}' (prompt {estimate.p} + answer "
         f"{estimate.a} tokens): {detail}"
     )
-
-
-def estimate_round_cost(
-    policy: Policy, model_id: str, prompt_tokens: int, answer_tokens: int
-) -> float:
-    """The estimated cost of one more refinement round on ``model_id``: a critique of
-    ``p + a + t`` tokens in and ``k`` out, then a rewrite of ``p + a + k + t`` in and ``a`` out.
-    Raises ``UnknownModel``."""
-    index = policy.index
-    prices = index.prices.get(model_id)
-    if prices is None:
-        raise UnknownModel(model_id)
-    k = index.critique_tokens
-    t = index.template_tokens
-    p, a = prompt_tokens, answer_tokens
-    return cost_usd(prices, 2 * p + 2 * a + k + 2 * t, k + a)

@@ -1,6 +1,10 @@
 """What planning needs of a policy, computed once when the policy is loaded, so that a plan
 costs no pydantic work and no repeated arithmetic: prices per model, the request-independent
 part of the PeRFICS score per (model, task, rounds), and the classifier's patterns.
+
+``template_tokens`` (``t``) is measured from the refinement prompts themselves with the
+contract's estimate, and the policy's ``refinement.template_tokens`` is a floor: a policy that
+understates its prompts cannot make the planner understate a round's cost.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from routing.cost import Prices
+from routing.estimate import template_tokens
 from routing.perfics import quality_terms
 
 if TYPE_CHECKING:
@@ -114,7 +119,13 @@ def build_index(policy: Policy) -> PolicyIndex:
         prices=prices,
         tasks=tasks,
         critique_tokens=policy.refinement.critique_max_tokens,
-        template_tokens=policy.refinement.template_tokens,
+        template_tokens=max(
+            policy.refinement.template_tokens,
+            template_tokens(
+                policy.refinement.critique_prompt.format(stop_phrase=policy.refinement.stop_phrase),
+                policy.refinement.rewrite_prompt,
+            ),
+        ),
         weights=policy.weights,
         cost_reference_usd=policy.cost_reference_usd,
     )

@@ -22,6 +22,8 @@ from proxy.refine import (
     is_stop_phrase,
     refine,
 )
+from routing.budget import Budget, ModelBudget, no_budget
+from routing.cost import Prices
 
 PROMPTS = RefinementPrompts(
     critique="Critique your answer. If nothing needs fixing reply exactly {stop_phrase}.",
@@ -33,8 +35,12 @@ PROMPTS_ALL = dataclasses.replace(PROMPTS, accept="all")
 CONVERSATION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]
 
 
-def always(*_: Any) -> bool:
-    return True
+PRICES = Prices(1.0, 2.0)  # USD per million tokens in and out: 1 token in = 1e-6 USD
+
+
+def priced(limit_usd: float) -> tuple[Budget, ModelBudget]:
+    budget = Budget(limit_usd)
+    return budget, budget.for_model(PRICES, critique_tokens=32, template_tokens=10, scoring=False)
 
 
 async def run(
@@ -42,14 +48,13 @@ async def run(
 ) -> tuple[Refined, list[Event]]:
     events: list[Event] = []
     params = kw.pop("params", SamplingParams(temperature=0.0, max_tokens=50))
-    within = kw.pop("within_budget", always)
     stream: AsyncIterator[Event] = refine(
         backend,
         CONVERSATION,
         params,
         rounds=rounds,
         prompts=kw.pop("prompts", PROMPTS),
-        within_budget=within,
+        budget=kw.pop("budget", no_budget()),
         live=live,
     )
     async for event in stream:
@@ -142,12 +147,6 @@ async def test_stop_phrase_in_a_later_round_keeps_the_rewrite() -> None:
 
 
 async def test_budget_stop_before_a_round_that_would_not_fit() -> None:
-    seen: list[tuple[Usage, int, int]] = []
-
-    def one_round_only(usage: Usage, prompt_tokens: int, answer_tokens: int) -> bool:
-        seen.append((usage, prompt_tokens, answer_tokens))
-        return len(seen) == 1
-
     backend = ScriptedBackend(
         "m",
         [
@@ -156,10 +155,57 @@ async def test_budget_stop_before_a_round_that_would_not_fit() -> None:
             Completion("rewrite!", "stop", Usage(25, 4)),
         ],
     )
-    result, _ = await run(backend, rounds=2, within_budget=one_round_only)
+    # A round, with p = 7, a = 50 (the cap), k = 32, t = 10: 2p + 2a + k + 2t = 166 in and
+    # k + a = 82 out, 166 + 164 = 330 millionths. Draft 7 + 6 = 13 -> round 1: 13 + 330 = 343
+    # fits 390. Critique 20 + 4 = 24, rewrite 25 + 8 = 33: spent 70 -> round 2: 70 + 330 = 400
+    # does not.
+    budget, spending = priced(390e-6)
+    result, _ = await run(backend, rounds=2, budget=spending)
     assert (result.text, result.rounds, result.stop_reason) == ("rewrite!", 1, "budget")
-    # The check sees the cost so far, the draft's prompt and the current answer's length.
-    assert seen == [(Usage(7, 3), 7, 3), (Usage(52, 9), 7, 4)]
+    assert budget.spent_usd == pytest.approx(70e-6)
+    assert len(backend.calls) == 3
+
+
+async def test_budget_stop_before_a_rewrite_after_a_long_critique() -> None:
+    backend = ScriptedBackend(
+        "m", [Completion("draft", "stop", Usage(7, 3)), Completion("issue", "stop", Usage(200, 30))]
+    )
+    # Round 1 fits (13 + 330 = 343 <= 345). The critique read far more than estimated: 200 in
+    # and 30 out cost 260, spent 273; the rewrite would read 200 + 30 + 10 = 240 and write up
+    # to 50 (100): 273 + 340 > 345, so it is not started.
+    budget, spending = priced(345e-6)
+    result, _ = await run(backend, rounds=1, budget=spending)
+    assert (result.text, result.rounds, result.stop_reason) == ("draft", 0, "budget")
+    assert result.trace[0].critique == "issue" and result.trace[0].rewrite is None
+    assert budget.spent_usd == pytest.approx(273e-6) and len(backend.calls) == 2
+
+
+async def test_under_a_budget_an_upstream_that_ignores_max_tokens_is_cut_off() -> None:
+    # Twenty words where five were asked for: the call streams and stops at the cap, and is
+    # counted as five tokens on the estimated prompt (the upstream's usage never arrives).
+    words = " ".join(f"w{i}" for i in range(20))
+    backend = ScriptedBackend("m", [Completion(words, "stop", Usage(9, 20))])
+    budget, spending = priced(1.0)
+    params = SamplingParams(temperature=0.0, max_tokens=5)
+    result, _ = await run(backend, rounds=0, budget=spending, params=params)
+    assert result.text == "w0 w1 w2 w3 w4" and result.finish_reason == "length"
+    prompt = (len("Be brief.") + 3) // 4 + 4 + (len("Hi?") + 3) // 4 + 4
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (prompt, 5)
+    assert budget.spent_usd == pytest.approx((prompt + 2 * 5) / 1e6)
+    assert backend.calls[0].streamed
+
+
+async def test_a_failing_round_reports_what_the_finished_calls_spent() -> None:
+    from proxy.errors import BackendError
+
+    backend = ScriptedBackend(
+        "m", [Completion("draft", "stop", Usage(7, 3)), BackendError("upstream died")]
+    )
+    budget, spending = priced(1.0)
+    with pytest.raises(BackendError) as caught:
+        await run(backend, rounds=1, budget=spending)
+    assert caught.value.spent == Usage(7, 3)
+    assert budget.spent_usd == pytest.approx(13e-6)
 
 
 async def test_tool_call_draft_is_not_refined() -> None:

@@ -157,8 +157,9 @@ def test_stream_through_sdk_text_usage_and_perfics_chunk(service: Service) -> No
     assert chunks[-1].usage is not None and chunks[-1].choices == []
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (150, 20)
     assert Decimal(str(perfics["cost_usd"])) == Decimal(format_usd((150 * 1.0 + 20 * 2.0) / 1e6))
-    # The draft and the last rewrite streamed from the backend; the hidden calls did not.
-    assert [c.streamed for c in service.alpha.calls] == [True, False, False, False, True]
+    # The draft streamed from the backend; the rounds ran hidden, and the last rewrite, once
+    # the acceptance rule kept it, was replayed.
+    assert [c.streamed for c in service.alpha.calls] == [True, False, False, False, False]
 
 
 def test_answer_accepted_on_no_issues_is_replayed_as_chunks(service: Service) -> None:
@@ -192,6 +193,36 @@ def test_streaming_fallback_happens_before_headers(service: Service) -> None:
         assert response.headers["x-perfics-fallbacks"] == "1"
         text = "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
     assert text == "draft"
+
+
+def test_what_a_failed_model_spent_is_in_usage_and_cost(service: Service) -> None:
+    # alpha drafts (100 in, 50 out at 1 and 2 USD/Mtok: 200e-6), then dies in its critique;
+    # beta answers (40 in, 10 out at 0.1 and 0.2: 6e-6). The client pays, and sees, both.
+    service.alpha.queue(Completion("alpha draft", "stop", Usage(100, 50)), BackendError("died"))
+    service.beta.queue(Completion("beta draft", "stop", Usage(40, 10)), "NO ISSUES")
+    raw = service.client.chat.completions.with_raw_response.create(model="auto", messages=Q)  # type: ignore[arg-type]
+    body = raw.parse()
+    assert body.choices[0].message.content == "beta draft"
+    assert raw.headers["x-perfics-model"] == "beta" and raw.headers["x-perfics-fallbacks"] == "1"
+    beta_usage = Usage(40, 10) + service_usage(service.beta.calls[1], "NO ISSUES")
+    assert body.usage is not None
+    assert (body.usage.prompt_tokens, body.usage.completion_tokens) == (
+        100 + beta_usage.prompt_tokens,
+        50 + beta_usage.completion_tokens,
+    )
+    expected = (100 * 1.0 + 50 * 2.0 + beta_usage.prompt_tokens * 0.1) / 1e6 + (
+        beta_usage.completion_tokens * 0.2 / 1e6
+    )
+    assert Decimal(raw.headers["x-perfics-cost-usd"]) == Decimal(format_usd(expected))
+
+
+def service_usage(call: object, reply: str) -> Usage:
+    """What ``ScriptedBackend`` reports for a plain-string reply to ``call``."""
+    import math
+
+    messages = call.messages  # type: ignore[attr-defined]
+    prompt = sum(math.ceil(len(str(m.get("content") or "")) / 4) + 4 for m in messages)
+    return Usage(prompt, math.ceil(len(reply) / 4))
 
 
 def test_client_errors_are_not_retried_elsewhere(service: Service) -> None:

@@ -17,7 +17,12 @@ GOOD = [{"role": "user", "content": "Say hi."}]
 
 def raw_post(server: ServerProcess, body: bytes | dict[str, Any]) -> httpx.Response:
     kwargs: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body}
-    return httpx.post(f"{server.base_url}/v1/chat/completions", timeout=30, **kwargs)
+    return httpx.post(
+        f"{server.base_url}/v1/chat/completions",
+        timeout=30,
+        headers={"content-type": "application/json"},
+        **kwargs,
+    )
 
 
 def assert_envelope(

@@ -83,14 +83,13 @@ def task_views(
     """Every task's points and plan for a request of ``prompt_tokens`` tokens; ``calibrated``
     names the ``(model, quality key)`` lists measured by ``perfics calibrate``, ``intervals``
     their measurements when a results file is given."""
-    refinement = policy.refinement
     views: list[TaskView] = []
     for name, task in policy.tasks.items():
         estimate = TokenEstimate(
             prompt_tokens,
             task.answer_tokens,
-            refinement.critique_max_tokens,
-            refinement.template_tokens,
+            policy.index.critique_tokens,
+            policy.index.template_tokens,
         )
         scores: dict[tuple[str, int], float | None] = {}
         planned: tuple[str, int] | None = None

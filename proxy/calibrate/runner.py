@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 import structlog
 
 from proxy.acceptance import RULES
-from proxy.backends.base import Backend, SamplingParams, Usage
+from proxy.backends.base import Backend, SamplingParams
 from proxy.errors import PerficsError
 from proxy.refine import Finished, RefinementPrompts, refine
+from routing.budget import no_budget
 
 from .answers import AnswerRecord
 from .judge import RUBRIC_VERSION, Grade, grade
@@ -343,17 +344,13 @@ async def _answer(
     prompts: RefinementPrompts,
 ) -> AnswerRecord:
     first_call = len(timed.calls)
-
-    def always(_usage: Usage, _prompt: int, _answer: int) -> bool:
-        return True
-
     async for event in refine(
         timed,
         [{"role": "user", "content": question.prompt}],
         params,
         rounds=rounds,
         prompts=prompts,
-        within_budget=always,
+        budget=no_budget(),
         live=False,
         record_reviews=True,
     ):

@@ -18,7 +18,11 @@ version: 1
 default_task: general
 weights: {performance: 1.0, refinement: 0.5, cost: 0.05}
 cost_reference_usd: 0.001
-refinement: {critique_max_tokens: 100, template_tokens: 50}
+refinement:
+  critique_max_tokens: 100
+  template_tokens: 50  # above the short prompts' own estimate, so t = 50
+  critique_prompt: "Critique it; reply {stop_phrase} if it is fine."
+  rewrite_prompt: "Rewrite it."
 tasks:
   general: {max_rounds: 2, answer_tokens: 200}
   short:   {max_rounds: 0, answer_tokens: 50, keywords: [quick, tl;dr]}
@@ -64,7 +68,11 @@ def models_policy(
 version: 1
 default_task: general
 weights: {weights}
-refinement: {{critique_max_tokens: 100, template_tokens: 50}}
+refinement:
+  critique_max_tokens: 100
+  template_tokens: 50
+  critique_prompt: "Critique it; reply {{stop_phrase}} if it is fine."
+  rewrite_prompt: "Rewrite it."
 tasks:
   general: {{max_rounds: 2, answer_tokens: 200}}
 models:

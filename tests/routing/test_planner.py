@@ -11,7 +11,7 @@ import math
 import pytest
 
 from routing.errors import BudgetExceeded, InvalidDeclaration, NoEligiblePlan, UnknownModel
-from routing.planner import Candidate, PlanRequest, estimate_round_cost, plan
+from routing.planner import Candidate, PlanRequest, plan
 from routing.policy import Policy
 
 from .conftest import model_yaml, models_policy
@@ -240,13 +240,3 @@ def test_ineligible_candidates_follow_eligible_ones(two_models: Policy) -> None:
     eligible = [c.eligible for c in chosen.candidates]
     assert eligible == sorted(eligible, reverse=True)
     assert (chosen.model, chosen.rounds) == ("small", 2)
-
-
-def test_estimate_round_cost(two_models: Policy) -> None:
-    # critique: p + a + t = 350 in, k = 100 out; rewrite: p + a + k + t = 450 in, a = 200 out
-    # -> 800 in, 300 out at big's prices: (800 * 1.0 + 300 * 2.0) / 1e6 = 0.0014
-    assert estimate_round_cost(two_models, "big", 100, 200) == pytest.approx(0.0014, rel=1e-12)
-    # and it is the step between planned costs: C1 - C0 = 0.0019 - 0.0005
-    assert estimate_round_cost(two_models, "big", 100, 200) == pytest.approx(0.0019 - 0.0005)
-    with pytest.raises(UnknownModel):
-        estimate_round_cost(two_models, "nope", 1, 1)
