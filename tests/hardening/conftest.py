@@ -27,9 +27,9 @@ refinement:
   rewrite_prompt: "Rewrite it."
 server:
   max_body_bytes: {max_body_bytes}
-  body_timeout_s: 1.0
-  header_timeout_s: 1.0
-  max_connections: 20
+  body_timeout_s: {body_timeout_s}
+  header_timeout_s: {header_timeout_s}
+  max_connections: {max_connections}
 tasks:
   general: {{max_rounds: 2, answer_tokens: 40}}
 models:
@@ -105,13 +105,18 @@ def upstream() -> Iterator[Stub]:
 
 def write_policy(tmp: Path, text: str, **values: object) -> Path:
     path = tmp / "policy.yaml"
-    path.write_text(textwrap.dedent(text.format(**values)))
+    defaults: dict[str, object] = {
+        "max_connections": 20,
+        "header_timeout_s": 2.0,
+        "body_timeout_s": 2.0,
+    }
+    path.write_text(textwrap.dedent(text.format(**{**defaults, **values})))
     return path
 
 
 @pytest.fixture(scope="module")
 def served(upstream: Stub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The proxy in front of the stub, with a 64 KiB body limit, 1 s header and body deadlines
+    """The proxy in front of the stub, with a 64 KiB body limit, 2 s header and body deadlines
     and at most 20 connections."""
     policy = write_policy(
         tmp_path_factory.mktemp("served"),

@@ -1,0 +1,99 @@
+"""A declared budget is a ceiling, even against an upstream that ignores ``max_tokens``.
+
+The stub's ``greedy400`` label answers 400 one-token words whatever it is asked for, with
+usage that says so. 50 budgeted requests at once (budgets from below the draft's estimate to
+several rounds' worth, one to three choices, streamed and not): every answered request must
+report a cost within its budget, and every refused one ``budget_exceeded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from decimal import Decimal
+
+import openai
+import pytest
+
+from tests.backends.conftest import Stub, label
+
+from .conftest import STUB_POLICY, Served, write_policy
+
+MESSAGES = [{"role": "user", "content": "Tell me about tides, at length."}]
+
+
+@pytest.fixture(scope="module")
+def greedy(upstream: Stub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    policy = write_policy(
+        tmp_path_factory.mktemp("greedy"),
+        STUB_POLICY,
+        api_base=upstream.url(label("greedy400")),
+        max_body_bytes=65536,
+        # 50 clients at once on a busy machine: the deadlines are not what this test is about
+        max_connections=200,
+        header_timeout_s=30.0,
+        body_timeout_s=30.0,
+    )
+    server = Served(policy)
+    yield server
+    server.stop()
+
+
+async def one(
+    client: openai.AsyncOpenAI, budget: float, n: int, stream: bool
+) -> tuple[float, Decimal | None, str | None]:
+    headers = {"X-Perfics-Budget-Usd": f"{budget:.9f}"}
+    try:
+        if stream:
+            chunks = await client.chat.completions.create(
+                model="auto",
+                messages=MESSAGES,  # type: ignore[arg-type]
+                n=n,
+                stream=True,
+                extra_headers=headers,
+            )
+            cost = None
+            async for chunk in chunks:
+                extra = chunk.model_extra or {}
+                if "perfics" in extra:
+                    cost = Decimal(str(extra["perfics"]["cost_usd"]))
+            return budget, cost, None
+        raw = await client.chat.completions.with_raw_response.create(
+            model="auto",
+            messages=MESSAGES,  # type: ignore[arg-type]
+            n=n,
+            extra_headers=headers,
+        )
+        return budget, Decimal(raw.headers["x-perfics-cost-usd"]), None
+    except openai.BadRequestError as exc:
+        return budget, None, exc.code
+
+
+async def load(server: Served) -> list[tuple[float, Decimal | None, str | None]]:
+    client = openai.AsyncOpenAI(
+        base_url=f"{server.base_url}/v1", api_key="x", max_retries=0, timeout=60
+    )
+    rng = random.Random(7)
+    # One draft of this prompt: ~13 in + 40 out at 1 and 2 USD/Mtok, ~93e-6 USD; each round
+    # several times that.
+    jobs = [
+        one(client, rng.uniform(50e-6, 1500e-6), rng.choice((1, 1, 2, 3)), rng.random() < 0.4)
+        for _ in range(50)
+    ]
+    results = await asyncio.gather(*jobs)
+    await client.close()
+    return results
+
+
+def test_no_response_costs_more_than_its_budget(greedy: Served) -> None:
+    results = asyncio.run(load(greedy))
+    answered = [(budget, cost) for budget, cost, _ in results if cost is not None]
+    refused = [code for _, cost, code in results if cost is None]
+    assert len(answered) >= 30, results
+    assert set(refused) <= {"budget_exceeded"}
+    for budget, cost in answered:
+        assert cost <= Decimal(f"{budget:.9f}"), (budget, cost)
+    # Refinement really ran where the budget allowed it: some answers cost well above a draft.
+    assert max(cost for _, cost in answered) > Decimal("0.0003")
+    assert greedy.alive
