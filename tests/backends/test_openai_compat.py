@@ -265,3 +265,56 @@ async def test_least_outstanding_balancing(stub: Stub, stub2: Stub) -> None:
         await long_call
     assert stub.stats(slow)["requests"] == 1
     assert stub2.stats(fast)["requests"] == 6
+
+
+EXHAUSTED = """
+import asyncio, os, resource, sys
+from proxy.backends.openai_compat import OpenAICompatBackend
+from proxy.backends.base import SamplingParams
+from proxy.errors import BackendUnavailable
+from tests.backends.conftest import openai_spec
+
+async def main() -> None:
+    backend = OpenAICompatBackend(openai_spec(sys.argv[1]))
+    await backend.start()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    hogs = []
+    try:
+        while True:
+            hogs.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    try:
+        await backend.complete([{"role": "user", "content": "hi"}], SamplingParams())
+        print("answered")
+    except BackendUnavailable:
+        print("unavailable", backend.replicas[0].down_until is None)
+    for fd in hogs:
+        os.close(fd)
+    reply = await backend.complete([{"role": "user", "content": "hi"}], SamplingParams())
+    print("after", reply.text)
+    await backend.aclose()
+
+asyncio.run(main())
+"""
+
+
+def test_the_proxys_own_descriptor_exhaustion_does_not_mark_a_replica_down(stub: Stub) -> None:
+    # Out of file descriptors, the proxy cannot connect: a 503, but the healthy replica stays
+    # up, and answers as soon as descriptors are free again.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", EXHAUSTED, stub.url(label("ok"))],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    printed = [line for line in done.stdout.splitlines() if not line[:4].isdigit()]  # no logs
+    assert printed == ["unavailable True", "after hello from stub"], done.stdout + done.stderr
