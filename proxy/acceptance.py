@@ -47,10 +47,12 @@ class Review:
     kept: bool
     reason: str | None  # why it was discarded (None when kept): see REASONS
     verdicts: dict[str, bool]
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = field(default_factory=lambda: NO_USAGE)
     calls: int = 0
     likelihoods: tuple[float, float] | None = None  # (answer in hand, rewrite)
 
+
+NO_USAGE = Usage(0, 0, 0)  # a review that made no call: nothing read, nothing unknown
 
 REASONS = ("empty", "not_json", "echo", "meta", "lost_code", "lost_json", "less_likely")
 
@@ -80,7 +82,7 @@ class Reviewer:
             return Review("all", reason is None, reason, verdicts)
         if self.rule == "answers" and not self.record_all:
             return Review("answers", answer_reason is None, answer_reason, verdicts)
-        usage, calls, pair = Usage(), 0, None
+        usage, calls, pair = NO_USAGE, 0, None
         if answer_reason is None:
             usage, calls, pair = await self._compare(previous, rewrite)
         likelier_ok = answer_reason is None and (pair is None or pair[1] > pair[0])
@@ -96,8 +98,8 @@ class Reviewer:
         self, previous: str, rewrite: str
     ) -> tuple[Usage, int, tuple[float, float] | None]:
         if not isinstance(self.backend, Scorer):
-            return Usage(), 0, None
-        usage, calls = Usage(), 0
+            return NO_USAGE, 0, None
+        usage, calls = NO_USAGE, 0
         figures: list[float] = []
         for text in (previous, rewrite):
             known = self._likelihood.get(text)
@@ -201,5 +203,11 @@ _META = tuple(
         r"\bhas been (?:corrected|revised|improved|rewritten|reorgani[sz]ed|updated)\b",
         r"\b(?:issues|problems|errors|mistakes) (?:you |i )?(?:listed|identified|mentioned|"
         r"pointed out|noted)\b",
+        r"\b(?:complete|final|full|improved)(?: and \w+)? answer (?:to|for) (?:the|this|your) "
+        r"(?:conversation|question|request)\b",
+        # an assistant's greeting instead of an answer
+        r"\bI'?m (?:ready|here|happy|glad) to help\b",
+        r"\b(?:what|how) can I (?:help|assist) you\b",
+        r"\bplease (?:go ahead and )?ask (?:your|a|me)\b",
     )
 )
