@@ -38,6 +38,9 @@ Rule = Literal["all", "answers", "likelier"]
 RULES: tuple[Rule, ...] = ("all", "answers", "likelier")
 
 
+NO_USAGE = Usage(0, 0, 0)  # a review that made no call: nothing read, nothing unknown
+
+
 @dataclass(frozen=True, slots=True)
 class Review:
     """The verdict on one rewrite under ``rule``, and what reaching it cost. ``verdicts``
@@ -51,8 +54,6 @@ class Review:
     calls: int = 0
     likelihoods: tuple[float, float] | None = None  # (answer in hand, rewrite)
 
-
-NO_USAGE = Usage(0, 0, 0)  # a review that made no call: nothing read, nothing unknown
 
 REASONS = ("empty", "not_json", "echo", "meta", "lost_code", "lost_json", "less_likely")
 
