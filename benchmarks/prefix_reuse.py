@@ -15,7 +15,8 @@ import asyncio
 from proxy.backends.base import Message, SamplingParams
 from proxy.backends.llamacpp import LlamaCppBackend
 from proxy.calibrate.throughput import TimedBackend
-from proxy.refine import Finished, RefinementPrompts, refine
+from proxy.events import Finished
+from proxy.refine import RefinementPrompts, refine
 from routing.budget import no_budget
 from routing.policy_loader import load_policy
 

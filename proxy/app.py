@@ -11,9 +11,9 @@ cross-site browser request (an ``Origin`` other than the request's own host, or
 ``Sec-Fetch-Site`` other than ``same-origin`` / ``none``) is refused, so a page the operator
 visits cannot drive ``/admin`` from their browser.
 
-``POST /v1/chat/completions`` is dispatched straight to its ASGI endpoint
-(``proxy.app_chat.ChatEndpoint``); everything else, including that path with another method or
-a trailing slash, goes through FastAPI, which also runs the lifespan.
+``/v1/chat/completions`` is dispatched before FastAPI (``PerficsApp``): ``POST`` to its ASGI
+endpoint (``proxy.app_chat.ChatEndpoint``), any other method answered 405 with ``Allow: POST``;
+everything else goes through FastAPI, which also runs the lifespan.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from proxy.app_chat import CHAT_PATH, ChatEndpoint, authenticate
@@ -41,10 +40,12 @@ from proxy.backends.base import Backend
 from proxy.errors import (
     AuthenticationFailed,
     InternalError,
+    InvalidRequest,
     ModelNotFound,
     PerficsError,
     PermissionDenied,
 )
+from proxy.response import error_json
 from proxy.runtime import Runtime, build_runtime, close_runtime, retire
 from proxy.settings import Settings
 from routing.errors import PolicyError
@@ -102,18 +103,31 @@ def _json(body: Any, status_code: int = 200, headers: Mapping[str, str] | None =
     return Response(orjson.dumps(body), status_code, headers, media_type="application/json")
 
 
+def _error(exc: PerficsError) -> Response:
+    return Response(error_json(exc), exc.status_code, exc.headers, media_type="application/json")
+
+
 class PerficsApp:
-    """The service as one ASGI app: the chat endpoint served directly, the rest by ``api``."""
+    """The service as one ASGI app. ``POST /v1/chat/completions`` goes to the chat endpoint
+    (mounted here only); every other request, that path with another method included (405
+    with ``Allow: POST``), goes to ``api``."""
 
     def __init__(self, api: FastAPI, chat: ChatEndpoint) -> None:
         self.api = api
         self.chat = chat
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == CHAT_PATH and scope["method"] == "POST":
-            await self.chat(scope, receive, send)
-        else:
-            await self.api(scope, receive, send)
+        if scope["type"] == "http" and scope["path"].rstrip("/") == CHAT_PATH:
+            if scope["method"] == "POST":
+                await self.chat(scope, receive, send)
+                return
+            error = PerficsError(
+                f"method {scope['method']} is not allowed here", headers={"allow": "POST"}
+            )
+            error.status_code, error.error_type = 405, "invalid_request_error"
+            await _error(error)(scope, receive, send)
+            return
+        await self.api(scope, receive, send)
 
 
 def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = None) -> PerficsApp:
@@ -134,24 +148,19 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
 
     @app.exception_handler(PerficsError)
     async def perfics_error(request: Request, exc: PerficsError) -> Response:
-        return _json(exc.to_envelope(), exc.status_code, exc.headers)
+        return _error(exc)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
-        envelope = {
-            "error": {"message": str(exc.detail), "type": kind, "param": None, "code": None}
-        }
-        return _json(envelope, exc.status_code, exc.headers)  # 405 keeps its Allow
+        error = PerficsError(str(exc.detail), headers=dict(exc.headers or {}))  # 405: Allow
+        error.status_code, error.error_type = exc.status_code, kind
+        return _error(error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.error("request.failed", exc_info=exc)
-        return _json(InternalError("internal server error").to_envelope(), 500)
-
-    # The same endpoint, for requests the dispatcher leaves to FastAPI: a trailing slash is
-    # redirected, another method is refused with 405.
-    app.router.routes.append(Route(CHAT_PATH, chat, methods=["POST"]))
+        return _error(InternalError("internal server error"))
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:
@@ -189,15 +198,7 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
         try:
             runtime = await state.reload()
         except PolicyError as exc:
-            envelope = {
-                "error": {
-                    "message": str(exc),
-                    "type": "invalid_request_error",
-                    "param": "policy",
-                    "code": "invalid_policy",
-                }
-            }
-            return _json(envelope, 400)
+            return _error(InvalidRequest(str(exc), param="policy", code="invalid_policy"))
         return _json({"status": "reloaded", "policy": runtime.source})
 
     return PerficsApp(app, chat)

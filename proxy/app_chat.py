@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,7 +24,7 @@ import orjson
 import structlog
 from starlette.types import Receive, Scope, Send
 
-from proxy import logs, pipeline, sse
+from proxy import logs, pipeline
 from proxy.errors import (
     AuthenticationFailed,
     InternalError,
@@ -34,12 +33,20 @@ from proxy.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from proxy.headers import decision_headers, outcome_headers
-from proxy.pipeline import Committed, Decision, Outcome
+from proxy.events import Committed
+from proxy.pipeline import Outcome
+from proxy.response import (
+    CompletionFrames,
+    completion_body,
+    decision_headers,
+    error_json,
+    outcome_headers,
+)
 from proxy.runtime import Runtime
 from proxy.settings import Settings
-from proxy.wire import ChatCompletionRequest, choice_body, completion_body, parse_chat_request
+from proxy.wire import ChatCompletionRequest, parse_chat_request
 from routing.cost import format_usd
+from routing.decision import Decision
 
 log = structlog.get_logger(__name__)
 
@@ -61,10 +68,6 @@ def authenticate(headers: Mapping[str, str], api_key: str | None) -> None:
     supplied = headers.get("authorization", "").removeprefix("Bearer ").strip()
     if not hmac.compare_digest(supplied.encode(), api_key.encode()):
         raise AuthenticationFailed("invalid or missing API key")
-
-
-def error_body(exc: PerficsError) -> bytes:
-    return orjson.dumps(exc.to_envelope())
 
 
 class ChatEndpoint:
@@ -92,10 +95,10 @@ class ChatEndpoint:
         except ClientGone:
             return
         except PerficsError as exc:
-            await _respond(send, exc.status_code, error_body(exc), _JSON, exc.headers)
+            await _respond(send, exc.status_code, error_json(exc), _JSON, exc.headers)
         except Exception as exc:
             log.error("request.failed", exc_info=exc)
-            body = error_body(InternalError("internal server error"))
+            body = error_json(InternalError("internal server error"))
             await _respond(send, 500, body, _JSON)
 
 
@@ -148,15 +151,7 @@ async def _complete(
     outcome = await pipeline.run(runtime, decision, chat)
     _log_done(decision, outcome, chat, stream=False)
     body = completion_body(
-        completion_id=f"chatcmpl-{uuid.uuid4().hex}",
-        created=int(time.time()),
-        model=outcome.model,
-        choices=[
-            choice_body(i, c.text, c.finish_reason, c.tool_calls)
-            for i, c in enumerate(outcome.choices)
-        ],
-        usage=outcome.usage.to_openai(),
-        perfics=pipeline.perfics_object(decision, outcome, trace=decision.declarations.trace),
+        decision, outcome, logprobs=bool(chat.logprobs), trace=decision.declarations.trace
     )
     headers = decision_headers(
         decision, request_id, model=outcome.model, fallbacks=outcome.fallbacks
@@ -175,7 +170,7 @@ async def _streaming(
     settings: Settings,
     watch: _DisconnectWatch,
 ) -> None:
-    items = pipeline.events(runtime, decision, chat, live=True)
+    items = pipeline.stream(runtime, decision, chat)
     try:
         # Hold the headers until the answering model has started, so they name it and the
         # models that failed before it.
@@ -193,7 +188,7 @@ async def _streaming(
                 "headers": [_EVENT_STREAM, *_encoded(headers)],
             }
         )
-        completion = sse.CompletionFrames(decision, chat, first.model)
+        completion = CompletionFrames(decision, chat, first.model)
         frames = completion.render(items, settings.keepalive_s)
         async with contextlib.aclosing(frames):
             async for frame in frames:

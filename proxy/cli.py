@@ -3,7 +3,7 @@
     perfics serve [--policy FILE] [--host H] [--port N] [--log-level L] [--queue-size N]
     perfics route --policy FILE [--task T] [--budget-usd B] [--max-rounds R]
                   [--prompt-tokens N | --prompt TEXT] [--max-tokens M] [--model M]
-                  [--json | --explain]
+                  [--uses CAP,...] [--json | --explain]
     perfics policy check FILE
 
 Exit status: 0 success; 2 invalid policy or usage; 3 no possible plan (any routing error:
@@ -38,7 +38,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "policy": ("proxy.cli:add_policy", "work with policy files (policy check FILE)"),
     "calibrate": (
         "proxy.calibrate.cli:add_calibrate_parser",
-        "measure each model's quality per task and round count with a judge model",
+        "measure each model's quality per task and round count",
     ),
     "report": (
         "proxy.calibrate.cli:add_report_parser",
@@ -137,6 +137,13 @@ def add_route(subparsers: Subparsers) -> None:
     prompt.add_argument("--prompt", help="prompt text: estimated, and classified when no task")
     route.add_argument("--max-tokens", type=_positive_int, help="the request's max_tokens")
     route.add_argument("--model", default="auto", help="auto, an alias or a model id (auto)")
+    route.add_argument(
+        "--uses",
+        type=_capabilities,
+        default=frozenset(),
+        help="capabilities the request uses, comma-separated: tools, json_schema, logprobs, "
+        "vision (models without them are not candidates)",
+    )
     output = route.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the plan as one JSON object")
     output.add_argument("--explain", action="store_true", help="print every candidate")
@@ -145,11 +152,10 @@ def add_route(subparsers: Subparsers) -> None:
 
 def _route(args: argparse.Namespace) -> int:
     from routing.cost import format_usd
-    from routing.declarations import resolve_declarations
+    from routing.decision import RequestFacts, decide
     from routing.errors import PolicyError, RoutingError
     from routing.estimate import estimate_prompt_tokens
     from routing.explain import plan_to_json, plan_to_table
-    from routing.planner import PlanRequest, plan
     from routing.policy_loader import load_policy
 
     try:
@@ -171,24 +177,21 @@ def _route(args: argparse.Namespace) -> int:
         prompt_tokens = estimate_prompt_tokens([{"role": "user", "content": args.prompt}])
     else:
         prompt_tokens = args.prompt_tokens or 0
+    facts = RequestFacts(
+        model=args.model,
+        headers=headers,
+        perfics=None,
+        last_user_text=text,
+        prompt_tokens=prompt_tokens,
+        max_tokens=args.max_tokens,
+        needs=args.uses,
+    )
     try:
-        declarations = resolve_declarations(
-            policy, model=args.model, headers=headers, body=None, last_user_text=text
-        )
-        chosen = plan(
-            policy,
-            PlanRequest(
-                task=declarations.task,
-                prompt_tokens=prompt_tokens,
-                max_tokens=args.max_tokens,
-                budget_usd=declarations.budget_usd,
-                max_rounds=declarations.max_rounds,
-                pinned_model=declarations.pinned_model,
-            ),
-        )
+        decision = decide(policy, facts)
     except RoutingError as exc:
         print(f"perfics route: {exc.message}", file=sys.stderr)
         return EXIT_NO_PLAN
+    chosen, declarations = decision.plan, decision.declarations
     if args.json:
         print(json.dumps(plan_to_json(chosen, declarations)))
     elif args.explain:
@@ -242,6 +245,18 @@ def _policy_check(args: argparse.Namespace) -> int:
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
     return EXIT_INVALID
+
+
+def _capabilities(text: str) -> frozenset[str]:
+    from routing.backend_options import CAPABILITIES
+
+    names = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(names - set(CAPABILITIES))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown {', '.join(unknown)}; known: {', '.join(CAPABILITIES)}"
+        )
+    return names
 
 
 def _non_negative_int(text: str) -> int:

@@ -53,14 +53,14 @@ class PerficsError(Exception):
         self.headers = headers or {}
 
     def to_envelope(self) -> dict[str, dict[str, str | None]]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        return envelope(self.message, self.error_type, self.param, self.code)
+
+
+def envelope(
+    message: str, error_type: str, param: str | None = None, code: str | None = None
+) -> dict[str, dict[str, str | None]]:
+    """OpenAI's error object, all four keys present."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
 class InvalidRequest(PerficsError):

@@ -1,46 +1,42 @@
-"""The request pipeline: decide (declarations + plan), generate and refine on the chosen model,
-fall back along the plan when a model fails before the client saw any of its answer, and
-account for every internal call.
+"""The request pipeline: decide, answer on the chosen model, fall back along the plan when a
+model fails before the client saw any of its answer, and account for every call.
 
-``decide`` is synchronous and cheap. ``run`` serves a non-streaming request; ``events`` serves
-a streaming one as a sequence of ``Progress`` / ``AnswerPiece`` / ``Done`` items that the HTTP
-layer turns into SSE. Nothing here knows about HTTP.
+    decision = decide(runtime, request, headers)     # routing.decision, errors translated
+    outcome = await run(runtime, decision, request)  # a non-streaming request
+    async for event in stream(runtime, decision, request): ...   # a streaming one
+
+``run`` and ``stream`` walk the same attempts (``_Attempts``): the plan's models in order, one
+``Budget`` across all of them and all choices, what a failed model spent counted. A choice is
+one call of ``proxy.refine.refine``; the choices of a request run side by side on a backend
+that serves calls concurrently (not the embedded one, which serialises them anyway) unless a
+budget applies, where running them one after another keeps the ceiling exact. Nothing here
+knows about HTTP.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
 import structlog
 
 from proxy.backends.base import Usage
 from proxy.errors import BackendError, from_routing_error
-from proxy.refine import AnswerDelta, Finished, Refined, RoundStarted, Started, refine
+from proxy.events import ChoiceEvent, Committed, Done, Event, Finished, Started
+from proxy.refine import Refined, refine
 from proxy.runtime import Runtime
 from proxy.wire import ChatCompletionRequest
-from routing.budget import Budget
-from routing.cost import cost_usd, format_usd
-from routing.declarations import Declarations, resolve_declarations
+from routing.budget import Budget, ModelBudget
+from routing.cost import cost_usd
+from routing.decision import Decision
+from routing.decision import decide as decide_plan
 from routing.errors import RoutingError
-from routing.estimate import estimate_prompt_tokens
-from routing.planner import Candidate, Plan, PlanRequest, plan
+from routing.planner import Candidate
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    declarations: Declarations
-    plan: Plan
-    prompt_tokens: int
-
-    def candidate(self, model: str) -> Candidate:
-        """The plan's entry for the model that answers (the winner unless it fell back)."""
-        attempts = self.plan.attempts()
-        return next((c for c in attempts if c.model == model), attempts[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,243 +62,213 @@ class Outcome:
         return self.choices[0].stop_reason
 
 
-@dataclass(frozen=True, slots=True)
-class Progress:
-    round: int
-    of: int
-    choice: int
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerPiece:
-    choice: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ChoiceDone:
-    choice: int
-    result: Refined
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    outcome: Outcome
-
-
-@dataclass(frozen=True, slots=True)
-class Committed:
-    """The answering model has begun: ``fallbacks`` failed before it."""
-
-    model: str
-    fallbacks: tuple[str, ...]
-
-
-StreamItem = Committed | Progress | AnswerPiece | ChoiceDone | Done
-
-
 def decide(
     runtime: Runtime, request: ChatCompletionRequest, headers: Mapping[str, str]
 ) -> Decision:
-    """Resolve what the client declared and plan the model and rounds (pure, no I/O)."""
-    policy = runtime.policy
+    """``routing.decision.decide`` for this request on the models ready now."""
     try:
-        declarations = resolve_declarations(
-            policy,
-            model=request.model,
-            headers=headers,
-            body=request.perfics,
-            last_user_text=request.last_user_text(),
-        )
-        prompt_tokens = estimate_prompt_tokens(request.backend_messages())
-        chosen = plan(
-            policy,
-            PlanRequest(
-                task=declarations.task,
-                prompt_tokens=prompt_tokens,
-                max_tokens=request.answer_limit,
-                choices=request.n,
-                budget_usd=declarations.budget_usd,
-                max_rounds=declarations.max_rounds,
-                pinned_model=declarations.pinned_model,
-                ready=runtime.ready_models(),
-            ),
-        )
+        return decide_plan(runtime.policy, request.facts(headers), ready=runtime.ready_models())
     except RoutingError as exc:
         raise from_routing_error(exc) from exc
-    return Decision(declarations, chosen, prompt_tokens)
 
 
 async def run(runtime: Runtime, decision: Decision, request: ChatCompletionRequest) -> Outcome:
     """Serve a non-streaming request to the end."""
-    outcome: Outcome | None = None
-    async for item in events(runtime, decision, request, live=False):
-        if isinstance(item, Done):
-            outcome = item.outcome
-    assert outcome is not None
-    return outcome
-
-
-async def events(
-    runtime: Runtime, decision: Decision, request: ChatCompletionRequest, *, live: bool = True
-) -> AsyncGenerator[StreamItem, None]:
-    """Generate, refine and account, falling back to the plan's next model on a retryable
-    backend error raised before any answer text was produced. One ``Budget`` spans every
-    choice and every model tried: what a failed model spent is charged and reported too."""
-    started = time.perf_counter()
-    fallbacks: list[str] = []
-    budget = Budget(decision.declarations.budget_usd)
-    failed = Usage()
-    attempts = decision.plan.attempts()
-    for position, candidate in enumerate(attempts):
-        emitted = False
+    attempts = _Attempts(runtime, decision, request)
+    for candidate in attempts:
         try:
-            results: list[Refined] = []
-            committed = False
-            async for item in _attempt(runtime, decision, request, candidate, budget, live):
-                if isinstance(item, Started):
+            results = await _answers(attempts, candidate)
+        except BackendError as exc:
+            attempts.failed(candidate, exc)
+            continue
+        return attempts.outcome(candidate, results)
+    raise AssertionError("unreachable: the last attempt's failure is raised")
+
+
+async def stream(
+    runtime: Runtime, decision: Decision, request: ChatCompletionRequest
+) -> AsyncGenerator[Event, None]:
+    """Serve a streaming request: ``Committed`` first (the answering model, after any that
+    failed before it produced anything), then the choices' events, then ``Done``."""
+    attempts = _Attempts(runtime, decision, request)
+    for candidate in attempts:
+        committed = False
+        results: list[Refined] = []
+        try:
+            async for event in _choice_events(attempts, candidate, live=True):
+                if isinstance(event, Started):
                     if not committed:
                         committed = True
-                        # A stream's headers leave on this item and name this model: from
-                        # here on, falling back would contradict them.
-                        emitted = emitted or live
-                        yield Committed(candidate.model, tuple(fallbacks))
+                        yield Committed(candidate.model, tuple(attempts.fallbacks))
                     continue
-                if isinstance(item, AnswerPiece):
-                    emitted = True
-                elif isinstance(item, ChoiceDone):
-                    results.append(item.result)
-                yield item
+                if isinstance(event, Finished):
+                    results.append(event.result)
+                yield event
         except BackendError as exc:
-            failed = failed + (exc.spent or Usage()) + sum_usage(results)
-            last = position == len(attempts) - 1
-            if emitted or not exc.retryable or last:
-                raise
-            fallbacks.append(candidate.model)
-            log.warning(
-                "route.fallback",
-                model=candidate.model,
-                next=attempts[position + 1].model,
-                error=type(exc).__name__,
-            )
+            # Once the headers named this model, another may not answer under them.
+            attempts.failed(candidate, exc, results, fall_back=not committed)
             continue
-        yield Done(
-            _account(runtime, decision, candidate, results, fallbacks, budget, failed, started)
-        )
+        yield Done(attempts.outcome(candidate, results))
         return
 
 
-async def _attempt(
-    runtime: Runtime,
-    decision: Decision,
-    request: ChatCompletionRequest,
-    candidate: Candidate,
-    budget: Budget,
-    live: bool,
-) -> AsyncIterator[Started | Progress | AnswerPiece | ChoiceDone]:
-    policy = runtime.policy
+@dataclass(slots=True)
+class _Attempts:
+    """The plan's models in fallback order, and what the request has spent across them."""
+
+    runtime: Runtime
+    decision: Decision
+    request: ChatCompletionRequest
+    budget: Budget = field(init=False)
+    spent_elsewhere: Usage = field(default_factory=Usage)
+    fallbacks: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    _order: tuple[Candidate, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.budget = Budget(self.decision.declarations.budget_usd)
+        self._order = self.decision.plan.attempts()
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return iter(self._order)
+
+    def spending(self, candidate: Candidate) -> ModelBudget:
+        index = self.runtime.policy.index
+        return self.budget.for_model(
+            index.prices[candidate.model],
+            critique_tokens=index.critique_tokens,
+            template_tokens=index.template_tokens,
+            scoring=self.runtime.prompts.accept == "likelier",
+        )
+
+    def failed(
+        self,
+        candidate: Candidate,
+        exc: BackendError,
+        finished: Sequence[Refined] = (),
+        *,
+        fall_back: bool = True,
+    ) -> None:
+        """Count what ``candidate`` spent, then re-raise ``exc`` unless the next model may
+        answer: the error is retryable, nothing was sent, and a next model exists."""
+        self.spent_elsewhere = self.spent_elsewhere + (exc.spent or Usage()) + _usage(finished)
+        position = self._order.index(candidate)
+        if not (fall_back and exc.retryable and position + 1 < len(self._order)):
+            raise exc
+        self.fallbacks.append(candidate.model)
+        log.warning(
+            "route.fallback",
+            model=candidate.model,
+            next=self._order[position + 1].model,
+            error=type(exc).__name__,
+        )
+
+    def outcome(self, candidate: Candidate, results: Sequence[Refined]) -> Outcome:
+        """Usage over every call, the failed models' included; the cost as charged, each call
+        at the price of the model that made it."""
+        usage = self.spent_elsewhere + _usage(results)
+        reference = self.runtime.reference_prices
+        return Outcome(
+            model=candidate.model,
+            rounds_planned=candidate.rounds,
+            choices=tuple(results),
+            usage=usage,
+            fallbacks=tuple(self.fallbacks),
+            cost_usd=self.budget.spent_usd,
+            reference_cost_usd=(
+                cost_usd(reference, usage.prompt_tokens, usage.completion_tokens)
+                if reference is not None
+                else None
+            ),
+            latency_ms=round((time.perf_counter() - self.started) * 1000),
+        )
+
+
+async def _answers(attempts: _Attempts, candidate: Candidate) -> list[Refined]:
+    """Every choice's final answer on ``candidate``, in choice order."""
+    results: dict[int, Refined] = {}
+    async for event in _choice_events(attempts, candidate, live=False):
+        if isinstance(event, Finished):
+            results[event.choice] = event.result
+    return [results[i] for i in sorted(results)]
+
+
+def _choice_events(
+    attempts: _Attempts, candidate: Candidate, *, live: bool
+) -> AsyncIterator[ChoiceEvent]:
+    runtime, request, decision = attempts.runtime, attempts.request, attempts.decision
     backend = runtime.backends[candidate.model]
-    index = policy.index
-    spending = budget.for_model(
-        index.prices[candidate.model],
-        critique_tokens=index.critique_tokens,
-        template_tokens=index.template_tokens,
-        scoring=runtime.prompts.accept == "likelier",
-    )
+    spending = attempts.spending(candidate)
+    base = request.sampling()
+    if spending.applies:
+        # A declared budget is a ceiling: each answer is held to the planned length, or less
+        # when what is left would not pay for it.
+        base = base.replace(
+            max_tokens=spending.answer_cap(decision.prompt_tokens, decision.plan.estimate.a)
+        )
     messages = request.backend_messages()
-    base_params = request.sampling()
-    for index_ in range(request.n):
-        params = base_params
-        if index_ and base_params.seed is not None:
-            params = params.replace(seed=base_params.seed + index_)
-        if spending.applies:
-            # A declared budget is a ceiling: each answer is held to the planned length, or
-            # less when what is left would not pay for it.
-            cap = spending.answer_cap(decision.prompt_tokens, decision.plan.estimate.a)
-            params = params.replace(max_tokens=cap)
-        async for event in refine(
+    choices = [
+        refine(
             backend,
             messages,
-            params,
+            base.replace(seed=base.seed + i) if i and base.seed is not None else base,
             rounds=candidate.rounds,
             prompts=runtime.prompts,
             budget=spending,
             live=live,
-        ):
-            if isinstance(event, Started):
-                yield event
-            elif isinstance(event, RoundStarted):
-                yield Progress(event.round, event.of, index_)
-            elif isinstance(event, AnswerDelta):
-                yield AnswerPiece(index_, event.text)
-            elif isinstance(event, Finished):
-                yield ChoiceDone(index_, event.result)
+            choice=i,
+        )
+        for i in range(request.n)
+    ]
+    if len(choices) == 1 or spending.applies or backend.serial:
+        return _one_after_another(choices)
+    return _side_by_side(choices)
 
 
-def sum_usage(results: list[Refined]) -> Usage:
+async def _one_after_another(
+    streams: list[AsyncIterator[ChoiceEvent]],
+) -> AsyncIterator[ChoiceEvent]:
+    for events in streams:
+        async for event in events:
+            yield event
+
+
+_END = object()
+
+
+async def _side_by_side(streams: list[AsyncIterator[ChoiceEvent]]) -> AsyncIterator[ChoiceEvent]:
+    """The events of every stream as they come (choices interleave as OpenAI's do). The first
+    error ends them all."""
+    queue: asyncio.Queue[object] = asyncio.Queue()
+
+    async def pump(events: AsyncIterator[ChoiceEvent]) -> None:
+        try:
+            async for event in events:
+                await queue.put(event)
+        except Exception as exc:
+            await queue.put(exc)
+        finally:
+            await queue.put(_END)
+
+    tasks = [asyncio.create_task(pump(events)) for events in streams]
+    try:
+        ended = 0
+        while ended < len(tasks):
+            item = await queue.get()
+            if item is _END:
+                ended += 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield cast(ChoiceEvent, item)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _usage(results: Sequence[Refined]) -> Usage:
     usage = Usage()
     for result in results:
         usage = usage + result.usage
     return usage
-
-
-def _account(
-    runtime: Runtime,
-    decision: Decision,
-    candidate: Candidate,
-    results: list[Refined],
-    fallbacks: list[str],
-    budget: Budget,
-    failed: Usage,
-    started: float,
-) -> Outcome:
-    """The outcome: usage over every call, the failed models' included; the cost as charged
-    (each call at the price of the model that made it)."""
-    usage = failed + sum_usage(results)
-    reference = runtime.reference_prices
-    return Outcome(
-        model=candidate.model,
-        rounds_planned=candidate.rounds,
-        choices=tuple(results),
-        usage=usage,
-        fallbacks=tuple(fallbacks),
-        cost_usd=budget.spent_usd,
-        reference_cost_usd=(
-            cost_usd(reference, usage.prompt_tokens, usage.completion_tokens)
-            if reference is not None
-            else None
-        ),
-        latency_ms=round((time.perf_counter() - started) * 1000),
-    )
-
-
-def perfics_object(
-    decision: Decision, outcome: Outcome, *, trace: bool, include_text: bool = True
-) -> dict[str, Any]:
-    """The body's ``perfics`` object. USD values are the header strings read back as numbers,
-    so body and headers agree to the last digit."""
-    answering = decision.candidate(outcome.model)
-    body: dict[str, Any] = {
-        "model": outcome.model,
-        "task": decision.declarations.task,
-        "task_source": decision.declarations.task_source,
-        "score": round(answering.score or 0.0, 6),
-        "rounds": outcome.rounds,
-        "rounds_planned": outcome.rounds_planned,
-        "stop_reason": outcome.stop_reason,
-        "cost_usd": float(format_usd(outcome.cost_usd)),
-        "estimated_cost_usd": float(format_usd(answering.estimated_cost_usd)),
-        "reference_cost_usd": (
-            float(format_usd(outcome.reference_cost_usd))
-            if outcome.reference_cost_usd is not None
-            else None
-        ),
-        "fallbacks": list(outcome.fallbacks),
-    }
-    if trace:
-        body["trace"] = [
-            {"choice": index, **round_.to_json(include_text)}
-            for index, choice in enumerate(outcome.choices)
-            for round_ in choice.trace
-        ]
-    return body

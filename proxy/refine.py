@@ -33,8 +33,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.acceptance import Review, Reviewer, Rule
-from proxy.backends.base import Backend, Completion, Delta, Message, SamplingParams, Usage
+from proxy.backends.base import (
+    Backend,
+    Completion,
+    Delta,
+    Message,
+    SamplingParams,
+    TokenLogprob,
+    Usage,
+)
 from proxy.errors import BackendError, UpstreamRejected
+from proxy.events import AnswerDelta, ChoiceEvent, Finished, RoundStarted, Started
 from routing.budget import ModelBudget
 from routing.estimate import estimate_prompt_tokens
 
@@ -69,16 +78,15 @@ class RoundTrace:
         usage = self.critique_usage + (self.rewrite_usage or Usage())
         return usage + self.review.usage if self.review is not None else usage
 
-    def to_json(self, include_text: bool = True) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "round": self.round,
             "usage": self.usage.to_openai(),
             "kept": self.kept,
             "discarded_because": self.review.reason if self.review is not None else None,
         }
-        if include_text:
-            body["critique"] = self.critique
-            body["rewrite"] = self.rewrite
+        body["critique"] = self.critique
+        body["rewrite"] = self.rewrite
         return body
 
 
@@ -92,30 +100,7 @@ class Refined:
     stop_reason: StopReason
     trace: tuple[RoundTrace, ...]
     streamed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    """The draft call has begun producing output: the model is committed."""
-
-
-@dataclass(frozen=True, slots=True)
-class RoundStarted:
-    round: int
-    of: int
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerDelta:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    result: Refined
-
-
-Event = Started | RoundStarted | AnswerDelta | Finished
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 async def refine(
@@ -127,8 +112,9 @@ async def refine(
     prompts: RefinementPrompts,
     budget: ModelBudget,
     live: bool,
+    choice: int = 0,
     record_reviews: bool = False,
-) -> AsyncIterator[Event]:
+) -> AsyncIterator[ChoiceEvent]:
     """Draft and refine one answer, yielding progress events and finally ``Finished``.
 
     Every call is charged to ``budget`` as it ends. When the budget applies, each round must
@@ -137,7 +123,7 @@ async def refine(
     streams so that an upstream that ignores ``max_tokens`` is cut off at the cap. A
     ``BackendError`` leaves with ``spent`` set to the usage of the calls that did finish.
     ``record_reviews`` asks the acceptance review for every rule's verdict (calibration)."""
-    run = _Refinement(backend, messages, params, prompts, budget, record_reviews)
+    run = _Refinement(backend, messages, params, prompts, budget, record_reviews, choice)
     try:
         async for event in run.events(rounds, live):
             yield event
@@ -157,7 +143,9 @@ class _Refinement:
         prompts: RefinementPrompts,
         budget: ModelBudget,
         record_reviews: bool,
+        choice: int,
     ) -> None:
+        self.choice = choice
         self.backend = backend
         self.messages = messages
         self.params = params
@@ -172,11 +160,11 @@ class _Refinement:
         self.usage = self.usage + usage
         self.budget.charge(usage.prompt_tokens, usage.completion_tokens)
 
-    async def events(self, rounds: int, live: bool) -> AsyncIterator[Event]:
+    async def events(self, rounds: int, live: bool) -> AsyncIterator[ChoiceEvent]:
         params, prompts, budget = self.params, self.prompts, self.budget
         capped = budget.applies
         live_draft = live and rounds == 0 and not _wants_json(params)
-        draft = _Call(self.backend, capped)
+        draft = _Call(self.backend, self.choice, capped)
         async for event in draft.run(
             self.messages, params, live=live_draft, announce=True, use_stream=live
         ):
@@ -197,7 +185,7 @@ class _Refinement:
             if not budget.allows_round(draft_prompt, max(answer_tokens, planned)):
                 stop_reason = "budget"
                 break
-            yield RoundStarted(number, rounds)
+            yield RoundStarted(self.choice, number, rounds)
             critique_messages = [
                 *self.messages,
                 {"role": "assistant", "content": answer.text},
@@ -212,8 +200,11 @@ class _Refinement:
                 stop=(),
                 tools=None,
                 tool_choice=None,
+                parallel_tool_calls=None,
+                logprobs=None,
+                top_logprobs=None,
             )
-            critique_call = _Call(self.backend, capped)
+            critique_call = _Call(self.backend, self.choice, capped)
             try:
                 async for _ in critique_call.run(
                     critique_messages, critique_params, live=False, use_stream=False
@@ -249,7 +240,7 @@ class _Refinement:
             live_rewrite = (
                 live and number == rounds and prompts.accept == "all" and not _wants_json(params)
             )
-            call = _Call(self.backend, capped)
+            call = _Call(self.backend, self.choice, capped)
             try:
                 async for event in call.run(
                     rewrite_messages, rewrite_params, live=live_rewrite, use_stream=live_rewrite
@@ -284,6 +275,7 @@ class _Refinement:
                 streamed = call.emitted
         rounds_done = sum(1 for t in trace if t.rewrite is not None)
         yield Finished(
+            self.choice,
             Refined(
                 text=answer.text,
                 finish_reason=answer.finish_reason,
@@ -293,7 +285,8 @@ class _Refinement:
                 stop_reason=stop_reason,
                 trace=tuple(trace),
                 streamed=streamed,
-            )
+                logprobs=answer.logprobs,
+            ),
         )
 
 
@@ -308,8 +301,9 @@ class _Call:
     completion: Completion
     emitted = False
 
-    def __init__(self, backend: Backend, capped: bool = False) -> None:
+    def __init__(self, backend: Backend, choice: int, capped: bool = False) -> None:
         self.backend = backend
+        self.choice = choice
         self.capped = capped
 
     async def run(
@@ -320,15 +314,16 @@ class _Call:
         live: bool,
         use_stream: bool,
         announce: bool = False,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncIterator[ChoiceEvent]:
         cap = params.max_tokens if self.capped else None
         if not use_stream and cap is None:
             self.completion = await self.backend.complete(messages, params)
             if announce:
-                yield Started()
+                yield Started(self.choice)
             return
         parts: list[str] = []
         tool_calls: list[Mapping[str, Any]] = []
+        logprobs: list[TokenLogprob] = []
         finish_reason, usage = "stop", Usage()
         first = True
         pieces = 0
@@ -336,7 +331,7 @@ class _Call:
         async with contextlib.aclosing(self.backend.stream(messages, params)) as deltas:
             async for delta in deltas:
                 if first and announce:
-                    yield Started()
+                    yield Started(self.choice)
                 first = False
                 if delta.text:
                     pieces += 1
@@ -345,17 +340,20 @@ class _Call:
                         usage = Usage(estimate_prompt_tokens(messages), cap)
                         break
                     parts.append(delta.text)
+                    logprobs.extend(delta.logprobs)
                     if live:
                         self.emitted = True
-                        yield AnswerDelta(delta.text)
+                        yield AnswerDelta(self.choice, delta.text, delta.logprobs)
                 tool_calls.extend(delta.tool_calls)
                 if delta.finish_reason is not None:
                     finish_reason = delta.finish_reason
                 if delta.usage is not None:
                     usage = delta.usage
         if first and announce:
-            yield Started()
-        self.completion = Completion("".join(parts), finish_reason, usage, tuple(tool_calls))
+            yield Started(self.choice)
+        self.completion = Completion(
+            "".join(parts), finish_reason, usage, tuple(tool_calls), tuple(logprobs)
+        )
 
 
 _EDGE = re.compile(r"^[\W_]+|[\W_]+$")

@@ -1,15 +1,21 @@
-"""OpenAI Chat Completions wire models: the request as clients send it, the bodies we send back.
+"""The OpenAI Chat Completions request as clients send it (the bodies sent back are
+``proxy.response``'s).
 
-Requests are validated strictly (wrong types are errors, not coerced) but tolerate fields this
-proxy does not know, as OpenAI adds them; those are logged at debug and ignored. A validation
-failure becomes ``InvalidRequest`` with ``param`` naming the field the way OpenAI's SDK
-reports it (``messages[0].content``), never FastAPI's 422.
+Requests are validated strictly (wrong types are errors, not coerced). Every field of OpenAI's
+request is either served, or refused by name (``REFUSED``: 400 ``unsupported_parameter``), or,
+for the few that only label a request (``store``, ``metadata``, ``service_tier``,
+``prompt_cache_key``, ``safety_identifier``, ``user``), accepted without effect on the answer.
+Fields OpenAI does not define are tolerated, as OpenAI adds new ones, and logged at debug. A
+validation failure becomes ``InvalidRequest`` with ``param`` naming the field the way OpenAI's
+SDK reports it (``messages[0].content``), never FastAPI's 422.
+
+A request uses a capability (``routing.backend_options.CAPABILITIES``) when it sends tools, a
+JSON ``response_format``, ``logprobs`` or image parts; the planner then considers only models
+that have it (``ChatCompletionRequest.facts``).
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -20,15 +26,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from proxy.backends.base import SamplingParams
 from proxy.errors import InvalidRequest
 from proxy.schema_bounds import check_schema
+from routing.decision import RequestFacts
+from routing.estimate import estimate_prompt_tokens
 
 log = structlog.get_logger(__name__)
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
-class TextPart(BaseModel):
+class ContentPart(BaseModel):
+    """A part of a message's content: ``text``, ``image_url`` (needs ``vision``); other kinds
+    (audio, files) are refused."""
+
     model_config = ConfigDict(extra="allow", strict=True)
-    type: str
+    type: Literal["text", "image_url"]
     text: str | None = None
 
 
@@ -36,7 +47,7 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     role: Role
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
@@ -45,6 +56,9 @@ class ChatMessage(BaseModel):
         if isinstance(self.content, list):
             return "".join(part.text or "" for part in self.content if part.type == "text")
         return self.content or ""
+
+    def has_images(self) -> bool:
+        return isinstance(self.content, list) and any(p.type == "image_url" for p in self.content)
 
     def to_backend(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -82,6 +96,9 @@ class ChatCompletionRequest(BaseModel):
     response_format: ResponseFormat | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     user: str | None = None
     perfics: dict[str, Any] | None = None
 
@@ -108,6 +125,33 @@ class ChatCompletionRequest(BaseModel):
     def answer_limit(self) -> int | None:
         # DESIGN: `max_tokens or max_completion_tokens` (they differ only when both are sent).
         return self.max_tokens or self.max_completion_tokens
+
+    def needs(self) -> frozenset[str]:
+        """The capabilities this request uses."""
+        needed: set[str] = set()
+        if self.tools:
+            needed.add("tools")
+        if self.response_format is not None and self.response_format.type != "text":
+            needed.add("json_schema")
+        if self.logprobs:
+            needed.add("logprobs")
+        if any(message.has_images() for message in self.messages):
+            needed.add("vision")
+        return frozenset(needed)
+
+    def facts(self, headers: Mapping[str, str]) -> RequestFacts:
+        """What the decision depends on (``routing.decision``)."""
+        messages = self.backend_messages()
+        return RequestFacts(
+            model=self.model,
+            headers=headers,
+            perfics=self.perfics,
+            last_user_text=self.last_user_text(),
+            prompt_tokens=estimate_prompt_tokens(messages),
+            max_tokens=self.answer_limit,
+            choices=self.n,
+            needs=self.needs(),
+        )
 
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
@@ -137,6 +181,9 @@ class ChatCompletionRequest(BaseModel):
             ),
             tools=self.tools,
             tool_choice=self.tool_choice,
+            parallel_tool_calls=self.parallel_tool_calls,
+            logprobs=self.logprobs or None,
+            top_logprobs=self.top_logprobs if self.logprobs else None,
         )
 
 
@@ -171,8 +218,38 @@ def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
         raise _invalid_from(exc) from None
     _check_schemas(request)
     if request.model_extra:
-        log.debug("request.unknown_fields", fields=sorted(request.model_extra))
+        _refuse_unserved(request.model_extra)
+        log.debug("request.unknown_fields", fields=sorted(request.model_extra)[:20])
+    if request.top_logprobs and not request.logprobs:
+        raise InvalidRequest(
+            "'top_logprobs' requires 'logprobs': true", param="top_logprobs", code="invalid_value"
+        )
     return request
+
+
+REFUSED: dict[str, str] = {
+    "logit_bias": "token biases are not applied by this proxy",
+    "audio": "audio output is not served",
+    "modalities": "only text output is served",
+    "prediction": "predicted outputs are not served",
+    "web_search_options": "web search is not served",
+    "functions": "use 'tools' (the deprecated 'functions' is not served)",
+    "function_call": "use 'tool_choice' (the deprecated 'function_call' is not served)",
+    "reasoning_effort": "no reasoning model is served",
+    "verbosity": "'verbosity' is not served",
+}
+"""OpenAI request fields this proxy does not serve, refused when set to anything but their
+default, with why."""
+
+_DEFAULTS: dict[str, Any] = {"logit_bias": {}, "modalities": ["text"]}
+
+
+def _refuse_unserved(extra: Mapping[str, Any]) -> None:
+    for name, why in REFUSED.items():
+        if name in extra and extra[name] is not None and extra[name] != _DEFAULTS.get(name):
+            raise InvalidRequest(
+                f"'{name}' is not supported: {why}", param=name, code="unsupported_parameter"
+            )
 
 
 def _check_schemas(request: ChatCompletionRequest) -> None:
@@ -236,72 +313,3 @@ def _param_name(loc: Sequence[int | str]) -> str:
         else:
             name += f".{part}" if name else part
     return name
-
-
-def completion_body(
-    *,
-    completion_id: str,
-    created: int,
-    model: str,
-    choices: Sequence[Mapping[str, Any]],
-    usage: Mapping[str, int],
-    perfics: Mapping[str, Any],
-) -> dict[str, Any]:
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": list(choices),
-        "usage": dict(usage),
-        "system_fingerprint": system_fingerprint(),
-        "perfics": dict(perfics),
-    }
-
-
-@functools.cache
-def system_fingerprint() -> str:
-    """``perfics-VERSION``: which proxy build answered (OpenAI's field names the backend
-    configuration; here the models differ per request and are named in ``perfics``)."""
-    try:
-        version = importlib.metadata.version("perfics-proxy")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    return f"perfics-{version}"
-
-
-def choice_body(
-    index: int, text: str, finish_reason: str, tool_calls: Sequence[Mapping[str, Any]] = ()
-) -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": text if not tool_calls else None,
-        "refusal": None,
-    }
-    if tool_calls:
-        message["tool_calls"] = list(tool_calls)
-    return {"index": index, "message": message, "finish_reason": finish_reason, "logprobs": None}
-
-
-def chunk_body(
-    *,
-    completion_id: str,
-    created: int,
-    model: str,
-    choices: Sequence[Mapping[str, Any]],
-    usage: Mapping[str, int] | None = None,
-    perfics: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "system_fingerprint": system_fingerprint(),
-        "choices": list(choices),
-    }
-    if usage is not None:
-        body["usage"] = dict(usage)
-    if perfics is not None:
-        body["perfics"] = dict(perfics)
-    return body

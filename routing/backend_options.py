@@ -54,6 +54,30 @@ _LITELLM_RESERVED = frozenset(
 )
 
 
+Capability = Literal["tools", "json_schema", "logprobs", "vision"]
+CAPABILITIES: tuple[Capability, ...] = ("tools", "json_schema", "logprobs", "vision")
+"""What a request may use that not every model can serve: ``tools`` (``tools`` /
+``tool_choice``), ``json_schema`` (a JSON ``response_format``), ``logprobs``, ``vision`` (image
+parts)."""
+
+DEFAULT_CAPABILITIES: dict[str, tuple[Capability, ...]] = {
+    # The embedded backend constrains output with a grammar and reads llama.cpp's logits;
+    # tools only when the policy lists them (for a model trained to call tools).
+    "llamacpp": ("json_schema", "logprobs"),
+    "openai": ("tools", "json_schema", "logprobs"),
+    "vllm": ("tools", "json_schema", "logprobs"),
+    "litellm": ("tools", "json_schema"),
+}
+"""A model's capabilities when its policy entry lists none."""
+
+CAPABILITY_PARAMS: dict[str, str] = {
+    "tools": "tools",
+    "json_schema": "response_format",
+    "logprobs": "logprobs",
+    "vision": "messages",
+}
+"""The request field that asks for each capability (the ``param`` of its 400)."""
+
 BackendOptions = LlamaCppOptions | OpenAIOptions | LiteLLMOptions
 OPTIONS_BY_BACKEND: dict[str, type[BackendOptions]] = {
     "llamacpp": LlamaCppOptions,

@@ -101,6 +101,16 @@ class BudgetExceeded(RoutingError):
         self.cheapest_cost_usd = cheapest_cost_usd
 
 
+class CapabilityMissing(RoutingError):
+    """The request uses something (tools, a JSON schema, logprobs, images) that no candidate
+    model can serve; ``param`` names the request field."""
+
+    default_code = "unsupported_capability"
+
+    def __init__(self, message: str, *, param: str) -> None:
+        super().__init__(message, param=param)
+
+
 class NoEligiblePlan(RoutingError):
     """No candidate at all, for reasons other than the budget; the message gives each model's
     reason."""

@@ -10,6 +10,7 @@ Ineligible candidates are listed too, so ``perfics route --explain`` can say why
 ``Candidate.reason`` is one of:
 
 - ``not pinned``          the request pinned another model (one row per model, 0 rounds)
+- ``lacks X``             the model cannot serve a capability the request uses (``lacks tools``)
 - ``no quality for task`` no quality list for the task, nor ``default`` (one row, score None)
 - ``backend not ready``   the model's backend is not ready (one row per model, 0 rounds)
 - ``context window``      ``p + a`` exceeds the model's context window (one row, 0 rounds), or
@@ -26,9 +27,11 @@ import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from routing.backend_options import CAPABILITIES, CAPABILITY_PARAMS
 from routing.cost import MTOK, Prices, cost_usd, format_usd
 from routing.errors import (
     BudgetExceeded,
+    CapabilityMissing,
     InvalidDeclaration,
     NoEligiblePlan,
     UnknownModel,
@@ -40,6 +43,7 @@ from routing.policy import Policy
 from routing.policy_index import PolicyIndex, TaskIndex
 
 NOT_PINNED = "not pinned"
+LACKS = "lacks "
 NO_QUALITY = "no quality for task"
 NOT_READY = "backend not ready"
 CONTEXT_WINDOW = "context window"
@@ -49,7 +53,8 @@ OVER_BUDGET = "over budget"
 
 @dataclass(frozen=True, slots=True)
 class PlanRequest:
-    """What a plan depends on. ``ready`` None means every backend is ready."""
+    """What a plan depends on. ``ready`` None means every backend is ready; ``needs`` are the
+    capabilities the request uses (``routing.backend_options.CAPABILITIES``)."""
 
     task: str
     prompt_tokens: int
@@ -59,6 +64,7 @@ class PlanRequest:
     max_rounds: int | None = None
     pinned_model: str | None = None
     ready: frozenset[str] | None = None
+    needs: frozenset[str] = frozenset()
 
 
 class Candidate(NamedTuple):
@@ -183,6 +189,8 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
     needed = p + a
     needed_round = p + 2 * a + estimate.k + estimate.t
     cap = request.max_rounds
+    needs = request.needs
+    capabilities = index.capabilities
     budget = request.budget_usd
     ready = request.ready
     weight = index.weights.cost
@@ -196,6 +204,9 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
     for model, context_window, price_in, price_out, terms, top in task.rows:
         if pinned is not None and model != pinned:
             ranges.append((model, 0, 0, NOT_PINNED))
+            continue
+        if needs and not needs <= capabilities[model]:
+            ranges.append((model, 0, 0, lacks(needs - capabilities[model])))
             continue
         if ready is not None and model not in ready:
             ranges.append((model, 0, 0, NOT_READY))
@@ -246,7 +257,25 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
     )
 
 
-def _no_plan(request: PlanRequest, rows: _Rows) -> BudgetExceeded | NoEligiblePlan:
+def lacks(missing: frozenset[str]) -> str:
+    """The reason for a model without ``missing`` capabilities: ``lacks tools``."""
+    return LACKS + ", ".join(sorted(missing))
+
+
+def _no_plan(
+    request: PlanRequest, rows: _Rows
+) -> BudgetExceeded | CapabilityMissing | NoEligiblePlan:
+    considered = [(m, r) for m, _, _, r in rows.ranges if r not in (NOT_PINNED, NO_QUALITY)]
+    lacking = [r for _, r in considered if r is not None and r.startswith(LACKS)]
+    if considered and len(lacking) == len(considered):
+        missing = sorted({c for r in lacking for c in r.removeprefix(LACKS).split(", ")})
+        first = next(c for c in CAPABILITIES if c in missing)
+        who = f"the model {request.pinned_model}" if request.pinned_model else "no model"
+        verb = "cannot serve" if request.pinned_model else "of this policy can serve"
+        return CapabilityMissing(
+            f"{who} {verb} what the request uses: {', '.join(missing)}",
+            param=CAPABILITY_PARAMS[first],
+        )
     over_budget = [c for c in rows.listed() if c.reason == OVER_BUDGET]
     if over_budget and request.budget_usd is not None:
         cheapest = min(over_budget, key=lambda c: (c.estimated_cost_usd, c.rounds, c.model))

@@ -25,8 +25,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from routing.backend_options import (
+    DEFAULT_CAPABILITIES,
     OPTIONS_BY_BACKEND,
     BackendOptions,
+    Capability,
     LiteLLMOptions,
     LlamaCppOptions,
     OpenAIOptions,
@@ -176,7 +178,8 @@ class ModelSpec(PolicyModel):
     """One catalog model. Priced directly (``input_usd_per_mtok`` and ``output_usd_per_mtok``)
     or through ``hardware``; a policy requires one (a ``ModelSpec`` built alone may have
     neither, and then ``prices()`` raises ``ValueError``). ``quality`` maps task names or
-    ``default`` to Q_0, Q_1, ... on a 0-10 scale. ``options`` are validated by ``backend``."""
+    ``default`` to Q_0, Q_1, ... on a 0-10 scale. ``capabilities`` lists what the model can
+    serve (None: its backend's defaults). ``options`` are validated by ``backend``."""
 
     id: Name
     backend: Literal["llamacpp", "openai", "vllm", "litellm"]
@@ -190,6 +193,7 @@ class ModelSpec(PolicyModel):
     output_usd_per_mtok: NonNegative | None = None
     hardware: Hardware | None = None
     quality: dict[str, QualityList] = Field(default_factory=dict)
+    capabilities: Annotated[tuple[Capability, ...] | None, BeforeValidator(as_tuple)] = None
     options: BackendOptions = Field(default=None, validate_default=True)
 
     @field_validator("options", mode="before")
@@ -236,6 +240,12 @@ class ModelSpec(PolicyModel):
                 per_second / self.hardware.decode_tokens_per_s * MTOK,
             )
         raise ValueError(f"model {self.id} has no pricing")
+
+    def capability_set(self) -> frozenset[str]:
+        """``capabilities`` as listed, or the backend's defaults
+        (``routing.backend_options.DEFAULT_CAPABILITIES``)."""
+        listed = self.capabilities
+        return frozenset(listed if listed is not None else DEFAULT_CAPABILITIES[self.backend])
 
     def quality_for(self, task: str) -> tuple[float, ...] | None:
         """Q_0, Q_1, ... for ``task``: its own list, else ``default``, else None (the model is

@@ -58,6 +58,7 @@ class PolicyIndex:
 
     models: dict[str, ModelSpec]
     prices: dict[str, Prices]
+    capabilities: dict[str, frozenset[str]]
     tasks: dict[str, TaskIndex]
     critique_tokens: int
     template_tokens: int
@@ -117,6 +118,7 @@ def build_index(policy: Policy) -> PolicyIndex:
     return PolicyIndex(
         models=models,
         prices=prices,
+        capabilities={spec.id: spec.capability_set() for spec in policy.models},
         tasks=tasks,
         critique_tokens=policy.refinement.critique_max_tokens,
         template_tokens=max(

@@ -18,7 +18,11 @@ DEFAULT = str(ROOT / "policies" / "default.yaml")
 SCRIPTED = """\
 version: 1
 default_task: general
-refinement: {critique_max_tokens: 100, template_tokens: 50}
+refinement:
+  critique_max_tokens: 100
+  template_tokens: 50  # above the short prompts' own estimate, so t = 50
+  critique_prompt: "Critique it; reply {stop_phrase} if it is fine."
+  rewrite_prompt: "Rewrite it."
 tasks:
   general: {max_rounds: 2, answer_tokens: 200}
   coding: {max_rounds: 2, answer_tokens: 200, keywords: [python]}
@@ -155,8 +159,8 @@ def test_policy_check(capsys: pytest.CaptureFixture[str], policy: str, tmp_path:
     status, out, err = run(capsys, "policy", "check", str(bad))
     assert (status, out) == (2, "")
     assert err.splitlines() == [
-        f"{bad}:8: aliases.gpt-4o.task: unknown task 'chat' (declared tasks: general, coding)",
-        f"{bad}:13: models.0.context_window: must be an integer, got 'big'",
+        f"{bad}:12: aliases.gpt-4o.task: unknown task 'chat' (declared tasks: general, coding)",
+        f"{bad}:17: models.0.context_window: must be an integer, got 'big'",
     ]
 
 

@@ -11,17 +11,8 @@ import pytest
 
 from proxy.backends.base import Completion, SamplingParams, Usage
 from proxy.backends.scripted import ScriptedBackend
-from proxy.refine import (
-    AnswerDelta,
-    Event,
-    Finished,
-    Refined,
-    RefinementPrompts,
-    RoundStarted,
-    Started,
-    is_stop_phrase,
-    refine,
-)
+from proxy.events import AnswerDelta, ChoiceEvent, Finished, RoundStarted, Started
+from proxy.refine import Refined, RefinementPrompts, is_stop_phrase, refine
 from routing.budget import Budget, ModelBudget, no_budget
 from routing.cost import Prices
 
@@ -45,10 +36,10 @@ def priced(limit_usd: float) -> tuple[Budget, ModelBudget]:
 
 async def run(
     backend: ScriptedBackend, rounds: int, *, live: bool = False, **kw: Any
-) -> tuple[Refined, list[Event]]:
-    events: list[Event] = []
+) -> tuple[Refined, list[ChoiceEvent]]:
+    events: list[ChoiceEvent] = []
     params = kw.pop("params", SamplingParams(temperature=0.0, max_tokens=50))
-    stream: AsyncIterator[Event] = refine(
+    stream: AsyncIterator[ChoiceEvent] = refine(
         backend,
         CONVERSATION,
         params,

@@ -32,6 +32,9 @@ class SamplingParams:
     response_format: Mapping[str, Any] | None = None
     tools: Sequence[Mapping[str, Any]] | None = None
     tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
     def to_openai(self) -> dict[str, Any]:
         """The set fields as OpenAI request keys (what an upstream or litellm is sent)."""
@@ -58,6 +61,9 @@ _OPENAI_FIELDS = (
     "response_format",
     "tools",
     "tool_choice",
+    "parallel_tool_calls",
+    "logprobs",
+    "top_logprobs",
 )
 
 
@@ -92,14 +98,21 @@ class Usage:
         }
 
 
+TokenLogprob = Mapping[str, Any]
+"""One token's entry of OpenAI's ``logprobs.content``: ``token``, ``logprob``, ``bytes`` and
+``top_logprobs`` (a list of the same without ``top_logprobs``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A finished call. ``finish_reason`` is OpenAI's: stop, length, tool_calls."""
+    """A finished call. ``finish_reason`` is OpenAI's: stop, length, tool_calls. ``logprobs``
+    holds one entry per answer token when the call asked for them."""
 
     text: str
     finish_reason: str
     usage: Usage
     tool_calls: tuple[Mapping[str, Any], ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +123,16 @@ class Delta:
     tool_calls: tuple[Mapping[str, Any], ...] = ()
     finish_reason: str | None = None
     usage: Usage | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 class Backend(Protocol):
     """What the pipeline needs from a model. ``ready`` is false until ``start`` has succeeded
-    and while the backend knows it cannot serve (every replica down)."""
+    and while the backend knows it cannot serve (every replica down). ``serial``: calls run one
+    at a time (the embedded model), so a request's choices need not be run side by side."""
 
     model_id: str
+    serial: bool
 
     @property
     def ready(self) -> bool: ...
@@ -157,13 +173,15 @@ async def collect(stream: AsyncIterator[Delta]) -> Completion:
     """Drain a stream into one ``Completion`` (for backends that only generate by streaming)."""
     parts: list[str] = []
     tool_calls: list[Mapping[str, Any]] = []
+    logprobs: list[TokenLogprob] = []
     finish_reason = "stop"
     usage = Usage()
     async for delta in stream:
         parts.append(delta.text)
         tool_calls.extend(delta.tool_calls)
+        logprobs.extend(delta.logprobs)
         if delta.finish_reason is not None:
             finish_reason = delta.finish_reason
         if delta.usage is not None:
             usage = delta.usage
-    return Completion("".join(parts), finish_reason, usage, tuple(tool_calls))
+    return Completion("".join(parts), finish_reason, usage, tuple(tool_calls), tuple(logprobs))

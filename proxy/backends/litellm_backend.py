@@ -60,6 +60,8 @@ def import_litellm() -> Any:
 class LiteLLMBackend:
     """One model behind ``litellm.acompletion``."""
 
+    serial = False
+
     def __init__(self, spec: ModelSpec) -> None:
         self.model_id = spec.id
         self._spec = spec

@@ -67,6 +67,8 @@ _DONE = object()
 class LlamaCppBackend:
     """A GGUF model run in-process through llama-cpp-python."""
 
+    serial = True  # one llama.cpp context: calls are serialised by the lock
+
     def __init__(self, spec: ModelSpec, *, queue_size: int = 16) -> None:
         self.model_id = spec.id
         self._spec = spec

@@ -63,6 +63,8 @@ _KEEPALIVE_S = 4.0
 class OpenAICompatBackend:
     """A model served by one or more OpenAI-compatible servers (``/v1/chat/completions``)."""
 
+    serial = False
+
     def __init__(self, spec: ModelSpec) -> None:
         if not spec.api_base:
             raise ValueError(f"model {spec.id}: backend {spec.backend} needs api_base")

@@ -31,6 +31,8 @@ class Call:
 class ScriptedBackend:
     """A ``Backend`` whose replies are queued by the test."""
 
+    serial = False
+
     def __init__(
         self,
         model_id: str,

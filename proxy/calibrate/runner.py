@@ -26,7 +26,8 @@ import structlog
 from proxy.acceptance import RULES
 from proxy.backends.base import Backend, SamplingParams
 from proxy.errors import PerficsError
-from proxy.refine import Finished, RefinementPrompts, refine
+from proxy.events import Finished
+from proxy.refine import RefinementPrompts, refine
 from routing.budget import no_budget
 
 from .answers import AnswerRecord

@@ -94,6 +94,7 @@ class TimedBackend:
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.model_id = inner.model_id
+        self.serial = inner.serial
         self.calls: list[tuple[CallTiming, Completion]] = []
 
     @property

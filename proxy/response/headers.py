@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from proxy.pipeline import Decision, Outcome
+from proxy.pipeline import Outcome
 from routing.cost import format_usd
+from routing.decision import Decision
 
 
 def decision_headers(

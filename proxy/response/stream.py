@@ -1,30 +1,29 @@
 """Server-sent events as OpenAI streams them: ``data: {json}`` frames, comment lines for
 keep-alive, an ``error`` event, the closing ``data: [DONE]``, and ``CompletionFrames``, which
-renders a streamed chat completion from the pipeline's items."""
+renders a streamed chat completion from the pipeline's events (``proxy.events``).
+
+Each choice's pieces carry its ``index`` and, when asked for, their ``logprobs``; choices run
+side by side interleave. A hidden round is a comment line (``: perfics round 1/2``). An answer
+that was not streamed live (kept after hidden rounds, or a tool call) is replayed in small
+word-aligned pieces when its choice finishes."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 import orjson
 import structlog
 
-from proxy import pipeline
+from proxy.backends.base import TokenLogprob
 from proxy.errors import InternalError, PerficsError
-from proxy.pipeline import (
-    AnswerPiece,
-    ChoiceDone,
-    Decision,
-    Done,
-    Outcome,
-    Progress,
-    StreamItem,
-)
-from proxy.wire import ChatCompletionRequest, chunk_body
+from proxy.events import AnswerDelta, Done, Event, Finished, RoundStarted
+from proxy.pipeline import Outcome
+from proxy.response.body import chunk_body, completion_id, logprobs_body, perfics_object
+from proxy.wire import ChatCompletionRequest
+from routing.decision import Decision
 
 log = structlog.get_logger(__name__)
 
@@ -52,20 +51,21 @@ class CompletionFrames:
         self.decision = decision
         self.chat = chat
         self.model = model
-        self.completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.completion_id = completion_id()
         self.created = int(time.time())
+        self.logprobs = bool(chat.logprobs)
         self.role_sent: set[int] = set()
-        self.finished: dict[int, ChoiceDone] = {}
+        self.finished: dict[int, Finished] = {}
         self.outcome: Outcome | None = None
 
     async def render(
-        self, items: AsyncGenerator[StreamItem, None], keepalive_s: float
+        self, items: AsyncGenerator[Event, None], keepalive_s: float
     ) -> AsyncGenerator[bytes, None]:
         """Frames until ``data: [DONE]``; an error after the headers left becomes an SSE
         ``error`` event. While no answer text is streaming (hidden rounds, the wait for a
         first token), a comment goes out whenever ``keepalive_s`` passes without an item;
         between answer pieces the next item is awaited directly, which costs nothing."""
-        pending: asyncio.Future[StreamItem] | None = None
+        pending: asyncio.Future[Event] | None = None
         streaming = False
         try:
             while True:
@@ -81,7 +81,7 @@ class CompletionFrames:
                         item, pending = pending.result(), None
                 except StopAsyncIteration:
                     break
-                streaming = isinstance(item, AnswerPiece)
+                streaming = isinstance(item, AnswerDelta)
                 for frame in self.frames(item):
                     yield frame
             yield DONE
@@ -98,12 +98,12 @@ class CompletionFrames:
                 pending.cancel()
                 await asyncio.gather(pending, return_exceptions=True)
 
-    def frames(self, item: StreamItem) -> list[bytes]:
-        if isinstance(item, Progress):
+    def frames(self, item: Event) -> list[bytes]:
+        if isinstance(item, RoundStarted):
             return [comment(f"perfics round {item.round}/{item.of}")]
-        if isinstance(item, AnswerPiece):
-            return [self.piece(item.choice, item.text)]
-        if isinstance(item, ChoiceDone):
+        if isinstance(item, AnswerDelta):
+            return [self.piece(item.choice, item.text, item.logprobs)]
+        if isinstance(item, Finished):
             return self.choice_done(item)
         if isinstance(item, Done):
             return self.done(item.outcome)
@@ -120,21 +120,28 @@ class CompletionFrames:
             )
         )
 
-    def piece(self, index: int, text: str) -> bytes:
+    def piece(self, index: int, text: str, logprobs: Sequence[TokenLogprob] = ()) -> bytes:
         delta: dict[str, Any] = {"content": text}
         if index not in self.role_sent:
             self.role_sent.add(index)
             delta = {"role": "assistant", "content": text}
+        shown = logprobs_body(logprobs) if self.logprobs else None
         return self.chunk(
-            [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}]
+            [{"index": index, "delta": delta, "logprobs": shown, "finish_reason": None}]
         )
 
-    def choice_done(self, item: ChoiceDone) -> list[bytes]:
+    def choice_done(self, item: Finished) -> list[bytes]:
         self.finished[item.choice] = item
         result = item.result
         frames: list[bytes] = []
         if not result.streamed:
-            frames += [self.piece(item.choice, text) for text in _replay_pieces(result.text)]
+            if self.logprobs and result.text:
+                # Replayed whole: the final answer's logprobs ride on its first piece.
+                pieces = _replay_pieces(result.text)
+                frames.append(self.piece(item.choice, pieces[0], result.logprobs))
+                frames += [self.piece(item.choice, text) for text in pieces[1:]]
+            else:
+                frames += [self.piece(item.choice, text) for text in _replay_pieces(result.text)]
             if result.tool_calls:
                 frames.append(self.chunk([_tool_call_delta(item.choice, result.tool_calls)]))
         if item.choice not in self.role_sent:
@@ -143,7 +150,7 @@ class CompletionFrames:
 
     def done(self, outcome: Outcome) -> list[bytes]:
         decision = self.decision
-        perfics = pipeline.perfics_object(decision, outcome, trace=decision.declarations.trace)
+        perfics = perfics_object(decision, outcome, trace=decision.declarations.trace)
         last = max(self.finished)
         frames = [
             self.chunk(
