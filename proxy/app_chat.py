@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -110,9 +109,8 @@ async def _serve(
     headers: Mapping[str, str],
     settings: Settings,
 ) -> None:
-    request_id = f"req_{uuid.uuid4().hex}"
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    logs.CONTENT.set(runtime.policy.refinement.log_content)
+    request_id = logs.request_id(headers.get("x-request-id"))
+    logs.bind_request(request_id, log_content=runtime.policy.refinement.log_content)
     try:
         decision = pipeline.decide(runtime, chat, headers)
         log.info(

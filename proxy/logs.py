@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 import traceback
+import uuid
 from collections.abc import MutableMapping
 from types import TracebackType
 from typing import Any
@@ -26,6 +28,29 @@ import structlog
 
 CONTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("perfics_log_content", default=False)
 """Whether the request being served may log its content (``refinement.log_content``)."""
+
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "perfics_request_id", default=None
+)
+"""The id of the request being served: in every log line, the response and upstream calls."""
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
+
+
+def request_id(supplied: str | None) -> str:
+    """The client's ``X-Request-Id`` when it is safe to echo (at most 128 characters of
+    ``A-Z a-z 0-9 . _ : @ + = / -``), else a new ``req_<32 hex>``."""
+    if supplied is not None and _SAFE_ID.fullmatch(supplied):
+        return supplied
+    return f"req_{uuid.uuid4().hex}"
+
+
+def bind_request(rid: str, *, log_content: bool) -> None:
+    """Bind the request id (logs, upstream calls) and the content switch for this request's
+    task."""
+    REQUEST_ID.set(rid)
+    CONTENT.set(log_content)
+    structlog.contextvars.bind_contextvars(request_id=rid)
 
 
 def configure_logging(level: str = "info") -> None:

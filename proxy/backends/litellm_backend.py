@@ -33,6 +33,7 @@ from typing import Any
 import structlog
 
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, UpstreamRejected
+from proxy.logs import REQUEST_ID
 from routing.policy import LiteLLMOptions, ModelSpec
 
 from .base import Completion, Delta, Message, SamplingParams
@@ -53,7 +54,8 @@ def import_litellm() -> Any:
     litellm.callbacks = []
     litellm.turn_off_message_logging = True
     litellm.suppress_debug_info = True
-    litellm.drop_params = True
+    # A parameter the provider does not take is refused (400), never silently dropped.
+    litellm.drop_params = False
     return litellm
 
 
@@ -136,6 +138,9 @@ class LiteLLMBackend:
         if self._api_key:
             kwargs["api_key"] = self._api_key
         kwargs["max_retries"] = 0
+        rid = REQUEST_ID.get()
+        if rid:
+            kwargs["extra_headers"] = {"x-request-id": rid}
         kwargs.update(self._options.params)
         try:
             return await litellm.acompletion(
@@ -167,7 +172,7 @@ class LiteLLMBackend:
         if any(isinstance(c, unreachable | openai.APIConnectionError) for c in causes):
             return BackendUnavailable(f"model {model}: the upstream is unreachable")
         message = str(getattr(exc, "message", "") or exc)
-        if isinstance(exc, errors.ContextWindowExceededError):
+        if isinstance(exc, errors.ContextWindowExceededError | errors.UnsupportedParamsError):
             return UpstreamRejected(message, status_code=400)
         if isinstance(exc, openai.APIStatusError):
             return status_error(exc.status_code, message, model)

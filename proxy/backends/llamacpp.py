@@ -34,8 +34,18 @@ from proxy.errors import (
 )
 from routing.policy import ModelSpec
 
-from .base import Completion, Delta, Likelihood, Message, SamplingParams, Usage, collect
+from .base import (
+    Completion,
+    Delta,
+    Likelihood,
+    Message,
+    SamplingParams,
+    TokenLogprob,
+    Usage,
+    collect,
+)
 from .bundled import resolve_model_path
+from .tool_calls import ToolUse, with_tools
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -76,7 +86,8 @@ class LlamaCppBackend:
         self._lock = asyncio.Lock()
         self._waiting = 0
         self._llama: Llama | None = None
-        self._render: Callable[[Sequence[Message]], str] | None = None
+        self._render: Callable[[Sequence[Message], ToolUse | None], str] | None = None
+        self._takes_tools = False
         self._stop_texts: tuple[str, ...] = ()
         self._default_seed: int | None = None
 
@@ -104,22 +115,35 @@ class LlamaCppBackend:
             raise BackendUnavailable(f"model {self.model_id} is not loaded")
         if self._lock.locked() and self._waiting >= self._queue_size:
             raise QueueFull(f"model {self.model_id} has {self._waiting} requests waiting")
-        prompt = self._prompt_tokens(messages)
+        tools = ToolUse.from_params(params)
+        if tools is not None:
+            messages = with_tools(messages, tools, template_takes_tools=self._takes_tools)
+        prompt = self._prompt_tokens(messages, tools)
+        response_format = params.response_format
+        if tools is not None and tools.forced:
+            response_format = {"type": "json_schema", "json_schema": {"schema": tools.schema()}}
         # Built before the lock, so a slow grammar never holds the model (proxy.schema_bounds
         # keeps it fast); a schema llama.cpp cannot convert is the client's to fix.
-        grammar = (
-            await asyncio.to_thread(_grammar, params.response_format)
-            if params.response_format
-            else None
-        )
+        grammar = await asyncio.to_thread(_grammar, response_format) if response_format else None
         self._waiting += 1
         try:
             await self._lock.acquire()
         finally:
             self._waiting -= 1
         try:
-            async for delta in self._run(prompt, params, grammar):
-                yield delta
+            deltas = self._run(prompt, params, grammar)
+            if tools is None:
+                async for delta in deltas:
+                    yield delta
+            else:
+                # Whether the answer is a call is known only at its end.
+                answer = await collect(deltas)
+                calls = tools.to_calls(answer.text)
+                yield Delta(text="" if calls else answer.text, tool_calls=calls or ())
+                yield Delta(
+                    finish_reason="tool_calls" if calls else answer.finish_reason,
+                    usage=answer.usage,
+                )
         finally:
             self._lock.release()
 
@@ -182,21 +206,32 @@ class LlamaCppBackend:
         bos = llama.detokenize([llama.token_bos()], special=True).decode("utf-8", "ignore")
         formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
 
-        def render(messages: Sequence[Message]) -> str:
+        takes_tools = "tools" in template
+
+        def render(messages: Sequence[Message], tools: ToolUse | None) -> str:
             flat: Any = [_flatten(m) for m in messages]
             if fold_system:
                 flat = _fold_system(flat)
+            if tools is not None and takes_tools:
+                listed: Any = [
+                    {"type": "function", "function": {"name": n, "parameters": p}}
+                    for n, p in tools.functions.items()
+                ]
+                return str(formatter(messages=flat, tools=listed).prompt)
             return str(formatter(messages=flat).prompt)
 
         self._render = render
+        self._takes_tools = takes_tools
         self._stop_texts = tuple(t for t in (eos, "<|im_end|>", "<end_of_turn>") if t)
         self._llama = llama
         log.info("backend.loaded", model=self.model_id, path=str(path), n_ctx=llama.n_ctx())
 
-    def _prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+    def _prompt_tokens(
+        self, messages: Sequence[Message], tools: ToolUse | None = None
+    ) -> list[int]:
         assert self._llama is not None and self._render is not None
         try:
-            text = self._render(messages)
+            text = self._render(messages, tools)
         except Exception as exc:  # the template's raise_exception, or a malformed message
             raise InvalidRequest(
                 f"the chat template of {self.model_id} rejected the messages: {exc}",
@@ -258,10 +293,12 @@ class LlamaCppBackend:
             seed = params.seed if params.seed is not None else self._default_seed
             llama.set_seed(seed if seed is not None else random.getrandbits(31))
             llama_cpp.llama_perf_context_reset(llama.ctx)
+            _evaluate_all_but_last(llama, prompt)
             stops = _StopMatcher(params.stop + self._stop_texts)
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             generated = 0
             finish = "length"
+            pending: list[TokenLogprob] = []  # logprobs of tokens whose text is held back
             temperature = 1.0 if params.temperature is None else params.temperature
             for token in llama.generate(
                 prompt,
@@ -281,9 +318,13 @@ class LlamaCppBackend:
                     finish = "stop"
                     break
                 generated += 1
-                text, matched = stops.feed(decoder.decode(llama.detokenize([token])))
+                piece = llama.detokenize([token])
+                if params.logprobs:
+                    pending.append(_token_logprob(llama, token, piece, params.top_logprobs or 0))
+                text, matched = stops.feed(decoder.decode(piece))
                 if text:
-                    emit(Delta(text=text))
+                    emit(Delta(text=text, logprobs=tuple(pending)))
+                    pending.clear()
                 if matched:
                     finish = "stop"
                     break
@@ -292,7 +333,7 @@ class LlamaCppBackend:
             if finish != "stop":
                 tail = stops.flush(decoder.decode(b"", final=True))
                 if tail:
-                    emit(Delta(text=tail))
+                    emit(Delta(text=tail, logprobs=tuple(pending)))
             perf = llama_cpp.llama_perf_context(llama.ctx)
             usage = Usage(len(prompt), generated, int(perf.n_p_eval))
             emit(Delta(finish_reason=finish, usage=usage))
@@ -353,6 +394,50 @@ class LlamaCppBackend:
             llama._requires_eval = True
         evaluated = len(tokens) - 1 - cached
         return Likelihood(total / len(answer), len(answer), Usage(len(tokens), 0, evaluated))
+
+
+def _evaluate_all_but_last(llama: Llama, prompt: list[int]) -> None:
+    """Bring the KV cache to ``prompt[:-1]``, reusing the prefix it already holds, so that
+    ``Llama.generate`` evaluates the last prompt token on its own. llama.cpp's numbers for a
+    position depend on how many tokens were evaluated with it; evaluating the last one alone
+    every time makes a temperature-0 answer independent of how much of its prompt was cached
+    (the same request streamed and not, or asked twice, answers the same)."""
+    head = prompt[:-1]
+    cached = 0
+    for have, want in zip(llama._input_ids.tolist(), head, strict=False):
+        if have != want:
+            break
+        cached += 1
+    llama.n_tokens = cached
+    llama.eval(head[cached:])  # trims the cache past ``cached`` first
+    llama._requires_eval = True
+
+
+def _token_logprob(llama: Llama, token: int, piece: bytes, top: int) -> TokenLogprob:
+    """OpenAI's logprobs entry for ``token``, from the distribution it was sampled from: the
+    model's own (the last decoded position's logits, before temperature and penalties)."""
+    import numpy as np
+
+    logits = np.ctypeslib.as_array(
+        llama._ctx.get_logits_ith(-1),
+        shape=(llama.n_vocab(),),
+    )
+    peak = float(logits.max())
+    log_norm = peak + float(np.log(np.exp(logits - peak, dtype=np.float64).sum()))
+
+    def entry(tok: int, raw: bytes) -> dict[str, Any]:
+        return {
+            "token": raw.decode("utf-8", "replace"),
+            "logprob": float(logits[tok]) - log_norm,
+            "bytes": list(raw),
+        }
+
+    best = np.argpartition(-logits, top)[:top] if top else np.array([], dtype=np.intp)
+    ranked = sorted(best.tolist(), key=lambda t: -float(logits[t]))
+    return {
+        **entry(token, piece),
+        "top_logprobs": [entry(t, llama.detokenize([t])) for t in ranked],
+    }
 
 
 def default_threads() -> int:

@@ -47,9 +47,10 @@ import orjson
 import structlog
 
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, UpstreamRejected
+from proxy.logs import REQUEST_ID
 from routing.policy import ModelSpec, OpenAIOptions
 
-from .base import Completion, Delta, Message, SamplingParams, Usage
+from .base import Completion, Delta, Message, SamplingParams, TokenLogprob, Usage
 from .replicas import Replica, ReplicaSet
 
 log = structlog.get_logger(__name__)
@@ -193,8 +194,11 @@ class OpenAICompatBackend:
         last: BackendError | None = None
         while (replica := self._replicas.acquire(exclude=failed)) is not None:
             try:
+                rid = REQUEST_ID.get()
                 try:
-                    response = await session.post(replica.chat_url, data=body)
+                    response = await session.post(
+                        replica.chat_url, data=body, headers={"x-request-id": rid} if rid else None
+                    )
                 except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                     failed.append(replica)
                     if _own_exhaustion(exc):
@@ -357,7 +361,7 @@ class StreamState:
         if not text:
             return None
         self.chunks += 1
-        return Delta(text=text)
+        return Delta(text=text, logprobs=_logprobs(choice))
 
     def add_tool_call(self, fragment: Mapping[str, Any]) -> None:
         index = fragment.get("index")
@@ -426,6 +430,7 @@ def _parse_completion(raw: bytes, model_id: str) -> Completion:
             finish_reason=choice.get("finish_reason") or "stop",
             usage=parse_usage(data.get("usage")),
             tool_calls=tuple(message.get("tool_calls") or ()),
+            logprobs=_logprobs(choice),
         )
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise BackendError(f"model {model_id} sent a completion without choices") from exc
@@ -445,6 +450,13 @@ def _own_exhaustion(exc: aiohttp.ClientError) -> bool:
         if cause is exc:
             break
     return False
+
+
+def _logprobs(choice: Mapping[str, Any]) -> tuple[TokenLogprob, ...]:
+    """The token entries of a choice's (or chunk choice's) ``logprobs.content``."""
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    return tuple(entry for entry in content or () if isinstance(entry, Mapping))
 
 
 def _translate(exc: aiohttp.ClientError, model_id: str) -> BackendError:

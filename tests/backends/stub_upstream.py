@@ -19,7 +19,7 @@ The first path segment picks the behaviour and names the counters: ``/{behaviour
                 server whose answers a budget cannot trust)
 
 ``GET /stats`` returns, per label: requests, concurrent, max_concurrent, disconnects,
-last_auth (the Authorization header) and last_body.
+last_auth (the Authorization header), last_request_id (X-Request-Id) and last_body.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ class Handler(BaseHTTPRequestHandler):
             stats["concurrent"] += 1
             stats["max_concurrent"] = max(stats["max_concurrent"], stats["concurrent"])
             stats["last_auth"] = self.headers.get("authorization")
+            stats["last_request_id"] = self.headers.get("x-request-id")
             stats["last_body"] = body
         try:
             self.answer(label.split("-")[0], body)
