@@ -134,16 +134,15 @@ class CompletionFrames:
         self.finished[item.choice] = item
         result = item.result
         frames: list[bytes] = []
-        if not result.streamed:
-            if self.logprobs and result.text:
-                # Replayed whole: the final answer's logprobs ride on its first piece.
-                pieces = _replay_pieces(result.text)
-                frames.append(self.piece(item.choice, pieces[0], result.logprobs))
-                frames += [self.piece(item.choice, text) for text in pieces[1:]]
-            else:
-                frames += [self.piece(item.choice, text) for text in _replay_pieces(result.text)]
-            if result.tool_calls:
-                frames.append(self.chunk([_tool_call_delta(item.choice, result.tool_calls)]))
+        if not result.streamed and result.text:
+            pieces = _replay_pieces(result.text)
+            # Replayed whole: the final answer's logprobs ride on its first piece.
+            frames.append(self.piece(item.choice, pieces[0], result.logprobs))
+            frames += [self.piece(item.choice, text) for text in pieces[1:]]
+        if result.tool_calls:  # never streamed live: a call is known whole at its end
+            if item.choice not in self.role_sent:
+                frames.append(self.piece(item.choice, ""))
+            frames.append(self.chunk([_tool_call_delta(item.choice, result.tool_calls)]))
         if item.choice not in self.role_sent:
             frames.append(self.piece(item.choice, ""))
         return frames

@@ -1,0 +1,152 @@
+"""Capability-aware routing and the wire's refusals, through the official SDK against a real
+server with scripted models: a request that uses tools, a JSON schema, logprobs or images goes
+only to a model that can serve it, or is refused naming the field. Nothing is silently
+dropped."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from proxy.backends.base import Completion, Usage
+from proxy.backends.scripted import ScriptedBackend
+from proxy.cli import main
+from tests.conftest import POLICIES, InProcessServer
+
+POLICY = POLICIES / "capabilities.yaml"
+Q = [{"role": "user", "content": "What's the weather in Paris?"}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+
+
+class Service:
+    def __init__(self) -> None:
+        self.plain = ScriptedBackend("plain", default="plain answer")
+        self.tooled = ScriptedBackend("tooled", default="tooled answer")
+        self.server = InProcessServer(POLICY, {"plain": self.plain, "tooled": self.tooled})
+        self.client = openai.OpenAI(
+            base_url=f"{self.server.base_url}/v1", api_key="x", max_retries=0
+        )
+
+    def model_for(self, **body: Any) -> str:
+        raw = self.client.chat.completions.with_raw_response.create(
+            model=body.pop("model", "auto"), messages=body.pop("messages", Q), **body
+        )
+        return str(raw.headers["x-perfics-model"])
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[Service]:
+    svc = Service()
+    yield svc
+    svc.server.stop()
+
+
+def test_plain_requests_go_to_the_best_model(service: Service) -> None:
+    assert service.model_for() == "plain"
+
+
+def test_tools_go_to_a_model_that_can_call_them(service: Service) -> None:
+    service.tooled.queue(Completion("", "tool_calls", Usage(5, 5), (CALL,)))
+    raw = service.client.chat.completions.with_raw_response.create(
+        model="auto",
+        messages=Q,  # type: ignore[arg-type]
+        tools=TOOLS,  # type: ignore[arg-type]
+    )
+    assert raw.headers["x-perfics-model"] == "tooled"
+    message = raw.parse().choices[0].message
+    assert message.tool_calls is not None and message.tool_calls[0].function.name == "get_weather"
+    assert service.tooled.calls[-1].params.tools == TOOLS
+
+
+def test_json_schema_and_logprobs_route_to_capable_models(service: Service) -> None:
+    schema = {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}}}
+    assert service.model_for(response_format=schema) == "tooled"
+    assert service.model_for(logprobs=True, top_logprobs=2) == "tooled"
+    assert service.tooled.calls[-1].params.top_logprobs == 2
+
+
+def test_a_pinned_model_without_the_capability_is_400_naming_the_field(service: Service) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        service.client.chat.completions.create(
+            model="plain",
+            messages=Q,  # type: ignore[arg-type]
+            tools=TOOLS,  # type: ignore[arg-type]
+        )
+    assert caught.value.code == "unsupported_capability"
+    assert caught.value.param == "tools"  # type: ignore[attr-defined]
+    assert "plain" in caught.value.message
+
+
+def test_images_no_model_can_see_are_refused(service: Service) -> None:
+    parts = [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]
+    with pytest.raises(openai.BadRequestError) as caught:
+        service.client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": parts}],  # type: ignore[list-item]
+        )
+    assert caught.value.param == "messages"  # type: ignore[attr-defined]
+    with pytest.raises(openai.BadRequestError) as audio:
+        service.client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}],  # type: ignore[list-item]
+        )
+    assert audio.value.param == "messages[0].content"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("logit_bias", {"50256": -100}),
+        ("audio", {"voice": "alloy", "format": "wav"}),
+        ("modalities", ["text", "audio"]),
+        ("functions", [{"name": "f", "parameters": {}}]),
+        ("reasoning_effort", "high"),
+        ("prediction", {"type": "content", "content": "x"}),
+    ],
+)
+def test_fields_the_proxy_cannot_serve_are_refused_by_name(
+    service: Service, field: str, value: Any
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        service.client.chat.completions.create(
+            model="auto",
+            messages=Q,  # type: ignore[arg-type]
+            extra_body={field: value},
+        )
+    assert caught.value.code == "unsupported_parameter"
+    assert caught.value.param == field  # type: ignore[attr-defined]
+
+
+def test_labels_and_defaults_are_accepted(service: Service) -> None:
+    assert (
+        service.model_for(
+            store=False, metadata={"team": "a"}, user="u1", extra_body={"modalities": ["text"]}
+        )
+        == "plain"
+    )
+
+
+def test_route_explains_what_a_model_lacks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["route", "--policy", str(POLICY), "--uses", "tools", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["model"] == "tooled"
+    reasons = {c["model"]: c["reason"] for c in plan["candidates"]}
+    assert reasons["plain"] == "lacks tools"
+    assert main(["route", "--policy", str(POLICY), "--model", "plain", "--uses", "vision"]) == 3
+    assert "cannot serve what the request uses: vision" in capsys.readouterr().err

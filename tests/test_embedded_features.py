@@ -1,0 +1,168 @@
+"""Tools, logprobs and request ids on the real bundled model, through the official SDK."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from tests.conftest import POLICIES, ServerProcess
+
+pytestmark = pytest.mark.model
+MAGIC = {
+    "type": "function",
+    "function": {
+        "name": "magic_function",
+        "description": "Apply a magic function to an input.",
+        "parameters": {
+            "type": "object",
+            "properties": {"input": {"type": "integer"}},
+            "required": ["input"],
+        },
+    },
+}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the weather at a location.",
+        "parameters": {
+            "type": "object",
+            "properties": {"location": {"type": "string"}},
+            "required": ["location"],
+        },
+    },
+}
+ASK = [{"role": "user", "content": "What is the value of magic_function(3)? Use the tool."}]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    served = ServerProcess(POLICIES / "smollm2-tools.yaml")
+    yield served
+    served.stop()
+
+
+@pytest.fixture()
+def client(server: ServerProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)
+
+
+@pytest.mark.parametrize(
+    "tool_choice", ["required", {"type": "function", "function": {"name": "magic_function"}}]
+)
+def test_a_forced_tool_call_is_a_real_call_with_valid_arguments(
+    client: openai.OpenAI, tool_choice: object
+) -> None:
+    completion = client.chat.completions.create(
+        model="auto",
+        messages=ASK,  # type: ignore[arg-type]
+        tools=[MAGIC, WEATHER],  # type: ignore[list-item]
+        tool_choice=tool_choice,  # type: ignore[arg-type]
+        temperature=0,
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    assert choice.message.tool_calls is not None and len(choice.message.tool_calls) == 1
+    call = choice.message.tool_calls[0]
+    assert call.id and call.type == "function"
+    arguments = json.loads(call.function.arguments)
+    if call.function.name == "magic_function":
+        assert isinstance(arguments["input"], int)
+    else:
+        assert call.function.name == "get_weather" and isinstance(arguments["location"], str)
+
+
+def test_a_tool_call_streams_and_a_tool_result_round_trips(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="auto",
+        messages=ASK,  # type: ignore[arg-type]
+        tools=[MAGIC],  # type: ignore[list-item]
+        tool_choice="required",
+        temperature=0,
+        stream=True,
+    )
+    calls = [
+        c.choices[0].delta.tool_calls for c in stream if c.choices and c.choices[0].delta.tool_calls
+    ]
+    assert len(calls) == 1 and calls[0][0].function is not None
+    call = calls[0][0]
+    assert call.function is not None and call.function.name == "magic_function"
+    history = [
+        *ASK,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": "magic_function", "arguments": call.function.arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.id, "content": "5"},
+    ]
+    answer = client.chat.completions.create(
+        model="auto",
+        messages=history,  # type: ignore[arg-type]
+        tools=[MAGIC],  # type: ignore[list-item]
+        tool_choice="none",
+        temperature=0,
+        max_tokens=24,
+    )
+    assert answer.choices[0].message.content
+    assert answer.choices[0].message.tool_calls is None
+
+
+def test_logprobs_have_the_sdks_shape_streamed_and_not(client: openai.OpenAI) -> None:
+    question = [{"role": "user", "content": "Name three colours."}]
+    whole = client.chat.completions.create(
+        model="auto",
+        messages=question,  # type: ignore[arg-type]
+        max_tokens=8,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    content = whole.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content is not None and len(content) == whole.usage.completion_tokens  # type: ignore[union-attr]
+    for entry in content:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) == 3
+        assert entry.top_logprobs[0].logprob >= entry.top_logprobs[-1].logprob
+        assert entry.bytes is not None
+    assert "".join(e.token for e in content) == whole.choices[0].message.content
+    chunks = list(
+        client.chat.completions.create(
+            model="auto",
+            messages=question,  # type: ignore[arg-type]
+            max_tokens=8,
+            temperature=0,
+            logprobs=True,
+            top_logprobs=3,
+            stream=True,
+        )
+    )
+    streamed = [
+        entry
+        for chunk in chunks
+        if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content
+        for entry in chunk.choices[0].logprobs.content
+    ]
+    assert [e.token for e in streamed] == [e.token for e in content]
+
+
+def test_a_clients_request_id_is_kept_and_an_unsafe_one_replaced(client: openai.OpenAI) -> None:
+    kwargs = {"model": "auto", "messages": ASK, "max_tokens": 2}
+    raw = client.chat.completions.with_raw_response.create(
+        extra_headers={"X-Request-Id": "trace-abc.123"},
+        **kwargs,  # type: ignore[arg-type]
+    )
+    assert raw.headers["x-request-id"] == "trace-abc.123"
+    unsafe = client.chat.completions.with_raw_response.create(
+        extra_headers={"X-Request-Id": "x" * 200},
+        **kwargs,  # type: ignore[arg-type]
+    )
+    assert unsafe.headers["x-request-id"].startswith("req_")
