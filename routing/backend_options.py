@@ -1,7 +1,12 @@
-"""Per-backend model options (a model's ``options``), validated by the model's ``backend``."""
+"""The backends a policy may name, in one table (``BACKENDS``): for each, its model options
+(a model's ``options``, validated by its ``backend``), its default capabilities, whether it
+takes ``api_base``, and the class that implements it in the proxy. Nothing else lists backend
+names: the policy schema, its checks and ``proxy.backends.build_backend`` all read this table.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -60,15 +65,6 @@ CAPABILITIES: tuple[Capability, ...] = ("tools", "json_schema", "logprobs", "vis
 ``tool_choice``), ``json_schema`` (a JSON ``response_format``), ``logprobs``, ``vision`` (image
 parts)."""
 
-DEFAULT_CAPABILITIES: dict[str, tuple[Capability, ...]] = {
-    # The embedded backend constrains output with a grammar and reads llama.cpp's logits;
-    # tools only when the policy lists them (for a model trained to call tools).
-    "llamacpp": ("json_schema", "logprobs"),
-    "openai": ("tools", "json_schema", "logprobs"),
-    "vllm": ("tools", "json_schema", "logprobs"),
-    "litellm": ("tools", "json_schema"),
-}
-"""A model's capabilities when its policy entry lists none."""
 
 CAPABILITY_PARAMS: dict[str, str] = {
     "tools": "tools",
@@ -79,9 +75,45 @@ CAPABILITY_PARAMS: dict[str, str] = {
 """The request field that asks for each capability (the ``param`` of its 400)."""
 
 BackendOptions = LlamaCppOptions | OpenAIOptions | LiteLLMOptions
-OPTIONS_BY_BACKEND: dict[str, type[BackendOptions]] = {
-    "llamacpp": LlamaCppOptions,
-    "openai": OpenAIOptions,
-    "vllm": OpenAIOptions,
-    "litellm": LiteLLMOptions,
+
+
+@dataclass(frozen=True, slots=True)
+class BackendKind:
+    """One backend: ``options`` validates a model's ``options``; ``capabilities`` apply when a
+    model lists none; ``api_base`` is required, optional or forbidden; ``implementation`` is
+    ``module:Class`` in the proxy (read there, never imported here)."""
+
+    options: type[BackendOptions]
+    capabilities: tuple[Capability, ...]
+    api_base: Literal["required", "optional", "forbidden"]
+    implementation: str
+
+
+BACKENDS: dict[str, BackendKind] = {
+    # The embedded model: output held to a grammar, logits read from llama.cpp; tools only
+    # when a policy lists them (for a model trained to call tools).
+    "llamacpp": BackendKind(
+        LlamaCppOptions,
+        ("json_schema", "logprobs"),
+        "forbidden",
+        "proxy.backends.llamacpp:LlamaCppBackend",
+    ),
+    "openai": BackendKind(
+        OpenAIOptions,
+        ("tools", "json_schema", "logprobs"),
+        "required",
+        "proxy.backends.openai_compat:OpenAICompatBackend",
+    ),
+    "vllm": BackendKind(
+        OpenAIOptions,
+        ("tools", "json_schema", "logprobs"),
+        "required",
+        "proxy.backends.openai_compat:VLLMBackend",
+    ),
+    "litellm": BackendKind(
+        LiteLLMOptions,
+        ("tools", "json_schema"),
+        "optional",
+        "proxy.backends.litellm_backend:LiteLLMBackend",
+    ),
 }

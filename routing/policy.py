@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     Field,
@@ -25,8 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from routing.backend_options import (
-    DEFAULT_CAPABILITIES,
-    OPTIONS_BY_BACKEND,
+    BACKENDS,
     BackendOptions,
     Capability,
     LiteLLMOptions,
@@ -174,6 +174,12 @@ class Hardware(PolicyModel):
     decode_tokens_per_s: Positive
 
 
+def _known_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend '{name}'; known: {', '.join(BACKENDS)}")
+    return name
+
+
 class ModelSpec(PolicyModel):
     """One catalog model. Priced directly (``input_usd_per_mtok`` and ``output_usd_per_mtok``)
     or through ``hardware``; a policy requires one (a ``ModelSpec`` built alone may have
@@ -182,7 +188,7 @@ class ModelSpec(PolicyModel):
     serve (None: its backend's defaults). ``options`` are validated by ``backend``."""
 
     id: Name
-    backend: Literal["llamacpp", "openai", "vllm", "litellm"]
+    backend: Annotated[str, AfterValidator(_known_backend)]
     model: Text
     api_base: Annotated[
         Annotated[tuple[Url, ...], Field(min_length=1)] | None, BeforeValidator(one_or_many)
@@ -200,9 +206,9 @@ class ModelSpec(PolicyModel):
     @classmethod
     def _options_for_backend(cls, value: object, info: ValidationInfo) -> object:
         backend = info.data.get("backend")
-        if backend not in OPTIONS_BY_BACKEND:
+        if backend not in BACKENDS:
             return LlamaCppOptions()  # placeholder: the invalid backend is reported itself
-        expected = OPTIONS_BY_BACKEND[backend]
+        expected = BACKENDS[backend].options
         if value is None:
             return expected()
         if isinstance(value, BaseModel):
@@ -243,9 +249,9 @@ class ModelSpec(PolicyModel):
 
     def capability_set(self) -> frozenset[str]:
         """``capabilities`` as listed, or the backend's defaults
-        (``routing.backend_options.DEFAULT_CAPABILITIES``)."""
+        (``routing.backend_options.BACKENDS``)."""
         listed = self.capabilities
-        return frozenset(listed if listed is not None else DEFAULT_CAPABILITIES[self.backend])
+        return frozenset(listed if listed is not None else BACKENDS[self.backend].capabilities)
 
     def quality_for(self, task: str) -> tuple[float, ...] | None:
         """Q_0, Q_1, ... for ``task``: its own list, else ``default``, else None (the model is

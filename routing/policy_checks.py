@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
+from routing.backend_options import BACKENDS
+
 Loc = tuple[str | int, ...]
 
 RESERVED_MODEL_NAMES = frozenset({"auto"})
@@ -17,7 +19,6 @@ RESERVED_MODEL_NAMES = frozenset({"auto"})
 
 DEFAULT_QUALITY_KEY = "default"
 PRICING_KEYS = ("input_usd_per_mtok", "output_usd_per_mtok", "hardware")
-REMOTE_BACKENDS = frozenset({"openai", "vllm"})
 
 
 def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
@@ -90,16 +91,18 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 
 
 def model_checks(model: Mapping[str, Any]) -> list[tuple[Loc, str]]:
-    """Problems within one model entry that span its fields: ``api_base`` (required for
-    openai/vllm, not allowed for llamacpp) and pricing (direct prices together, and not
-    alongside ``hardware``). A model without any pricing is a policy-level problem."""
+    """Problems within one model entry that span its fields: ``api_base`` (required, optional or
+    forbidden by the backend: ``routing.backend_options.BACKENDS``) and pricing (direct prices
+    together, and not alongside ``hardware``). A model without any pricing is a policy-level
+    problem."""
     problems: list[tuple[Loc, str]] = []
     backend = model.get("backend")
+    kind = BACKENDS.get(backend) if isinstance(backend, str) else None
     api_base = model.get("api_base")
-    if backend in REMOTE_BACKENDS and not api_base:
+    if kind is not None and kind.api_base == "required" and not api_base:
         problems.append((("api_base",), f"required for backend {backend}"))
-    if backend == "llamacpp" and api_base is not None:
-        problems.append((("api_base",), "not allowed for backend llamacpp (it runs in-process)"))
+    if kind is not None and kind.api_base == "forbidden" and api_base is not None:
+        problems.append((("api_base",), f"not allowed for backend {backend} (it runs in-process)"))
     given_in = model.get("input_usd_per_mtok") is not None
     given_out = model.get("output_usd_per_mtok") is not None
     if given_in != given_out:

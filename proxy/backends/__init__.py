@@ -1,14 +1,15 @@
-"""Backends, found through an explicit registry keyed by the policy's ``backend`` name.
-
-Each factory imports its third-party client lazily, so a policy that names no litellm model
-never imports litellm.
+"""Backends, built from the table of ``routing.backend_options.BACKENDS``, which names each
+backend's implementing class. A backend's module (and its third-party client) is imported only
+when a policy names it, so a policy without litellm models never imports litellm.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+
+from routing.backend_options import BACKENDS
 
 from .base import Backend
 
@@ -23,38 +24,14 @@ class BackendSettings:
     queue_size: int = 16
 
 
-def _llamacpp(spec: ModelSpec, settings: BackendSettings) -> Backend:
-    from .llamacpp import LlamaCppBackend
-
-    return LlamaCppBackend(spec, queue_size=settings.queue_size)
-
-
-def _openai(spec: ModelSpec, settings: BackendSettings) -> Backend:
-    from .openai_compat import OpenAICompatBackend
-
-    return OpenAICompatBackend(spec)
-
-
-def _vllm(spec: ModelSpec, settings: BackendSettings) -> Backend:
-    from .openai_compat import VLLMBackend
-
-    return VLLMBackend(spec)
-
-
-def _litellm(spec: ModelSpec, settings: BackendSettings) -> Backend:
-    from .litellm_backend import LiteLLMBackend
-
-    return LiteLLMBackend(spec)
-
-
-BACKENDS: dict[str, Callable[[ModelSpec, BackendSettings], Backend]] = {
-    "llamacpp": _llamacpp,
-    "openai": _openai,
-    "vllm": _vllm,
-    "litellm": _litellm,
-}
-
-
 def build_backend(spec: ModelSpec, settings: BackendSettings) -> Backend:
-    """A new, not yet started backend for one catalog model."""
-    return BACKENDS[spec.backend](spec, settings)
+    """A new, not yet started backend for one catalog model: the class the backend table
+    (``routing.backend_options.BACKENDS``) names, imported on first use."""
+    module, _, name = BACKENDS[spec.backend].implementation.partition(":")
+    implementation: BackendFactory = getattr(importlib.import_module(module), name)
+    return implementation.from_policy(spec, settings)
+
+
+class BackendFactory(Protocol):
+    @classmethod
+    def from_policy(cls, spec: ModelSpec, settings: BackendSettings) -> Backend: ...

@@ -16,7 +16,7 @@ Errors are translated once, most specific first::
     litellm.APIConnectionError, ServiceUnavailableError BackendUnavailable
         (or a connection error in the cause chain: litellm reports a refused connection as 500)
     litellm.ContextWindowExceededError                  UpstreamRejected (400)
-    any other status error                              as ``openai_compat.status_error``:
+    any other status error                              as ``openai_protocol.status_error``:
         BadRequest, UnprocessableEntity, other 4xx      UpstreamRejected with the status
         Authentication, PermissionDenied, NotFound      BackendError (the proxy's key or model)
         RateLimit, 5xx                                  BackendError (retryable)
@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncGenerator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -37,7 +37,10 @@ from proxy.logs import REQUEST_ID
 from routing.policy import LiteLLMOptions, ModelSpec
 
 from .base import Completion, Delta, Message, SamplingParams
-from .openai_compat import StreamState, parse_usage, status_error
+from .openai_protocol import StreamState, parse_usage, status_error
+
+if TYPE_CHECKING:
+    from . import BackendSettings
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +66,10 @@ class LiteLLMBackend:
     """One model behind ``litellm.acompletion``."""
 
     serial = False
+
+    @classmethod
+    def from_policy(cls, spec: ModelSpec, settings: BackendSettings) -> LiteLLMBackend:
+        return cls(spec)
 
     def __init__(self, spec: ModelSpec) -> None:
         self.model_id = spec.id

@@ -50,6 +50,8 @@ from .tool_calls import ToolUse, with_tools
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
+    from . import BackendSettings
+
 log = structlog.get_logger(__name__)
 
 # Used when a GGUF carries no chat template, by the model's architecture. Gemma has no system
@@ -78,6 +80,10 @@ class LlamaCppBackend:
     """A GGUF model run in-process through llama-cpp-python."""
 
     serial = True  # one llama.cpp context: calls are serialised by the lock
+
+    @classmethod
+    def from_policy(cls, spec: ModelSpec, settings: BackendSettings) -> LlamaCppBackend:
+        return cls(spec, queue_size=settings.queue_size)
 
     def __init__(self, spec: ModelSpec, *, queue_size: int = 16) -> None:
         self.model_id = spec.id

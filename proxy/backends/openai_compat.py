@@ -40,22 +40,33 @@ import contextlib
 import errno
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
 import orjson
 import structlog
 
-from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, UpstreamRejected
+from proxy.errors import BackendError, BackendTimeout, BackendUnavailable
 from proxy.logs import REQUEST_ID
 from routing.policy import ModelSpec, OpenAIOptions
 
-from .base import Completion, Delta, Message, SamplingParams, TokenLogprob, Usage
+from .base import Completion, Delta, Message, SamplingParams
+from .openai_protocol import (
+    ERROR_TEXT_LIMIT,
+    StreamState,
+    error_message,
+    logprobs_of,
+    orjson_loads,
+    parse_usage,
+    status_error,
+)
 from .replicas import Replica, ReplicaSet
+
+if TYPE_CHECKING:
+    from . import BackendSettings
 
 log = structlog.get_logger(__name__)
 
-_ERROR_TEXT_LIMIT = 500
 # Idle upstream connections are dropped before uvicorn's (vLLM's server) 5-second keep-alive
 # would close them, so a request never lands on a connection the server is closing.
 _KEEPALIVE_S = 4.0
@@ -65,6 +76,10 @@ class OpenAICompatBackend:
     """A model served by one or more OpenAI-compatible servers (``/v1/chat/completions``)."""
 
     serial = False
+
+    @classmethod
+    def from_policy(cls, spec: ModelSpec, settings: BackendSettings) -> Self:
+        return cls(spec)
 
     def __init__(self, spec: ModelSpec) -> None:
         if not spec.api_base:
@@ -328,85 +343,6 @@ def parse_vllm_metrics(text: str) -> tuple[int, int]:
     return int(totals["vllm:num_requests_waiting"]), int(totals["vllm:num_requests_running"])
 
 
-class StreamState:
-    """What a stream has told so far: finish reason, usage, tool-call fragments, chunk count."""
-
-    def __init__(self, model_id: str) -> None:
-        self.model_id = model_id
-        self.done = False
-        self.chunks = 0
-        self.finish_reason: str | None = None
-        self.usage: Usage | None = None
-        self.tool_calls: dict[int, dict[str, Any]] = {}
-
-    def feed(self, chunk: Any) -> Delta | None:
-        """Take one ``chat.completion.chunk`` (parsed JSON); the text delta it carries, if any."""
-        if not isinstance(chunk, dict):
-            raise BackendError(f"model {self.model_id} sent a malformed stream chunk")
-        if chunk.get("error") is not None:
-            raise BackendError(f"model {self.model_id} failed mid-stream: {_message(chunk)}")
-        if chunk.get("usage"):
-            self.usage = parse_usage(chunk["usage"])
-        choices = chunk.get("choices")
-        if not choices:
-            return None
-        choice = choices[0]
-        delta = choice.get("delta") or {}
-        if choice.get("finish_reason"):
-            self.finish_reason = choice["finish_reason"]
-        for fragment in delta.get("tool_calls") or ():
-            self.chunks += 1
-            self.add_tool_call(fragment)
-        text = delta.get("content")
-        if not text:
-            return None
-        self.chunks += 1
-        return Delta(text=text, logprobs=_logprobs(choice))
-
-    def add_tool_call(self, fragment: Mapping[str, Any]) -> None:
-        index = fragment.get("index")
-        call = self.tool_calls.setdefault(
-            index if isinstance(index, int) else len(self.tool_calls),
-            {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
-        )
-        if fragment.get("id"):
-            call["id"] = fragment["id"]
-        function = fragment.get("function") or {}
-        for part in ("name", "arguments"):
-            if function.get(part):
-                call["function"][part] += function[part]
-
-    def finish(self) -> Delta:
-        """The last delta: finish reason, usage and the assembled tool calls."""
-        if not self.done and self.finish_reason is None:
-            raise BackendError(f"model {self.model_id}: the stream ended before it finished")
-        calls = tuple(self.tool_calls[i] for i in sorted(self.tool_calls))
-        return Delta(
-            tool_calls=calls,
-            finish_reason=self.finish_reason or ("tool_calls" if calls else "stop"),
-            usage=self.usage or Usage(0, self.chunks),
-        )
-
-
-def parse_usage(usage: Any) -> Usage:
-    """OpenAI's ``usage`` object; cached prompt tokens are not counted as evaluated."""
-    if not isinstance(usage, Mapping):
-        return Usage()
-    prompt = int(usage.get("prompt_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
-    evaluated = prompt - int(cached) if cached is not None else None
-    return Usage(prompt, completion, evaluated)
-
-
-def orjson_loads(raw: bytes, model_id: str) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BackendError(f"model {model_id} sent a body that is not JSON") from exc
-
-
 async def _sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The payloads of an SSE stream's ``data:`` lines (comments and other fields skipped)."""
     buffer = b""
@@ -430,7 +366,7 @@ def _parse_completion(raw: bytes, model_id: str) -> Completion:
             finish_reason=choice.get("finish_reason") or "stop",
             usage=parse_usage(data.get("usage")),
             tool_calls=tuple(message.get("tool_calls") or ()),
-            logprobs=_logprobs(choice),
+            logprobs=logprobs_of(choice),
         )
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise BackendError(f"model {model_id} sent a completion without choices") from exc
@@ -452,13 +388,6 @@ def _own_exhaustion(exc: aiohttp.ClientError) -> bool:
     return False
 
 
-def _logprobs(choice: Mapping[str, Any]) -> tuple[TokenLogprob, ...]:
-    """The token entries of a choice's (or chunk choice's) ``logprobs.content``."""
-    logprobs = choice.get("logprobs")
-    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
-    return tuple(entry for entry in content or () if isinstance(entry, Mapping))
-
-
 def _translate(exc: aiohttp.ClientError, model_id: str) -> BackendError:
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
         return BackendUnavailable(f"model {model_id}: the upstream is unreachable")
@@ -469,36 +398,10 @@ def _translate(exc: aiohttp.ClientError, model_id: str) -> BackendError:
 
 def _status_error(status: int, raw: bytes, model_id: str) -> BackendError:
     try:
-        detail = _message(orjson.loads(raw))
+        detail = error_message(orjson.loads(raw))
     except orjson.JSONDecodeError:
-        detail = raw[:_ERROR_TEXT_LIMIT].decode("utf-8", "replace")
+        detail = raw[:ERROR_TEXT_LIMIT].decode("utf-8", "replace")
     return status_error(status, detail, model_id)
-
-
-def status_error(status: int, detail: str, model_id: str) -> BackendError:
-    """The proxy's error for an upstream's error status (the table in the module docstring)."""
-    log.warning("backend.upstream_error", model=model_id, status=status)
-    if status in (401, 403, 404):
-        return BackendError(
-            f"model {model_id}: the upstream refused the proxy ({status}: {detail})"
-        )
-    if status == 408:
-        return BackendTimeout(f"model {model_id}: the upstream timed out ({detail})")
-    if status == 429 or status >= 500:
-        return BackendError(f"model {model_id}: upstream error {status}: {detail}")
-    return UpstreamRejected(detail, status_code=status)
-
-
-def _message(body: Any) -> str:
-    """The human message of an error body in OpenAI's, FastAPI's or a plain shape."""
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:_ERROR_TEXT_LIMIT]
-        for key in ("message", "detail", "error"):
-            if body.get(key):
-                return str(body[key])[:_ERROR_TEXT_LIMIT]
-    return str(body)[:_ERROR_TEXT_LIMIT]
 
 
 def _plain(value: Any) -> Any:

@@ -68,6 +68,13 @@ def add_calibrate_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--results", help="also write every figure, interval and per-question grade as JSON"
     )
+    parser.add_argument(
+        "--gains",
+        choices=("shown", "mean"),
+        default="shown",
+        help="shown (default): a round count's gain counts only where its 95%% interval "
+        "excludes zero, else Q_r is written as Q_0; mean: write every measured mean",
+    )
     parser.add_argument("--judge-max-tokens", type=_positive, default=256)
     parser.add_argument(
         "--judge-retries", type=_non_negative, default=2, help="re-asks per unparseable grade"
@@ -314,6 +321,7 @@ def propose_policy(
         date=datetime.date.today().isoformat(),
         hardware=args.write_hardware,
         machine=machine_description(),
+        significant_only=args.gains == "shown",
     )
     for note in edited.notes:
         print(f"note: {note}", file=out)

@@ -57,10 +57,17 @@ class _Edit:
 
 
 def apply_calibration(
-    text: str, calibration: Calibration, *, date: str, hardware: bool, machine: str = ""
+    text: str,
+    calibration: Calibration,
+    *,
+    date: str,
+    hardware: bool,
+    machine: str = "",
+    significant_only: bool = False,
 ) -> Edited:
     """The policy ``text`` with ``calibration``'s figures written in; ``machine`` describes
-    where they were measured (it goes into each list's comment)."""
+    where they were measured (it goes into each list's comment). ``significant_only``: see
+    ``Calibration.quality_lists``; the comment still gives every measured gain."""
     doc = YAML().load(text)
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
@@ -69,7 +76,7 @@ def apply_calibration(
     edits: list[_Edit] = []
     changes: list[str] = []
     notes: list[str] = []
-    for model, tasks in calibration.quality_lists().items():
+    for model, tasks in calibration.quality_lists(significant_only=significant_only).items():
         entry = entries.get(model)
         if entry is None:
             notes.append(f"{model}: not in the policy file; nothing written")
@@ -265,8 +272,9 @@ def _comment(
 ) -> str:
     n = str(counts[0]) if len(set(counts)) == 1 else ",".join(map(str, counts))
     parts = [f"n={n}"]
-    if calibration.suites:
-        parts.append(f"suites={'+'.join(calibration.suites)}")
+    suites = calibration.task_suites.get(task) or calibration.suites
+    if suites:
+        parts.append(f"suites={'+'.join(suites)}")
     if calibration.judge:
         parts.append(f"judge={calibration.judge}")
     if machine:
@@ -275,6 +283,7 @@ def _comment(
     for r in range(1, calibration.rounds + 1):
         gain = calibration.gain(task, model, r)
         if gain is not None:
-            gains.append(f"r{r} {gain_text(gain)}")
+            shown = "" if gain.distinguishable else ", not shown"
+            gains.append(f"r{r} {gain_text(gain)}{shown}")
     text = f"calibrated {date}: {', '.join(parts)}"
     return f"{text}; {', '.join(gains)}" if gains else text

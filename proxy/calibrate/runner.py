@@ -45,7 +45,14 @@ log = structlog.get_logger(__name__)
 
 # Policy fields that do not change what a model answers; left out of cache keys.
 _NOT_SERVING = frozenset(
-    {"quality", "hardware", "input_usd_per_mtok", "output_usd_per_mtok", "description"}
+    {
+        "quality",
+        "hardware",
+        "input_usd_per_mtok",
+        "output_usd_per_mtok",
+        "description",
+        "capabilities",
+    }
 )
 
 
@@ -57,6 +64,15 @@ class CalibrationSettings:
     judge_retries: int = 2
     resume: bool = False
     suites: tuple[str, ...] = ()
+
+
+def task_suites(questions: Sequence[Question]) -> dict[str, tuple[str, ...]]:
+    """The suites (or question files) each task's questions came from, in order."""
+    found: dict[str, dict[str, None]] = {}
+    for question in questions:
+        origin = Path(question.source.rsplit(":", 1)[0]).name or "questions"
+        found.setdefault(question.task, {})[origin.removesuffix(".jsonl")] = None
+    return {task: tuple(origins) for task, origins in found.items()}
 
 
 def refinement_prompts(policy: Policy) -> RefinementPrompts:
@@ -135,6 +151,7 @@ async def calibrate(
         model_calls=model_calls,
         judge_calls=grading.judge_calls,
         suites=settings.suites,
+        task_suites=task_suites(questions),
         ablation=ablation,
         checks=grading.checks,
     )

@@ -91,6 +91,7 @@ class Calibration:
     model_calls: int = 0
     judge_calls: int = 0
     suites: tuple[str, ...] = ()
+    task_suites: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     ablation: tuple[AblationRow, ...] = ()
     checks: int = 0  # answers checked by a verifiable grader
 
@@ -108,16 +109,27 @@ class Calibration:
             return None
         return pair(after.graded, before.graded)
 
-    def quality_lists(self) -> dict[str, dict[str, tuple[list[float], list[int]]]]:
-        """``{model: {task: ([Q0..QR], [n0..nR])}}`` for every complete task list."""
+    def quality_lists(
+        self, *, significant_only: bool = False
+    ) -> dict[str, dict[str, tuple[list[float], list[int]]]]:
+        """``{model: {task: ([Q0..QR], [n0..nR])}}`` for every complete task list. With
+        ``significant_only``, a round count whose paired gain over the draft is not
+        distinguishable from zero is written as Q0: the planner then pays for rounds only
+        where the measurement shows they change the answer."""
         lists: dict[str, dict[str, tuple[list[float], list[int]]]] = {}
         for task, model in dict.fromkeys((c.task, c.model) for c in self.cells):
             column = [self.cell(task, model, r) for r in range(self.rounds + 1)]
             means = [c.mean if c is not None else None for c in column]
             if any(m is None for m in means):
                 continue
+            values = [m for m in means if m is not None]
+            if significant_only:
+                for r in range(1, len(values)):
+                    gain = self.gain(task, model, r)
+                    if gain is None or not gain.distinguishable:
+                        values[r] = values[0]
             counts = [c.n for c in column if c is not None]
-            lists.setdefault(model, {})[task] = ([m for m in means if m is not None], counts)
+            lists.setdefault(model, {})[task] = (values, counts)
         return lists
 
 

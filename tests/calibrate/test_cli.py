@@ -49,7 +49,13 @@ def test_invalid_policy_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def args(policy: Path, **flags: object) -> argparse.Namespace:
-    values = {"policy": str(policy), "out": None, "write": False, "write_hardware": False}
+    values = {
+        "policy": str(policy),
+        "out": None,
+        "write": False,
+        "write_hardware": False,
+        "gains": "mean",
+    }
     return argparse.Namespace(**{**values, **flags})
 
 

@@ -43,10 +43,11 @@ def test_quality_lists_written_with_their_provenance() -> None:
     # r1 - r0 per question: +2, 0 -> mean 1, s = sqrt(2), se = 1, t(0.975, 1) = 12.706.
     assert (
         "    general: [4.5, 5.5]  # calibrated 2026-11-29: n=2, judge=judge; "
-        "r1 +1.00 [-11.71, +13.71]" in text
+        "r1 +1.00 [-11.71, +13.71], not shown" in text
     )
     assert (
-        "    math: [3.0, 7.25]  # calibrated 2026-11-29: n=1, judge=judge; r1 +4.25 (n=1)" in text
+        "    math: [3.0, 7.25]  # calibrated 2026-11-29: n=1, judge=judge; r1 +4.25 (n=1), not shown"
+        in text
     )
     policy = parse_policy(text, "calibrated.yaml")
     alpha, beta = policy.model("alpha"), policy.model("beta")
@@ -103,7 +104,10 @@ def test_uneven_counts_are_spelled_out() -> None:
     text = apply_calibration(
         POLICY.read_text(), Calibration("j", 1, cells, ()), date=DATE, hardware=False
     ).text
-    assert "general: [4.5, 6.0]  # calibrated 2026-11-29: n=2,1, judge=j; r1 +2.00 (n=1)" in text
+    assert (
+        "general: [4.5, 6.0]  # calibrated 2026-11-29: n=2,1, judge=j; r1 +2.00 (n=1), not shown"
+        in text
+    )
 
 
 def test_hardware_only_on_request_and_only_for_hardware_priced_models() -> None:
@@ -188,7 +192,7 @@ def test_comments_after_the_quality_block_stay_below_it() -> None:
     assert edited.text.endswith(
         "    quality:  # guessed\n"
         "      default: [5.0]\n"
-        f"      general: [5.0, 6.0]  # calibrated {DATE}: n=1, judge=j; r1 +1.00 (n=1)\n"
+        f"      general: [5.0, 6.0]  # calibrated {DATE}: n=1, judge=j; r1 +1.00 (n=1), not shown\n"
         "\n"
         "  # the next model is missing\n"
     )
@@ -229,7 +233,7 @@ def test_a_model_without_quality_gets_a_block() -> None:
     edited = apply_calibration(text, Calibration("j", 1, cells, ()), date=DATE, hardware=False)
     assert (
         "    context_window: 2048\n    quality:\n"
-        f"      general: [5.0, 6.0]  # calibrated {DATE}: n=1, judge=j; r1 +1.00 (n=1)\n"
+        f"      general: [5.0, 6.0]  # calibrated {DATE}: n=1, judge=j; r1 +1.00 (n=1), not shown\n"
         "  - id: other\n" in edited.text
     )
     assert parse_policy(edited.text, "x.yaml").model("alpha").quality == {"general": (5.0, 6.0)}

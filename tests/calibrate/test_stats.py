@@ -85,3 +85,28 @@ def test_sign_test_is_exact() -> None:
     assert sign_test(0, 0) == 1.0
     with pytest.raises(ValueError):
         paired_difference([1.0], [1.0, 2.0])
+
+
+def test_only_gains_the_interval_shows_are_written_when_asked() -> None:
+    from proxy.calibrate.scores import Calibration, Cell
+
+    ids = [f"q{i}" for i in range(40)]
+    lost = tuple((q, 0.0 if i < 12 else 5.0) for i, q in enumerate(ids))
+    draft = tuple((q, 10.0 if i < 12 else 5.0) for i, q in enumerate(ids))
+    one_better = tuple((q, 10.0 if i == 0 else 0.0) for i, q in enumerate(ids))
+    nothing = tuple((q, 0.0) for q in ids)
+    cells = (
+        Cell("math", "m", 0, draft, 0),
+        Cell("math", "m", 1, lost, 0),  # 12 of 40 lost: distinguishable (see above)
+        Cell("creative", "m", 0, nothing, 0),
+        Cell("creative", "m", 1, one_better, 0),  # 1 of 40 better: not distinguishable
+    )
+    calibration = Calibration(None, 1, cells, ())
+    assert calibration.quality_lists()["m"] == {
+        "math": ([6.5, 3.5], [40, 40]),
+        "creative": ([0.0, 0.25], [40, 40]),
+    }
+    assert calibration.quality_lists(significant_only=True)["m"] == {
+        "math": ([6.5, 3.5], [40, 40]),  # the loss is shown, so it is kept
+        "creative": ([0.0, 0.0], [40, 40]),  # the gain is not: written as Q0
+    }

@@ -147,7 +147,7 @@ def test_backend_rules() -> None:
         "p.yaml:9: models.0.api_base: required for backend vllm"
     ]
     assert problems(edit("backend: llamacpp", "backend: tgi")) == [
-        "p.yaml:10: models.0.backend: must be 'llamacpp', 'openai', 'vllm' or 'litellm', got 'tgi'"
+        "p.yaml:10: models.0.backend: unknown backend 'tgi'; known: llamacpp, openai, vllm, litellm"
     ]
     local_url = edit("    context_window", "    api_base: http://x:8000/v1\n    context_window")
     assert problems(local_url) == [
