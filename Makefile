@@ -35,6 +35,7 @@ test: lint typecheck
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check --no-cache proxy routing tests benchmarks examples
 	$(BIN)/ruff format --no-cache --check proxy routing tests benchmarks examples
+	$(BIN)/vulture
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy

@@ -48,14 +48,11 @@ class Review:
 
     rule: Rule
     kept: bool
-    reason: str | None  # why it was discarded (None when kept): see REASONS
+    reason: str | None  # why it was discarded, None when kept: see non_answer, less_likely
     verdicts: dict[str, bool]
     usage: Usage = field(default_factory=lambda: NO_USAGE)
     calls: int = 0
     likelihoods: tuple[float, float] | None = None  # (answer in hand, rewrite)
-
-
-REASONS = ("empty", "not_json", "echo", "meta", "lost_code", "lost_json", "less_likely")
 
 
 @dataclass(slots=True)

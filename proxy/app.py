@@ -144,7 +144,6 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
             await close_runtime(state.runtime)
 
     app = FastAPI(title="perfics", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.service = state
 
     @app.exception_handler(PerficsError)
     async def perfics_error(request: Request, exc: PerficsError) -> Response:

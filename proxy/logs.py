@@ -72,7 +72,7 @@ def configure_logging(level: str = "info") -> None:
 
 
 def format_exception(
-    logger: Any, method: str, event: MutableMapping[str, Any]
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor: ``exc_info`` rendered as ``exception``, without the messages of
     the exceptions in the chain unless content logging is on for this request."""

@@ -84,6 +84,11 @@ class RoundTrace:
             "usage": self.usage.to_openai(),
             "kept": self.kept,
             "discarded_because": self.review.reason if self.review is not None else None,
+            "likelihoods": (
+                list(self.review.likelihoods)
+                if self.review is not None and self.review.likelihoods
+                else None
+            ),
         }
         body["critique"] = self.critique
         body["rewrite"] = self.rewrite

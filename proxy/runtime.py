@@ -37,7 +37,6 @@ class Runtime:
     api_key: str | None = None
     admin_key: str | None = None
     in_flight: int = 0
-    retired: bool = False
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def ready_models(self) -> frozenset[str]:
@@ -118,7 +117,6 @@ async def retire(old: Runtime, live: Callable[[], Iterable[Runtime]]) -> None:
     """Close the backends only ``old`` uses, once its last request has finished. ``live``
     gives the runtimes still serving (the current one, and older ones still draining), whose
     backends stay open."""
-    old.retired = True
     await old.drained()
     kept = {id(backend) for runtime in live() for backend in runtime.backends.values()}
     for model, backend in old.backends.items():

@@ -38,7 +38,7 @@ from routing.errors import (
     shown,
 )
 from routing.estimate import TokenEstimate, answer_tokens
-from routing.perfics import COST_FLOOR_USD, cost_term
+from routing.perfics import COST_FLOOR_USD, perfics_score
 from routing.policy import Policy
 from routing.policy_index import PolicyIndex, TaskIndex
 
@@ -114,8 +114,13 @@ class _Rows:
         rated = self.task.by_model.get(model)
         score = None
         if rated is not None:
-            score = rated.terms[rounds] - cost_term(
-                cost, self.index.weights, self.index.cost_reference_usd
+            quality = rated.quality
+            score = perfics_score(
+                quality[0],
+                quality[rounds],
+                cost,
+                self.index.weights,
+                self.index.cost_reference_usd,
             )
         return Candidate(model, rounds, score, cost, reason is None, reason)
 

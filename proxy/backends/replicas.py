@@ -5,7 +5,8 @@
     try: ... finally: replicas.release(replica)
 
 Choice: among the usable replicas, the fewest requests outstanding from this process; ties go to
-the lower ``waiting`` count (vLLM's queue depth, 0 when unknown), then round robin.
+the lower ``waiting`` count (vLLM's queue depth, 0 when unknown), then the lower ``running``
+count, then round robin.
 
 Down-marking: a connection failure marks a replica down for ``retry_down_after_s``. After that
 it is *half-open*: the next request that picks it is its probe (one probe at a time, so a dead
@@ -34,8 +35,6 @@ class Replica:
     running: int = 0
     down_until: float | None = None
     probing: bool = False
-    attempts: int = 0
-    failures: int = 0
 
     def __post_init__(self) -> None:
         self.chat_url = f"{self.url}/chat/completions"
@@ -84,9 +83,10 @@ class ReplicaSet:
             replica = self.replicas[(start + offset) % count]
             if replica in exclude or not replica.usable(now):
                 continue
-            if best is None or (replica.outstanding, replica.waiting) < (
+            if best is None or (replica.outstanding, replica.waiting, replica.running) < (
                 best.outstanding,
                 best.waiting,
+                best.running,
             ):
                 best = replica
         if best is None:
@@ -94,7 +94,6 @@ class ReplicaSet:
         if best.down_until is not None:
             best.probing = True
         best.outstanding += 1
-        best.attempts += 1
         return best
 
     def release(self, replica: Replica) -> None:
@@ -104,7 +103,6 @@ class ReplicaSet:
     def mark_down(self, replica: Replica) -> None:
         replica.down_until = self._clock() + self._retry_down_after_s
         replica.probing = False
-        replica.failures += 1
 
     def mark_up(self, replica: Replica) -> None:
         replica.down_until = None
