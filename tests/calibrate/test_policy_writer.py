@@ -46,8 +46,8 @@ def test_quality_lists_written_with_their_provenance() -> None:
         "r1 +1.00 [-11.71, +13.71], not shown" in text
     )
     assert (
-        "    math: [3.0, 7.25]  # calibrated 2026-11-29: n=1, judge=judge; r1 +4.25 (n=1), not shown"
-        in text
+        "    math: [3.0, 7.25]  # calibrated 2026-11-29: n=1, judge=judge; "
+        "r1 +4.25 (n=1), not shown" in text
     )
     policy = parse_policy(text, "calibrated.yaml")
     alpha, beta = policy.model("alpha"), policy.model("beta")
