@@ -45,6 +45,22 @@ def request_id(supplied: str | None) -> str:
     return f"req_{uuid.uuid4().hex}"
 
 
+def upstream_request_id() -> str | None:
+    """The id to send upstream as ``X-Request-Id``: the request's id when it is a UUID, the hex
+    of perfics's own ``req_<32 hex>``, else none. Servers built on starlette-context, such as
+    llama-cpp-python's, answer 400 to any other value, so an arbitrary client id is kept to
+    perfics's own logs and response."""
+    rid = REQUEST_ID.get()
+    if rid is None:
+        return None
+    candidate = rid.removeprefix("req_")
+    try:
+        uuid.UUID(candidate)
+    except ValueError:
+        return None
+    return candidate
+
+
 def bind_request(rid: str, *, log_content: bool) -> None:
     """Bind the request id (logs, upstream calls) and the content switch for this request's
     task."""

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, UpstreamRejected
-from proxy.logs import REQUEST_ID
+from proxy.logs import upstream_request_id
 from routing.policy import LiteLLMOptions, ModelSpec
 
 from .base import Completion, Delta, Message, SamplingParams
@@ -145,7 +145,7 @@ class LiteLLMBackend:
         if self._api_key:
             kwargs["api_key"] = self._api_key
         kwargs["max_retries"] = 0
-        rid = REQUEST_ID.get()
+        rid = upstream_request_id()
         if rid:
             kwargs["extra_headers"] = {"x-request-id": rid}
         kwargs.update(self._options.params)

@@ -47,7 +47,7 @@ import orjson
 import structlog
 
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable
-from proxy.logs import REQUEST_ID
+from proxy.logs import upstream_request_id
 from routing.policy import ModelSpec, OpenAIOptions
 
 from .base import Completion, Delta, Message, SamplingParams
@@ -209,7 +209,7 @@ class OpenAICompatBackend:
         last: BackendError | None = None
         while (replica := self._replicas.acquire(exclude=failed)) is not None:
             try:
-                rid = REQUEST_ID.get()
+                rid = upstream_request_id()
                 try:
                     response = await session.post(
                         replica.chat_url, data=body, headers={"x-request-id": rid} if rid else None

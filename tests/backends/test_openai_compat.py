@@ -13,6 +13,7 @@ import pytest
 from proxy.backends.base import Delta, SamplingParams, Usage, collect
 from proxy.backends.openai_compat import OpenAICompatBackend
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, UpstreamRejected
+from proxy.logs import REQUEST_ID
 
 from .conftest import Stub, free_port, label, openai_spec
 
@@ -109,18 +110,20 @@ async def test_dead_first_replica_is_skipped_marked_down_and_retried_later(stub:
     async with started(dead_url, stub.url(lab), retry_down_after_s=0.5) as backend:
         dead, live = backend.replicas
         assert (await backend.complete(MESSAGES, PARAMS)).text == "hello from stub"
-        assert dead.down_until is not None and dead.attempts == 1
+        marked = dead.down_until
+        assert marked is not None and live.down_until is None
         assert backend.ready
         for _ in range(3):
             await backend.complete(MESSAGES, PARAMS)
-        assert dead.attempts == 1 and live.attempts == 4
+        # A retried dead replica would have been marked down again, later.
+        assert dead.down_until == marked and stub.stats(lab)["requests"] == 4
 
         revived = Stub(port=dead_port)
         try:
             await asyncio.sleep(0.6)
             for _ in range(2):  # ties alternate, so one of the two probes the revived replica
                 await backend.complete(MESSAGES, PARAMS)
-            assert dead.attempts == 2 and dead.down_until is None
+            assert dead.down_until is None
             assert revived.stats(lab)["requests"] == 1
         finally:
             revived.stop()
@@ -138,7 +141,28 @@ async def test_every_replica_down_is_unavailable_and_not_ready() -> None:
         with pytest.raises(BackendUnavailable):
             await collect(backend.stream(MESSAGES, PARAMS))
         assert time.perf_counter() - started_at < 0.05
-        assert [r.attempts for r in backend.replicas] == [1, 1]
+        assert all(r.down_until is not None for r in backend.replicas)
+
+
+@pytest.mark.parametrize(
+    ("bound", "sent"),
+    [
+        ("req_0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
+        ("6f1c2a9e-8d1b-4c3e-9f00-1234567890ab", "6f1c2a9e-8d1b-4c3e-9f00-1234567890ab"),
+        ("trace-abc.123", None),  # llama-cpp-python's server answers 400 to a non-UUID id
+    ],
+)
+async def test_request_id_goes_upstream_only_as_a_uuid(
+    stub: Stub, bound: str, sent: str | None
+) -> None:
+    lab = label("ok")
+    token = REQUEST_ID.set(bound)
+    try:
+        async with started(stub.url(lab)) as backend:
+            await backend.complete(MESSAGES, PARAMS)
+    finally:
+        REQUEST_ID.reset(token)
+    assert stub.stats(lab)["last_request_id"] == sent
 
 
 async def test_not_started_is_unavailable(stub: Stub) -> None:
@@ -271,6 +295,7 @@ EXHAUSTED = """
 import asyncio, os, resource, sys
 from proxy.backends.openai_compat import OpenAICompatBackend
 from proxy.backends.base import SamplingParams
+from proxy.logs import REQUEST_ID
 from proxy.errors import BackendUnavailable
 from tests.backends.conftest import openai_spec
 
