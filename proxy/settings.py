@@ -31,7 +31,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         if not 0 < self.keepalive_s <= 10:
-            raise ValueError("keepalive_s must be above 0 and at most 10 (DESIGN: every 10 s)")
+            # docs/architecture.md, "One request": keep-alive comments at least every 10 s.
+            raise ValueError("keepalive_s must be above 0 and at most 10")
         if self.queue_size is not None and self.queue_size < 1:
             raise ValueError("queue_size must be at least 1")
 

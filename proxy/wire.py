@@ -123,7 +123,8 @@ class ChatCompletionRequest(BaseModel):
 
     @property
     def answer_limit(self) -> int | None:
-        # DESIGN: `max_tokens or max_completion_tokens` (they differ only when both are sent).
+        # docs/architecture.md, "PeRFICS": `max_tokens or max_completion_tokens` (they differ
+        # only when both are sent).
         return self.max_tokens or self.max_completion_tokens
 
     def needs(self) -> frozenset[str]:

@@ -1,4 +1,4 @@
-"""Token estimates for planning, per DESIGN.md ("PeRFICS, exactly").
+"""Token estimates for planning, per docs/architecture.md ("PeRFICS").
 
 The planner never tokenizes: a message counts ``ceil(chars / 4) + 4`` tokens. For ``r``
 refinement rounds (draft ``p`` in, ``a`` out; each round a critique of ``p + a + t`` in and

@@ -1,4 +1,5 @@
-"""The PeRFICS score (Performance, Refinement and Inference Cost Score), per DESIGN.md::
+"""The PeRFICS score (Performance, Refinement and Inference Cost Score), per
+docs/architecture.md ("PeRFICS")::
 
     PeRFICS = w_perf * Q_r / 10
             + w_refine * (Q_r - Q_0) / Q_0            (0 when Q_0 is 0)

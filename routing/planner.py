@@ -2,9 +2,9 @@
 
 Candidates are every (model, rounds) with ``rounds <= min(task.max_rounds, len(Q) - 1,
 declared cap)``, the largest call fitting the context (``p + a <= context_window`` for 0 rounds,
-``p + 2a + k + t`` for more), a ready backend, and an estimated cost within the
-budget when one applies (DESIGN.md, "Planning"). The highest score wins; equal scores (exact
-float equality) go to the lower cost, then fewer rounds, then the model id.
+``p + 2a + k + t`` for more), a ready backend, and an estimated cost within the budget when
+one applies (docs/architecture.md, "Planning rule"). The highest score wins; equal scores
+(exact float equality) go to the lower cost, then fewer rounds, then the model id.
 
 Ineligible candidates are listed too, so ``perfics route --explain`` can say why a model lost.
 ``Candidate.reason`` is one of:
