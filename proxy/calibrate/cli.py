@@ -95,7 +95,10 @@ def add_report_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--calibration",
-        help="results JSON of perfics calibrate --results: intervals as error bars, gains in words",
+        action="append",
+        default=[],
+        help="results JSON of perfics calibrate --results: intervals as error bars, gains in "
+        "words (repeat for several runs; a later file's figures replace an earlier one's)",
     )
     parser.set_defaults(handler=run_report)
 
@@ -208,17 +211,17 @@ def run_report(args: argparse.Namespace) -> int:
         from .report import Measured
         from .results import load_cells
 
-        try:
-            loaded = load_cells(Path(args.calibration))
-        except (OSError, ValueError, KeyError) as exc:
-            print(f"--calibration: {exc}", file=sys.stderr)
-            return 2
-        intervals = {
-            (cell.task, cell.model, cell.rounds): Measured(
-                cell.n, cell.interval.low, cell.interval.high, gain
-            )
-            for cell, gain in loaded
-        }
+        intervals = {}
+        for name in args.calibration:
+            try:
+                loaded = load_cells(Path(name))
+            except (OSError, ValueError, KeyError) as exc:
+                print(f"--calibration: {exc}", file=sys.stderr)
+                return 2
+            for cell, gain in loaded:
+                intervals[(cell.task, cell.model, cell.rounds)] = Measured(
+                    cell.n, cell.interval.low, cell.interval.high, gain
+                )
     out = Path(args.out)
     paths = write_report(
         policy, out, prompt_tokens=args.prompt_tokens, calibrated=measured, intervals=intervals

@@ -260,9 +260,13 @@ def _quality_vs_cost(views: list[TaskView], path: Path, prompt_tokens: int) -> P
                 face = colors[model] if p.plannable else "white"
                 ax.plot(p.cost_usd, p.quality, "o", color=colors[model], mfc=face, ms=7)
                 if p.measured is not None:
+                    # The measured interval as it is, even where the policy's figure lies
+                    # outside it (a hand-edited list, or a gain written as Q0).
+                    middle = (p.measured.low + p.measured.high) / 2
                     ax.errorbar(
-                        p.cost_usd, p.quality, color=colors[model], capsize=3, lw=1,
-                        yerr=[[p.quality - p.measured.low], [p.measured.high - p.quality]],
+                        p.cost_usd, middle, yerr=[[middle - p.measured.low],
+                        [p.measured.high - middle]], fmt="none", color=colors[model],
+                        capsize=3, lw=1,
                     )  # fmt: skip
                 ax.annotate(
                     f"r{p.rounds}", (p.cost_usd, p.quality), textcoords="offset points",
@@ -317,8 +321,8 @@ def _gain_chart(views: list[TaskView], path: Path) -> Path:
     values = [0.0]
     for i, model in enumerate(models):
         xs, heights, labels = [], [], []
-        below: list[float] = []
-        above: list[float] = []
+        middles: list[float] = []
+        halves: list[float] = []
         for t, view in enumerate(views):
             gain = found[view.task].get(model)
             if gain is not None:
@@ -326,16 +330,14 @@ def _gain_chart(views: list[TaskView], path: Path) -> Path:
                 heights.append(gain[1])
                 labels.append(f"{gain[1]:+.2f}\nR={gain[0]}")
                 low, high = gain[2] if gain[2] is not None else (gain[1], gain[1])
-                below.append(gain[1] - low)
-                above.append(high - gain[1])
+                middles.append((low + high) / 2)
+                halves.append((high - low) / 2)
                 values += [low, high]
         values += heights
         measured = any(p.calibrated for v in views for p in v.points if p.model == model)
         label = model if measured else f"{model} (guessed quality)"
-        bars = ax.bar(
-            xs, heights, width, label=label, color=plt.get_cmap("tab10")(i % 10),
-            yerr=[below, above], capsize=3,
-        )  # fmt: skip
+        bars = ax.bar(xs, heights, width, label=label, color=plt.get_cmap("tab10")(i % 10))
+        ax.errorbar(xs, middles, yerr=halves, fmt="none", color="black", capsize=3, lw=1)
         ax.bar_label(bars, labels=labels, fontsize=8, padding=2)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(len(views)), [v.task for v in views])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from proxy.calibrate.cli import propose_policy
+from proxy.calibrate.results import write_results
 from proxy.calibrate.scores import Calibration, Cell
 from proxy.cli import main
 
@@ -99,3 +100,24 @@ def test_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         "refinement_gain.png",
         "report.md",
     ]
+
+
+def test_report_reads_several_results_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two runs (one model's general questions, another's) give one report with both."""
+    runs = []
+    for model, draft, refined in (("alpha", 0.0, 10.0), ("beta", 10.0, 10.0)):
+        cells = tuple(
+            Cell("general", model, r, tuple((f"q{i}", score) for i in range(12)), 0)
+            for r, score in ((0, draft), (1, refined))
+        )
+        path = tmp_path / f"{model}.json"
+        write_results(path, Calibration(None, 1, cells, ()), (), wall_s=1.0)
+        runs += ["--calibration", str(path)]
+    out = tmp_path / "report"
+    assert main(["report", "--policy", str(POLICY), "--out", str(out), *runs]) == 0
+    capsys.readouterr()
+    report = (out / "report.md").read_text()
+    assert "general, alpha, 1 round: +10.00 [+10.00, +10.00] points" in report
+    assert "general, beta, 1 round: +0.00" in report
