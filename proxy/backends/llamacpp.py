@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import json
 import os
 import random
 import threading
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -117,10 +118,7 @@ class LlamaCppBackend:
     async def stream(
         self, messages: Sequence[Message], params: SamplingParams
     ) -> AsyncGenerator[Delta, None]:
-        if self._llama is None:
-            raise BackendUnavailable(f"model {self.model_id} is not loaded")
-        if self._lock.locked() and self._waiting >= self._queue_size:
-            raise QueueFull(f"model {self.model_id} has {self._waiting} requests waiting")
+        self._check_admission()
         tools = ToolUse.from_params(params)
         if tools is not None:
             messages = with_tools(messages, tools, template_takes_tools=self._takes_tools)
@@ -131,12 +129,7 @@ class LlamaCppBackend:
         # Built before the lock, so a slow grammar never holds the model (proxy.schema_bounds
         # keeps it fast); a schema llama.cpp cannot convert is the client's to fix.
         grammar = await asyncio.to_thread(_grammar, response_format) if response_format else None
-        self._waiting += 1
-        try:
-            await self._lock.acquire()
-        finally:
-            self._waiting -= 1
-        try:
+        async with self._turn():
             deltas = self._run(prompt, params, grammar)
             if tools is None:
                 async for delta in deltas:
@@ -150,6 +143,24 @@ class LlamaCppBackend:
                     finish_reason="tool_calls" if calls else answer.finish_reason,
                     usage=answer.usage,
                 )
+
+    def _check_admission(self) -> None:
+        """Loaded, and room in the queue (else 429 at once rather than an unbounded wait)."""
+        if self._llama is None:
+            raise BackendUnavailable(f"model {self.model_id} is not loaded")
+        if self._lock.locked() and self._waiting >= self._queue_size:
+            raise QueueFull(f"model {self.model_id} has {self._waiting} requests waiting")
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """The model to this call alone, counted as waiting until it gets it."""
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
         finally:
             self._lock.release()
 
@@ -157,10 +168,7 @@ class LlamaCppBackend:
         """The mean log-probability of ``answer``'s tokens as the reply to ``messages``: one
         prefill of the answer (the conversation's prefix comes from the KV cache when the
         previous call shared it), under the same lock and queue as generation."""
-        if self._llama is None:
-            raise BackendUnavailable(f"model {self.model_id} is not loaded")
-        if self._lock.locked() and self._waiting >= self._queue_size:
-            raise QueueFull(f"model {self.model_id} has {self._waiting} requests waiting")
+        self._check_admission()
         prompt = self._prompt_tokens(messages)
         assert self._llama is not None
         answer_tokens = self._llama.tokenize(answer.encode("utf-8"), add_bos=False, special=False)
@@ -170,15 +178,8 @@ class LlamaCppBackend:
                 f"{self.model_id} holds {self._spec.context_window}",
                 param="messages",
             )
-        self._waiting += 1
-        try:
-            await self._lock.acquire()
-        finally:
-            self._waiting -= 1
-        try:
+        async with self._turn():
             return await asyncio.to_thread(self._score, prompt, answer_tokens)
-        finally:
-            self._lock.release()
 
     def _load(self) -> None:
         from llama_cpp import Llama
