@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -46,23 +46,45 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: f
 
 
 class ServerProcess:
-    """``perfics serve`` as a child process on 127.0.0.1."""
+    """``perfics serve`` as a child process, ready when ``ready`` answers 200. Its stderr (the
+    JSON log) goes to ``stderr_path``; ``flags`` become ``--flag value`` arguments."""
 
-    def __init__(self, policy: Path, env: Mapping[str, str] | None = None, **flags: str) -> None:
+    def __init__(
+        self,
+        policy: Path,
+        env: Mapping[str, str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        log_level: str = "warning",
+        ready: str = "/readyz",
+        stderr_path: Path | None = None,
+        preexec: Callable[[], None] | None = None,
+        **flags: str,
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log = open(os.devnull, "wb")  # noqa: SIM115 - closed in stop()
         args = [sys.executable, "-m", "proxy.cli", "serve", "--policy", str(policy)]
-        args += ["--port", str(self.port)]
+        args += ["--host", host, "--port", str(self.port)]
         for name, value in flags.items():
             args += [f"--{name.replace('_', '-')}", value]
-        full_env = {**os.environ, "PERFICS_LOG_LEVEL": "warning", **(env or {})}
-        self.stderr_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"perfics-{self.port}.log"
+        full_env = {**os.environ, "PERFICS_LOG_LEVEL": log_level, **(env or {})}
+        self.stderr_path = stderr_path or (
+            Path(os.environ.get("TMPDIR", "/tmp")) / f"perfics-{self.port}.log"
+        )
         self.stderr = self.stderr_path.open("wb")
         self.proc = subprocess.Popen(
-            args, cwd=ROOT, env=full_env, stdout=self.log, stderr=self.stderr
+            args,
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.stderr,
+            preexec_fn=preexec,
         )
-        wait_ready(f"{self.base_url}/readyz", self.proc)
+        wait_ready(f"{self.base_url}{ready}", self.proc)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -71,7 +93,6 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self.log.close()
         self.stderr.close()
 
 

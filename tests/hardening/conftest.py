@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import os
 import resource
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.backends.conftest import Stub, label
-from tests.conftest import ROOT, free_port, wait_ready
+from tests.conftest import ServerProcess
 
 STUB_POLICY = """
 version: 1
@@ -44,8 +41,9 @@ models:
 """
 
 
-class Served:
-    """``perfics serve`` with ``policy_text`` on ``host`` (127.0.0.1 unless asked)."""
+class Served(ServerProcess):
+    """``perfics serve`` with a hardening test's policy: info-level log next to the policy file
+    (``log_path``), ready on ``/healthz`` (``/readyz`` details are for admins only)."""
 
     def __init__(
         self,
@@ -55,34 +53,16 @@ class Served:
         env: dict[str, str] | None = None,
         preexec: Callable[[], None] | None = None,
     ) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = policy.with_suffix(".log")
-        self.log = self.log_path.open("wb")
-        args = [sys.executable, "-m", "proxy.cli", "serve", "--policy", str(policy)]
-        args += ["--host", host, "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env={**os.environ, "PERFICS_LOG_LEVEL": "info", **(env or {})},
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-            preexec_fn=preexec,
+        super().__init__(
+            policy,
+            env,
+            host=host,
+            log_level="info",
+            ready="/healthz",
+            stderr_path=self.log_path,
+            preexec=preexec,
         )
-        wait_ready(f"{self.base_url}/healthz", self.proc)
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 def limit_address_space(gib: float) -> Callable[[], None]:
