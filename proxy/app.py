@@ -5,11 +5,7 @@ Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/models/{id}
 policy file, the ready models and the last reload error), ``POST /admin/reload``.
 Every error leaves as OpenAI's envelope.
 
-The admin rule: with an admin key configured, the key; without one, a loopback socket peer
-(never a forwarded header: ``proxy.server`` runs uvicorn without proxy headers). Either way a
-cross-site browser request (an ``Origin`` other than the request's own host, or
-``Sec-Fetch-Site`` other than ``same-origin`` / ``none``) is refused, so a page the operator
-visits cannot drive ``/admin`` from their browser.
+The admin rule and the key routes: ``proxy.app_admin``.
 
 ``/v1/chat/completions`` is dispatched before FastAPI (``PerficsApp``): ``POST`` to its ASGI
 endpoint (``proxy.app_chat.ChatEndpoint``), any other method answered 405 with ``Allow: POST``;
@@ -20,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import signal
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -35,23 +30,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from proxy.app_chat import CHAT_PATH, ChatEndpoint, authenticate
+from proxy.accounts import Accounts
+from proxy.app_admin import add_admin_routes, authorize_admin, is_admin
+from proxy.app_chat import CHAT_PATH, ChatEndpoint
 from proxy.backends.base import Backend
-from proxy.errors import (
-    AuthenticationFailed,
-    InternalError,
-    InvalidRequest,
-    ModelNotFound,
-    PerficsError,
-    PermissionDenied,
-)
+from proxy.errors import InternalError, InvalidRequest, ModelNotFound, PerficsError
 from proxy.response import error_json
 from proxy.runtime import Runtime, build_runtime, close_runtime, retire
 from proxy.settings import Settings
+from proxy.store.base import StoreUnavailable
+from proxy.store.schema import DEFAULT_URL, open_store, upgrade
 from routing.errors import PolicyError
 
 log = structlog.get_logger(__name__)
-_LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 
 
 @dataclass
@@ -59,6 +50,7 @@ class ServiceState:
     settings: Settings
     injected: Mapping[str, Backend] | None = None
     runtime: Runtime | None = None
+    accounts: Accounts | None = None
     reload_error: str | None = None
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     retiring: set[asyncio.Task[None]] = field(default_factory=set)
@@ -78,6 +70,25 @@ class ServiceState:
         if self.runtime is None:
             raise InternalError("the policy is not loaded yet")
         return self.runtime
+
+    def ledger(self) -> Accounts:
+        if self.accounts is None:
+            raise InternalError("the key store is not open yet")
+        return self.accounts
+
+    async def open_store(self) -> None:
+        """Open the key and ledger store named by the settings or the policy, its schema
+        brought up to date; ``StoreUnavailable`` when it cannot be reached."""
+        server = self.current().policy.server
+        url = self.settings.database_url or server.database or DEFAULT_URL
+        await asyncio.to_thread(upgrade, url)
+        self.accounts = Accounts(
+            await open_store(url),
+            reservation_ttl_s=server.reservation_ttl_s,
+            ledger_interval_s=server.ledger_interval_s,
+            retention_days=server.ledger_retention_days,
+        )
+        self.accounts.start()
 
     async def reload(self) -> Runtime:
         """Re-read the policy file. A bad file raises ``PolicyError`` and changes nothing."""
@@ -133,13 +144,21 @@ class PerficsApp:
 def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = None) -> PerficsApp:
     """The service. ``backends`` injects ready-made backends by model id (tests)."""
     state = ServiceState(settings, backends)
-    chat = ChatEndpoint(state.current, settings)
+    chat = ChatEndpoint(state.current, settings, state.ledger)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.reload()
+        try:
+            await state.open_store()
+        except StoreUnavailable as exc:
+            log.error("store.unavailable", error=str(exc))
+            await close_runtime(state.current())
+            raise
         _reload_on_sighup(state)
         yield
+        if state.accounts is not None:
+            await state.accounts.aclose()
         if state.runtime is not None:
             await close_runtime(state.runtime)
 
@@ -163,12 +182,12 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:
-        authenticate(request.headers, state.current().api_key)
+        await state.ledger().caller(request.headers, state.current().api_key)
         return _json({"object": "list", "data": _model_cards(state.current())})
 
     @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str, request: Request) -> Response:
-        authenticate(request.headers, state.current().api_key)
+        await state.ledger().caller(request.headers, state.current().api_key)
         for card in _model_cards(state.current()):
             if card["id"] == model_id:
                 return _json(card)
@@ -183,7 +202,7 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
         runtime = state.runtime
         ready = sorted(runtime.ready_models()) if runtime else []
         body: dict[str, Any] = {"status": "ready" if ready else "not_ready"}
-        if runtime is not None and _is_admin(request, runtime.admin_key):
+        if runtime is not None and is_admin(request, runtime.admin_key):
             body |= {
                 "policy": runtime.source,
                 "models_ready": ready,
@@ -193,12 +212,14 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
 
     @app.post("/admin/reload")
     async def admin_reload(request: Request) -> Response:
-        _authorize_admin(request, state.current().admin_key)
+        authorize_admin(request, state.current().admin_key)
         try:
             runtime = await state.reload()
         except PolicyError as exc:
             return _error(InvalidRequest(str(exc), param="policy", code="invalid_policy"))
         return _json({"status": "reloaded", "policy": runtime.source})
+
+    add_admin_routes(app, lambda: state.current().admin_key, state.ledger)
 
     return PerficsApp(app, chat)
 
@@ -219,46 +240,6 @@ def _reload_on_sighup(state: ServiceState) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_signal)
     except (NotImplementedError, RuntimeError, ValueError):
         log.debug("policy.sighup_unavailable")
-
-
-def _authorize_admin(request: Request, admin_key: str | None) -> None:
-    """Raise unless the request passes the admin rule (the module docstring)."""
-    if _cross_site(request):
-        raise PermissionDenied("/admin refuses cross-site browser requests")
-    if admin_key:
-        if not _has_key(request, admin_key):
-            raise AuthenticationFailed("invalid or missing admin key")
-        return
-    if not _loopback_peer(request):
-        raise PermissionDenied("/admin is served to loopback clients only; set PERFICS_ADMIN_KEY")
-
-
-def _is_admin(request: Request, admin_key: str | None) -> bool:
-    if _cross_site(request):
-        return False
-    return _has_key(request, admin_key) if admin_key else _loopback_peer(request)
-
-
-def _has_key(request: Request, key: str) -> bool:
-    supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    return hmac.compare_digest(supplied.encode(), key.encode())
-
-
-def _loopback_peer(request: Request) -> bool:
-    """The TCP peer (ASGI ``client``) is this machine. Forwarded headers are not consulted."""
-    client = request.scope.get("client")
-    return client is not None and client[0] in _LOOPBACK
-
-
-def _cross_site(request: Request) -> bool:
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return True
-    origin = request.headers.get("origin")
-    if origin is None:
-        return False
-    host = request.headers.get("host", "")
-    return origin.split("://", 1)[-1].rstrip("/") != host
 
 
 def _model_cards(runtime: Runtime) -> list[dict[str, Any]]:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -24,11 +25,12 @@ import structlog
 from starlette.types import Receive, Scope, Send
 
 from proxy import logs, pipeline
+from proxy.accounts import Accounts, Ticket
 from proxy.errors import (
-    AuthenticationFailed,
     InternalError,
     PayloadTooLarge,
     PerficsError,
+    QuotaExceeded,
     RequestTimeout,
     UnsupportedMediaType,
 )
@@ -43,6 +45,7 @@ from proxy.response import (
 )
 from proxy.runtime import Runtime
 from proxy.settings import Settings
+from proxy.store.records import KeyRecord, LedgerRow
 from proxy.wire import ChatCompletionRequest, parse_chat_request
 from routing.cost import format_usd
 from routing.decision import Decision
@@ -60,35 +63,32 @@ class ClientGone(Exception):
     """The client disconnected before the answer was complete."""
 
 
-def authenticate(headers: Mapping[str, str], api_key: str | None) -> None:
-    """Raise ``AuthenticationFailed`` unless ``api_key`` is unset or sent as a bearer token."""
-    if not api_key:
-        return
-    supplied = headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(supplied.encode(), api_key.encode()):
-        raise AuthenticationFailed("invalid or missing API key")
-
-
 class ChatEndpoint:
     """The ASGI app of ``POST /v1/chat/completions``. ``current`` returns the runtime to serve
     with (it raises ``InternalError`` before the policy is loaded)."""
 
-    def __init__(self, current: Callable[[], Runtime], settings: Settings) -> None:
+    def __init__(
+        self, current: Callable[[], Runtime], settings: Settings, accounts: Callable[[], Accounts]
+    ) -> None:
         self._current = current
         self._settings = settings
+        self._accounts = accounts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
         try:
             runtime = self._current()
-            authenticate(headers, runtime.api_key)
+            accounts = self._accounts()
+            key = await accounts.caller(headers, runtime.api_key)
             limits = runtime.policy.server
             _check_content_type(headers)
             raw = await _body(receive, headers, limits.max_body_bytes, limits.body_timeout_s)
             chat = parse_chat_request(raw)
             runtime.acquire()
             try:
-                await _serve(receive, send, runtime, chat, headers, self._settings)
+                await _Request(runtime, chat, headers, self._settings, accounts, key).serve(
+                    receive, send
+                )
             finally:
                 runtime.release()
         except ClientGone:
@@ -101,41 +101,130 @@ class ChatEndpoint:
             await _respond(send, 500, body, _JSON)
 
 
-async def _serve(
-    receive: Receive,
-    send: Send,
-    runtime: Runtime,
-    chat: ChatCompletionRequest,
-    headers: Mapping[str, str],
-    settings: Settings,
-) -> None:
-    request_id = logs.request_id(headers.get("x-request-id"))
-    logs.bind_request(request_id, log_content=runtime.policy.refinement.log_content)
-    try:
-        decision = pipeline.decide(runtime, chat, headers)
-        log.info(
-            "route.planned",
-            model=decision.plan.model,
-            rounds=decision.plan.rounds,
-            task=decision.declarations.task,
-            task_source=decision.declarations.task_source,
-            estimated_cost_usd=format_usd(decision.plan.estimated_cost_usd),
+class _Request:
+    """One request from the decision on: admitted by the caller's key, answered, and entered
+    in the spend ledger whatever its end."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        chat: ChatCompletionRequest,
+        headers: Mapping[str, str],
+        settings: Settings,
+        accounts: Accounts,
+        key: KeyRecord | None,
+    ) -> None:
+        self.runtime = runtime
+        self.chat = chat
+        self.headers = headers
+        self.settings = settings
+        self.accounts = accounts
+        self.key = key
+        self.ticket: Ticket | None = None
+        self.decision: Decision | None = None
+        self.outcome: Outcome | None = None
+        self.started = time.time()
+
+    async def serve(self, receive: Receive, send: Send) -> None:
+        request_id = logs.request_id(self.headers.get("x-request-id"))
+        logs.bind_request(request_id, log_content=self.runtime.policy.refinement.log_content)
+        status = 500
+        try:
+            await self._admit(request_id)
+            decision = self.decision
+            assert decision is not None
+            log.info(
+                "route.planned",
+                model=decision.plan.model,
+                rounds=decision.plan.rounds,
+                task=decision.declarations.task,
+                task_source=decision.declarations.task_source,
+                estimated_cost_usd=format_usd(decision.plan.estimated_cost_usd),
+            )
+            extra = self.ticket.headers if self.ticket is not None else {}
+            with _DisconnectWatch(receive) as watch:
+                try:
+                    if self.chat.stream:
+                        self.outcome = await _streaming(
+                            send,
+                            self.runtime,
+                            decision,
+                            self.chat,
+                            request_id,
+                            extra,
+                            self.settings,
+                            watch,
+                        )
+                    else:
+                        self.outcome = await _complete(
+                            send, self.runtime, decision, self.chat, request_id, extra, watch
+                        )
+                    status = 200
+                except asyncio.CancelledError:
+                    if not watch.gone:
+                        raise
+                    watch.uncancel()
+                    status = 499
+                    log.info("request.cancelled", reason="client disconnected")
+                    raise ClientGone() from None
+        except PerficsError as exc:
+            status = exc.status_code
+            exc.headers.setdefault("x-request-id", request_id)
+            if self.ticket is not None:
+                exc.headers.update(self.ticket.headers)
+            raise
+        finally:
+            self.accounts.record(self._row(request_id, status))
+
+    async def _admit(self, request_id: str) -> None:
+        """Decide within the key's limits and reserve against its budget; when the budget as
+        last seen here was stale, plan once more within what the store says is left."""
+        key = self.key
+        scope = self.accounts.scope(key) if key is not None else None
+        self.decision = pipeline.decide(self.runtime, self.chat, self.headers, scope)
+        if key is None or scope is None:
+            return
+        try:
+            self.ticket = await self.accounts.admit(key, self.decision, request_id)
+        except QuotaExceeded as exc:
+            if not exc.retryable_within or exc.left_usd is None:
+                raise
+            scope = replace(scope, left_usd=max(exc.left_usd, 0.0))
+            self.decision = pipeline.decide(self.runtime, self.chat, self.headers, scope)
+            self.ticket = await self.accounts.admit(key, self.decision, request_id)
+        left = self.ticket.left_usd
+        declarations = self.decision.declarations
+        if left is not None and (declarations.budget_usd is None or declarations.budget_usd > left):
+            # The loop's own budget stop counts against what the key has left.
+            budget = replace(declarations, budget_usd=max(left, 0.0), budget_source="key")
+            self.decision = replace(self.decision, declarations=budget)
+
+    def _row(self, request_id: str, status: int) -> LedgerRow:
+        outcome, ticket, decision = self.outcome, self.ticket, self.decision
+        # A request that failed after its admission is charged what it reserved: the calls it
+        # made before failing are not itemised.
+        cost = outcome.cost_usd if outcome is not None else (ticket.amount_usd if ticket else 0.0)
+        return LedgerRow(
+            time=self.started,
+            request_id=request_id,
+            key_id=self.key.id if self.key is not None else None,
+            model=outcome.model if outcome else (decision.plan.model if decision else None),
+            task=decision.declarations.task if decision else None,
+            rounds=outcome.rounds if outcome else None,
+            stop_reason=outcome.stop_reason if outcome else None,
+            prompt_tokens=outcome.usage.prompt_tokens if outcome else 0,
+            completion_tokens=outcome.usage.completion_tokens if outcome else 0,
+            cost_usd=cost,
+            reference_cost_usd=outcome.reference_cost_usd if outcome else None,
+            latency_ms=round((time.time() - self.started) * 1000),
+            status=status,
+            fallbacks=len(outcome.fallbacks) if outcome else 0,
+            stream=bool(self.chat.stream),
+            reservation_id=ticket.reservation_id if ticket else None,
+            period=ticket.period if ticket else None,
+            window=ticket.window if ticket else None,
+            tokens_estimated=ticket.tokens_estimated if ticket else 0,
         )
-        with _DisconnectWatch(receive) as watch:
-            try:
-                if chat.stream:
-                    await _streaming(send, runtime, decision, chat, request_id, settings, watch)
-                else:
-                    await _complete(send, runtime, decision, chat, request_id, watch)
-            except asyncio.CancelledError:
-                if not watch.gone:
-                    raise
-                watch.uncancel()
-                log.info("request.cancelled", reason="client disconnected")
-                raise ClientGone() from None
-    except PerficsError as exc:
-        exc.headers.setdefault("x-request-id", request_id)
-        raise
 
 
 async def _complete(
@@ -144,8 +233,9 @@ async def _complete(
     decision: Decision,
     chat: ChatCompletionRequest,
     request_id: str,
+    extra: Mapping[str, str],
     watch: _DisconnectWatch,
-) -> None:
+) -> Outcome:
     outcome = await pipeline.run(runtime, decision, chat)
     _log_done(decision, outcome, chat, stream=False)
     body = completion_body(
@@ -155,8 +245,10 @@ async def _complete(
         decision, request_id, model=outcome.model, fallbacks=outcome.fallbacks
     )
     headers.update(outcome_headers(outcome))
+    headers.update(extra)
     watch.stop()
     await _respond(send, 200, orjson.dumps(body), _JSON, headers)
+    return outcome
 
 
 async def _streaming(
@@ -165,9 +257,10 @@ async def _streaming(
     decision: Decision,
     chat: ChatCompletionRequest,
     request_id: str,
+    extra: Mapping[str, str],
     settings: Settings,
     watch: _DisconnectWatch,
-) -> None:
+) -> Outcome | None:
     items = pipeline.stream(runtime, decision, chat)
     try:
         # Hold the headers until the answering model has started, so they name it and the
@@ -177,6 +270,7 @@ async def _streaming(
         headers = decision_headers(
             decision, request_id, model=first.model, fallbacks=first.fallbacks
         )
+        headers.update(extra)
         headers["cache-control"] = "no-cache"
         headers["x-accel-buffering"] = "no"
         await send(
@@ -195,6 +289,7 @@ async def _streaming(
             _log_done(decision, completion.outcome, chat, stream=True)
         watch.stop()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return completion.outcome
     finally:
         await items.aclose()
 

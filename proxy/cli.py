@@ -103,6 +103,16 @@ def add_serve(subparsers: Subparsers) -> None:
         type=_positive_int,
         help="requests that may wait per embedded model (PERFICS_QUEUE_SIZE; 16)",
     )
+    serve.add_argument(
+        "--database",
+        help="key and ledger store, sqlite:///PATH or postgresql://... (PERFICS_DATABASE_URL; "
+        "the policy's server.database; sqlite:///.perfics/perfics.db)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="processes serving the port, sharing the store (PERFICS_WORKERS; 1)",
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -115,6 +125,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level=args.log_level,
         queue_size=args.queue_size,
+        database_url=args.database,
+        workers=args.workers,
     )
 
 

@@ -11,6 +11,9 @@ type; one handler (``proxy.app_errors``) renders the envelope
     ├── PayloadTooLarge         413 invalid_request_error, code request_too_large
     ├── UnsupportedMediaType    415 invalid_request_error, code unsupported_content_type
     ├── QueueFull               429 rate_limit_error, code queue_full (Retry-After)
+    ├── RateLimited             429 rate_limit_error, code rate_limit_exceeded (Retry-After)
+    ├── QuotaExceeded           429 insufficient_quota (the key's budget)
+    ├── KeyStoreUnavailable     503 the key store is unreachable (budgeted keys fail closed)
     ├── BackendError            502 api_error (an upstream answered with an error)
     │   ├── UpstreamRejected    the upstream's 4xx: the client's fault, never retried elsewhere
     │   ├── BackendUnavailable  503 service_unavailable (connection refused, no replica up)
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from routing.errors import BudgetExceeded, RoutingError, UnknownModel
+from routing.errors import BudgetExceeded, KeyLimit, QuotaExhausted, RoutingError, UnknownModel
 
 if TYPE_CHECKING:
     from proxy.backends.base import Usage
@@ -112,6 +115,34 @@ class QueueFull(PerficsError):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
+class RateLimited(PerficsError):
+    """The key's requests or tokens per minute are used up until the window resets."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class QuotaExceeded(PerficsError):
+    """The key's budget for the period cannot pay for the request (OpenAI's envelope for an
+    exhausted quota)."""
+
+    status_code = 429
+    error_type = "insufficient_quota"
+    default_code = "insufficient_quota"
+    left_usd: float | None = None
+    retryable_within = False
+    """Whether a cheaper plan within ``left_usd`` might still be admitted."""
+
+
+class KeyStoreUnavailable(PerficsError):
+    """The key store cannot be reached: keys it must check are refused (fail closed)."""
+
+    status_code = 503
+    error_type = "service_unavailable_error"
+    default_code = "store_unavailable"
+
+
 class BackendError(PerficsError):
     """An upstream failed. ``retryable`` errors let the pipeline fall back to the next model.
     ``spent`` is the usage of the request's calls on this model that did finish before it
@@ -157,6 +188,10 @@ def from_routing_error(exc: RoutingError) -> PerficsError:
     """Translate a routing decision error into the service's tree (the one place this happens)."""
     if isinstance(exc, UnknownModel):
         return ModelNotFound(exc.message, param=exc.param or "model", code="model_not_found")
+    if isinstance(exc, QuotaExhausted):
+        return QuotaExceeded(exc.message, param="budget_usd")
+    if isinstance(exc, KeyLimit):
+        return PermissionDenied(exc.message, param=exc.param, code="key_limit")
     if isinstance(exc, BudgetExceeded):
         return InvalidRequest(exc.message, param=exc.param, code="budget_exceeded")
     return InvalidRequest(exc.message, param=exc.param, code=exc.code)

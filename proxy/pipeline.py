@@ -31,7 +31,7 @@ from proxy.runtime import Runtime
 from proxy.wire import ChatCompletionRequest
 from routing.budget import Budget, ModelBudget
 from routing.cost import cost_usd
-from routing.decision import Decision
+from routing.decision import Decision, KeyScope
 from routing.decision import decide as decide_plan
 from routing.errors import RoutingError
 from routing.planner import Candidate
@@ -63,11 +63,17 @@ class Outcome:
 
 
 def decide(
-    runtime: Runtime, request: ChatCompletionRequest, headers: Mapping[str, str]
+    runtime: Runtime,
+    request: ChatCompletionRequest,
+    headers: Mapping[str, str],
+    scope: KeyScope | None = None,
 ) -> Decision:
-    """``routing.decision.decide`` for this request on the models ready now."""
+    """``routing.decision.decide`` for this request on the models ready now, within the
+    caller's key's ``scope``."""
     try:
-        return decide_plan(runtime.policy, request.facts(headers), ready=runtime.ready_models())
+        return decide_plan(
+            runtime.policy, request.facts(headers), ready=runtime.ready_models(), scope=scope
+        )
     except RoutingError as exc:
         raise from_routing_error(exc) from exc
 

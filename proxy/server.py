@@ -1,16 +1,30 @@
-"""``perfics serve``: run the app under uvicorn (uvloop when installed, httptools).
+"""``perfics serve``: run the app under uvicorn (uvloop when installed, httptools), in one
+process or, with ``workers`` above 1, in that many processes sharing one listening socket.
 
 Connection limits come from the policy's ``server`` section as it is at start
 (``proxy.http_protocol``). uvicorn never rewrites the client address from ``X-Forwarded-For``
 or ``Forwarded`` here (``proxy_headers=False``): the admin routes decide "loopback" by the
 socket peer, which a remote client cannot forge with a header.
+
+The key and ledger store's schema is brought up to date before anything listens, so an
+unreachable or unusable database stops the start with its reason (exit status 2).
+
+Workers: the parent binds the socket, forks the workers and supervises them. A worker that
+dies is started again (at most once a second); SIGTERM or SIGINT stops them all; SIGHUP is
+passed on, so each worker re-reads the policy. Each worker builds its own app, its own
+backends (an embedded model is loaded once per worker) and its own store connections; keys,
+budgets and the ledger are shared through the store (docs/scaling.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
+import os
+import signal
 import sys
+import time
 
 import uvicorn
 
@@ -18,6 +32,8 @@ from proxy.app import create_app
 from proxy.http_protocol import protocol_options
 from proxy.logs import configure_logging
 from proxy.settings import Settings
+from proxy.store.base import StoreUnavailable
+from proxy.store.schema import DEFAULT_URL, upgrade
 from routing.errors import PolicyError
 from routing.policy_loader import load_policy
 
@@ -29,16 +45,29 @@ def serve(
     port: int | None = None,
     log_level: str | None = None,
     queue_size: int | None = None,
+    database_url: str | None = None,
+    workers: int | None = None,
 ) -> int:
     """Serve until interrupted. Flags given here win over ``PERFICS_*`` variables."""
     settings = Settings.from_env(
-        policy=policy, host=host, port=port, log_level=log_level, queue_size=queue_size
+        policy=policy,
+        host=host,
+        port=port,
+        log_level=log_level,
+        queue_size=queue_size,
+        database_url=database_url,
+        workers=workers,
     )
     configure_logging(settings.log_level)
     try:
-        limits = load_policy(settings.policy).server
+        server = load_policy(settings.policy).server
     except PolicyError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    try:
+        upgrade(settings.database_url or server.database or DEFAULT_URL)
+    except StoreUnavailable as exc:
+        print(f"perfics: {exc}", file=sys.stderr)
         return 2
     config = uvicorn.Config(
         create_app(settings),
@@ -49,12 +78,72 @@ def serve(
         access_log=False,
         proxy_headers=False,
         timeout_graceful_shutdown=10,
-        **protocol_options(limits.header_timeout_s, limits.max_connections),
+        **protocol_options(server.header_timeout_s, server.max_connections),
     )
+    if settings.workers > 1:
+        return _supervise(config, settings.workers)
+    _freeze()
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _freeze() -> None:
     # Everything imported and built so far lives as long as the process; frozen, the cyclic
     # collector's full passes skip it instead of pausing the loop for milliseconds (visible
     # in the benchmark's p99, benchmarks/README.md).
     gc.collect()
     gc.freeze()
-    uvicorn.Server(config).run()
+
+
+def _supervise(config: uvicorn.Config, workers: int) -> int:
+    listener = config.bind_socket()
+    children: dict[int, float] = {}
+    stopping = False
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_DFL)
+            _freeze()
+            try:
+                uvicorn.Server(config).run(sockets=[listener])
+            finally:
+                os._exit(0)
+        children[pid] = time.monotonic()
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            _signal(pid, signal.SIGTERM)
+
+    def reload(signum: int, frame: object) -> None:
+        for pid in list(children):
+            _signal(pid, signal.SIGHUP)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
+    for _ in range(workers):
+        spawn()
+    while children:
+        try:
+            pid, _status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        started = children.pop(pid, None)
+        if started is None or stopping:
+            continue
+        print(f"perfics: worker {pid} exited; starting another", file=sys.stderr)
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+        spawn()
+    listener.close()
     return 0
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)

@@ -8,6 +8,9 @@ PERFICS_QUEUE_SIZE   requests that may wait per embedded model before 429 (16)
 PERFICS_ADMIN_KEY    key for /admin/* from other hosts (admin is loopback-only without it)
 PERFICS_API_KEY      when set, clients must send it as a bearer token
 PERFICS_KEEPALIVE_S  seconds between SSE comments during hidden rounds (5)
+PERFICS_DATABASE_URL the key and ledger store (over the policy's server.database; default
+                     sqlite:///.perfics/perfics.db)
+PERFICS_WORKERS      processes serving one port (1)
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class Settings:
     admin_key: str | None = None
     api_key: str | None = None
     keepalive_s: float = 5.0
+    database_url: str | None = None
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if not 0 < self.keepalive_s <= 10:
@@ -35,6 +40,8 @@ class Settings:
             raise ValueError("keepalive_s must be above 0 and at most 10")
         if self.queue_size is not None and self.queue_size < 1:
             raise ValueError("queue_size must be at least 1")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -14,9 +14,11 @@ exceeded, missing capability, no eligible model); the proxy translates them once
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from routing.cost import format_usd
 from routing.declarations import Declarations, resolve_declarations
+from routing.errors import BudgetExceeded, KeyLimit, QuotaExhausted, shown
 from routing.planner import Candidate, Plan, PlanRequest, plan
 from routing.policy import Policy
 
@@ -39,6 +41,20 @@ class RequestFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyScope:
+    """What the client's key allows (None: anything): ``left_usd`` is what its budget has left
+    this period, as last known. Its limits narrow the declarations: a declared model, task or
+    round cap beyond them is refused (``KeyLimit``), a declared budget above ``left_usd`` too
+    (``QuotaExhausted``); without declarations they stand in for them."""
+
+    name: str
+    models: frozenset[str] | None = None
+    tasks: frozenset[str] | None = None
+    max_rounds: int | None = None
+    left_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     declarations: Declarations
     plan: Plan
@@ -50,9 +66,15 @@ class Decision:
         return next((c for c in attempts if c.model == model), attempts[0])
 
 
-def decide(policy: Policy, facts: RequestFacts, *, ready: frozenset[str] | None = None) -> Decision:
+def decide(
+    policy: Policy,
+    facts: RequestFacts,
+    *,
+    ready: frozenset[str] | None = None,
+    scope: KeyScope | None = None,
+) -> Decision:
     """Resolve the declarations and plan the model and rounds. ``ready`` None: every backend
-    counts as ready (``perfics route``)."""
+    counts as ready (``perfics route``); ``scope`` None: no key limits."""
     declarations = resolve_declarations(
         policy,
         model=facts.model,
@@ -60,18 +82,66 @@ def decide(policy: Policy, facts: RequestFacts, *, ready: frozenset[str] | None 
         body=facts.perfics,
         last_user_text=facts.last_user_text,
     )
-    chosen = plan(
-        policy,
-        PlanRequest(
-            task=declarations.task,
-            prompt_tokens=facts.prompt_tokens,
-            max_tokens=facts.max_tokens,
-            choices=facts.choices,
-            budget_usd=declarations.budget_usd,
-            max_rounds=declarations.max_rounds,
-            pinned_model=declarations.pinned_model,
-            ready=ready,
-            needs=facts.needs,
-        ),
+    if scope is not None:
+        declarations = within_key(declarations, scope)
+    request = PlanRequest(
+        task=declarations.task,
+        prompt_tokens=facts.prompt_tokens,
+        max_tokens=facts.max_tokens,
+        choices=facts.choices,
+        budget_usd=declarations.budget_usd,
+        max_rounds=declarations.max_rounds,
+        pinned_model=declarations.pinned_model,
+        ready=ready,
+        needs=facts.needs,
+        allowed=scope.models if scope is not None else None,
     )
+    try:
+        chosen = plan(policy, request)
+    except BudgetExceeded as exc:
+        if declarations.budget_source != "key":
+            raise
+        raise QuotaExhausted(
+            f"the key '{shown(scope.name if scope else '')}' has "
+            f"{format_usd(declarations.budget_usd or 0.0)} USD left this period; the cheapest "
+            f"plan costs {format_usd(exc.cheapest_cost_usd)} USD"
+        ) from exc
     return Decision(declarations, chosen, facts.prompt_tokens)
+
+
+def within_key(declarations: Declarations, scope: KeyScope) -> Declarations:
+    """``declarations`` narrowed by the key's limits; raises when they ask for more."""
+    name = shown(scope.name)
+    if scope.models is not None and declarations.pinned_model not in (None, *scope.models):
+        raise KeyLimit(
+            f"the key '{name}' may not use the model '{declarations.pinned_model}' "
+            f"(allowed: {', '.join(sorted(scope.models))})",
+            param="model",
+        )
+    if scope.tasks is not None and declarations.task not in scope.tasks:
+        raise KeyLimit(
+            f"the key '{name}' may not be used for the task '{declarations.task}' "
+            f"(allowed: {', '.join(sorted(scope.tasks))})",
+            param="task",
+        )
+    changes: dict[str, object] = {}
+    if scope.max_rounds is not None:
+        if declarations.max_rounds is not None and declarations.max_rounds > scope.max_rounds:
+            raise KeyLimit(
+                f"the key '{name}' allows at most {scope.max_rounds} refinement rounds; the "
+                f"request declared {declarations.max_rounds}",
+                param="max_rounds",
+            )
+        if declarations.max_rounds is None:
+            changes["max_rounds"] = scope.max_rounds
+    left = scope.left_usd
+    if left is not None:
+        declared = declarations.budget_usd
+        if declared is not None and declared > left:
+            raise QuotaExhausted(
+                f"the declared budget of {format_usd(declared)} USD exceeds what the key "
+                f"'{name}' has left this period ({format_usd(max(left, 0.0))} USD)"
+            )
+        if declared is None:
+            changes |= {"budget_usd": max(left, 0.0), "budget_source": "key"}
+    return replace(declarations, **changes) if changes else declarations  # type: ignore[arg-type]

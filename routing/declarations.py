@@ -22,7 +22,7 @@ from routing.errors import InvalidDeclaration, UnknownModel, shown
 from routing.policy import Policy
 
 TaskSource = Literal["header", "body", "alias", "classifier", "default"]
-ValueSource = Literal["header", "body", "alias"]
+ValueSource = Literal["header", "body", "alias", "key"]
 
 AUTO = "auto"
 TASK_HEADER = "x-perfics-task"

@@ -5,6 +5,8 @@
     ├── UnknownModel             ``model`` is not auto, an alias or a catalog id (model_not_found)
     ├── InvalidDeclaration       a declared task, budget, round cap or ``perfics`` key is invalid
     ├── BudgetExceeded           plans exist but none fits the budget (budget_exceeded)
+    ├── KeyLimit                 the client's key may not use this model, task or round count
+    ├── QuotaExhausted           the key's budget cannot pay for the request (insufficient_quota)
     └── NoEligiblePlan           no model can serve the request at all (no_eligible_model)
 
 ``param`` names the offending request field (OpenAI's error ``param``); ``code`` is the
@@ -99,6 +101,23 @@ class BudgetExceeded(RoutingError):
     def __init__(self, message: str, *, cheapest_cost_usd: float) -> None:
         super().__init__(message, param="budget_usd")
         self.cheapest_cost_usd = cheapest_cost_usd
+
+
+class KeyLimit(RoutingError):
+    """The request asks for what its key does not allow: a model, a task or more rounds;
+    ``param`` names the field (``model``, ``task``, ``max_rounds``)."""
+
+    default_code = "key_limit"
+
+    def __init__(self, message: str, *, param: str) -> None:
+        super().__init__(message, param=param)
+
+
+class QuotaExhausted(RoutingError):
+    """What the key has left this period cannot pay for the request, or is below the budget
+    the request declared."""
+
+    default_code = "insufficient_quota"
 
 
 class CapabilityMissing(RoutingError):

@@ -10,6 +10,7 @@ Ineligible candidates are listed too, so ``perfics route --explain`` can say why
 ``Candidate.reason`` is one of:
 
 - ``not pinned``          the request pinned another model (one row per model, 0 rounds)
+- ``not allowed for key`` the client's key may not use the model (one row per model, 0 rounds)
 - ``lacks X``             the model cannot serve a capability the request uses (``lacks tools``)
 - ``no quality for task`` no quality list for the task, nor ``default`` (one row, score None)
 - ``backend not ready``   the model's backend is not ready (one row per model, 0 rounds)
@@ -43,6 +44,7 @@ from routing.policy import Policy
 from routing.policy_index import PolicyIndex, TaskIndex
 
 NOT_PINNED = "not pinned"
+NOT_ALLOWED = "not allowed for key"
 LACKS = "lacks "
 NO_QUALITY = "no quality for task"
 NOT_READY = "backend not ready"
@@ -65,6 +67,7 @@ class PlanRequest:
     pinned_model: str | None = None
     ready: frozenset[str] | None = None
     needs: frozenset[str] = frozenset()
+    allowed: frozenset[str] | None = None
 
 
 class Candidate(NamedTuple):
@@ -198,6 +201,7 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
     capabilities = index.capabilities
     budget = request.budget_usd
     ready = request.ready
+    allowed = request.allowed
     weight = index.weights.cost
     reference = index.cost_reference_usd
     floor = COST_FLOOR_USD
@@ -209,6 +213,9 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
     for model, context_window, price_in, price_out, terms, top in task.rows:
         if pinned is not None and model != pinned:
             ranges.append((model, 0, 0, NOT_PINNED))
+            continue
+        if allowed is not None and model not in allowed:
+            ranges.append((model, 0, 0, NOT_ALLOWED))
             continue
         if needs and not needs <= capabilities[model]:
             ranges.append((model, 0, 0, lacks(needs - capabilities[model])))

@@ -269,8 +269,14 @@ class Admin(PolicyModel):
 class Server(PolicyModel):
     """Serving: the environment variable holding the clients' API key, the queue size, and the
     limits every connection and request is held to. ``max_body_bytes`` and ``body_timeout_s``
-    apply from the next request after a reload; ``header_timeout_s`` and ``max_connections``
-    are read when ``perfics serve`` starts."""
+    apply from the next request after a reload; ``header_timeout_s``, ``max_connections`` and
+    the store's fields are read when ``perfics serve`` starts.
+
+    ``database``: the key and ledger store (``sqlite:///PATH`` or ``postgresql://...``;
+    ``PERFICS_DATABASE_URL`` wins). ``reservation_ttl_s``: how long a request's budget
+    reservation holds before it is charged as spent (longer than any request runs).
+    ``ledger_interval_s``: how often ledger rows are written (a crash loses at most that).
+    ``ledger_retention_days``: ledger rows older than this are deleted."""
 
     api_key_env: Name | None = None
     queue_size: PositiveCount = 16
@@ -278,6 +284,10 @@ class Server(PolicyModel):
     body_timeout_s: Positive = 30.0
     header_timeout_s: Positive = 10.0
     max_connections: PositiveCount = 512
+    database: str | None = None
+    reservation_ttl_s: Positive = 900.0
+    ledger_interval_s: Positive = 1.0
+    ledger_retention_days: Positive = 90.0
 
 
 class Policy(PolicyModel):

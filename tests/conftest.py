@@ -25,6 +25,14 @@ ROOT = Path(__file__).resolve().parent.parent
 POLICIES = Path(__file__).resolve().parent / "policies"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Every server the tests start, in this process or as a child, keeps its keys and ledger
+    in one scratch SQLite file unless the test names its own (tests that make keys must: a
+    key in the shared file would close every other test's server)."""
+    scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"perfics-tests-{os.getpid()}.db"
+    os.environ.setdefault("PERFICS_DATABASE_URL", f"sqlite:///{scratch}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -123,3 +131,17 @@ class InProcessServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A real PostgreSQL server on 127.0.0.1 for the session (skipped, loudly, when Debian's
+    server packages are missing)."""
+    from tests.postgres_server import PostgresServer, bindir
+
+    found = bindir()
+    if found is None:
+        pytest.skip("PostgreSQL server packages missing: `pg_config --bindir` has no initdb/pg_ctl")
+    server = PostgresServer(found)
+    yield server
+    server.stop()

@@ -186,9 +186,17 @@ def test_serve_passes_flags_and_leaves_the_rest_to_the_environment(
     import proxy.server
 
     monkeypatch.setattr(proxy.server, "serve", fake_serve)
-    assert cli.main(["serve", "--port", "9001", "--queue-size", "4"]) == 0
+    assert cli.main(["serve", "--port", "9001", "--queue-size", "4", "--workers", "2"]) == 0
     assert calls == [
-        {"policy": None, "host": None, "port": 9001, "log_level": None, "queue_size": 4}
+        {
+            "policy": None,
+            "host": None,
+            "port": 9001,
+            "log_level": None,
+            "queue_size": 4,
+            "database_url": None,
+            "workers": 2,
+        }
     ]
     assert (
         cli.main(["serve", "--policy", "p.yaml", "--host", "0.0.0.0", "--log-level", "debug"]) == 0
@@ -199,6 +207,8 @@ def test_serve_passes_flags_and_leaves_the_rest_to_the_environment(
         "port": None,
         "log_level": "debug",
         "queue_size": None,
+        "database_url": None,
+        "workers": None,
     }
 
 

@@ -1,0 +1,332 @@
+"""The store interface, written once over a small transaction protocol that each database
+implements (``proxy.store.sqlite``, ``proxy.store.postgres``). SQL here uses ``?``
+placeholders and only what SQLite and PostgreSQL share (``ON CONFLICT``, ``RETURNING``).
+
+Budgets (docs/architecture.md, "Keys and budgets"): ``admit`` reserves a request's estimated
+cost atomically against the key's period budget; ``record`` writes ledger rows and, in the same
+transaction, deletes each row's reservation and charges its real cost. A reservation nobody
+settled (its process died) is charged at its reserved amount once it expires, with a ledger
+row of status 0, so a crash never frees budget that may have been spent.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from proxy.store.records import (
+    LEDGER_COLUMNS,
+    WINDOW_S,
+    Admission,
+    AdmitRequest,
+    KeyRecord,
+    KeyUsage,
+    LedgerRow,
+    SpendLine,
+    ledger_values,
+)
+
+_KEY_COLUMNS = (
+    "id, name, hint, created_at, expires_at, revoked_at, budget_usd, period, rpm, tpm, "
+    "models, tasks, max_rounds"
+)
+_INSERT_LEDGER = (
+    f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})"
+)
+_CHARGE = (
+    "INSERT INTO key_spend (key_id, period, spent_usd) VALUES (?, ?, ?) "
+    "ON CONFLICT (key_id, period) DO UPDATE SET spent_usd = key_spend.spent_usd + "
+    "excluded.spent_usd"
+)
+SPEND_GROUPS = {
+    "key": "COALESCE(k.name, '(no key)')",
+    "task": "COALESCE(l.task, '(none)')",
+    "model": "COALESCE(l.model, '(none)')",
+    "day": "{day}",
+}
+UPDATABLE = frozenset(
+    {"name", "budget_usd", "period", "rpm", "tpm", "models", "tasks", "max_rounds", "expires_at"}
+)
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or refused the operation."""
+
+
+class KeyConflict(Exception):
+    """A key name already in use, or an unknown key."""
+
+
+class Tx(Protocol):
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
+
+    async def execute(self, sql: str, params: Sequence[object] = ()) -> int: ...
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None: ...
+
+
+class Store(ABC):
+    """Keys, budgets, rate windows and the spend ledger. Every method is one transaction."""
+
+    day_expression: str
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """A transaction that takes the write lock at once (SQLite ``BEGIN IMMEDIATE``)."""
+
+    @abstractmethod
+    async def admit(self, request: AdmitRequest) -> Admission:
+        """Atomically check the key (revoked, expired), its rate window and budget, and when
+        all allow it reserve ``amount_usd`` and count the request and its tokens."""
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+    # Keys -----------------------------------------------------------------------------
+
+    async def insert_key(self, key: KeyRecord, secret_hash: str) -> None:
+        async with self.transaction() as tx:
+            if await tx.fetch("SELECT 1 FROM api_keys WHERE name = ?", (key.name,)):
+                raise KeyConflict(f"a key named {key.name!r} exists")
+            await tx.execute(
+                f"INSERT INTO api_keys ({_KEY_COLUMNS}, secret_hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*_key_values(key), secret_hash),
+            )
+
+    async def key_by_hash(self, secret_hash: str) -> KeyRecord | None:
+        async with self.transaction() as tx:
+            rows = await tx.fetch(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE secret_hash = ?", (secret_hash,)
+            )
+        return _key(rows[0]) if rows else None
+
+    async def key(self, ref: str) -> KeyRecord:
+        """The key whose id or name is ``ref``; ``KeyConflict`` when there is none."""
+        async with self.transaction() as tx:
+            rows = await tx.fetch(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ? OR name = ?", (ref, ref)
+            )
+        if not rows:
+            raise KeyConflict(f"no key has the id or name {ref[:64]!r}")
+        return _key(rows[0])
+
+    async def has_keys(self) -> bool:
+        """Whether any key was ever made: from then on requests without a valid key are
+        refused (revoking every key closes the proxy; it never reopens it)."""
+        async with self.transaction() as tx:
+            rows = await tx.fetch("SELECT 1 FROM api_keys LIMIT 1")
+        return bool(rows)
+
+    async def keys(self, now: float) -> list[KeyUsage]:
+        """Every key, oldest first, with its current period's spend and reservations."""
+        async with self.transaction() as tx:
+            keys = [
+                _key(row)
+                for row in await tx.fetch(
+                    f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+                )
+            ]
+            spent = {
+                (k, p): float(s)
+                for k, p, s in await tx.fetch("SELECT key_id, period, spent_usd FROM key_spend")
+            }
+            held = {
+                (k, p): float(s)
+                for k, p, s in await tx.fetch(
+                    "SELECT key_id, period, SUM(amount_usd) FROM reservations "
+                    "GROUP BY key_id, period"
+                )
+            }
+        usage = []
+        for key in keys:
+            period = key.period_id(now)
+            usage.append(
+                KeyUsage(
+                    key, period, spent.get((key.id, period), 0.0), held.get((key.id, period), 0.0)
+                )
+            )
+        return usage
+
+    async def update_key(self, key_id: str, changes: dict[str, object]) -> None:
+        unknown = set(changes) - UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
+        if not changes:
+            return
+        values = [
+            json.dumps(list(v)) if isinstance(v, tuple | list) else v for v in changes.values()
+        ]
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        async with self.transaction() as tx:
+            if "name" in changes and await tx.fetch(
+                "SELECT 1 FROM api_keys WHERE name = ? AND id <> ?", (changes["name"], key_id)
+            ):
+                raise KeyConflict(f"a key named {changes['name']!r} exists")
+            await tx.execute(f"UPDATE api_keys SET {assignments} WHERE id = ?", (*values, key_id))
+
+    async def set_secret(self, key_id: str, secret_hash: str, hint: str) -> None:
+        async with self.transaction() as tx:
+            await tx.execute(
+                "UPDATE api_keys SET secret_hash = ?, hint = ? WHERE id = ?",
+                (secret_hash, hint, key_id),
+            )
+
+    async def revoke(self, key_id: str, now: float) -> None:
+        async with self.transaction() as tx:
+            await tx.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, key_id),
+            )
+
+    # Ledger -----------------------------------------------------------------------------
+
+    async def record(self, rows: Sequence[LedgerRow], now: float) -> None:
+        """Write ``rows``, settle their reservations, and charge reservations that expired."""
+        async with self.transaction() as tx:
+            if rows:
+                await tx.executemany(_INSERT_LEDGER, [ledger_values(row) for row in rows])
+            for row in rows:
+                await _settle(tx, row)
+            await _expire(tx, now)
+            await tx.execute(
+                "DELETE FROM rate_windows WHERE window_start < ?", (now // WINDOW_S - 2,)
+            )
+
+    async def prune(self, before: float) -> int:
+        """Delete ledger rows older than ``before`` (the retention setting)."""
+        async with self.transaction() as tx:
+            return await tx.execute("DELETE FROM ledger WHERE time < ?", (before,))
+
+    async def spend(self, by: str, since: float | None) -> list[SpendLine]:
+        """Requests, tokens, cost and reference cost grouped ``by`` key, task, model or day."""
+        group = SPEND_GROUPS[by].format(day=self.day_expression)
+        where = "WHERE l.time >= ?" if since is not None else ""
+        sql = (
+            f"SELECT {group} AS g, COUNT(*), COALESCE(SUM(l.prompt_tokens), 0), "
+            "COALESCE(SUM(l.completion_tokens), 0), COALESCE(SUM(l.cost_usd), 0), "
+            "SUM(l.reference_cost_usd) "
+            f"FROM ledger l LEFT JOIN api_keys k ON k.id = l.key_id {where} "
+            "GROUP BY g ORDER BY g"
+        )
+        async with self.transaction() as tx:
+            rows = await tx.fetch(sql, () if since is None else (since,))
+        return [
+            SpendLine(
+                str(g), int(n), int(p), int(c), float(cost), None if ref is None else float(ref)
+            )
+            for g, n, p, c, cost, ref in rows
+        ]
+
+    async def reservations(self) -> int:
+        async with self.transaction() as tx:
+            return int((await tx.fetch("SELECT COUNT(*) FROM reservations"))[0][0])
+
+
+async def _settle(tx: Tx, row: LedgerRow) -> None:
+    if row.key_id is None:
+        return
+    charge = True
+    if row.reservation_id is not None:
+        # Already charged at its reserved amount if it expired first: not charged twice.
+        charge = bool(
+            await tx.fetch(
+                "DELETE FROM reservations WHERE id = ? RETURNING id", (row.reservation_id,)
+            )
+        )
+    if charge and row.period is not None:
+        await tx.execute(_CHARGE, (row.key_id, row.period, row.cost_usd))
+    if row.window is not None:
+        real = row.prompt_tokens + row.completion_tokens
+        await tx.execute(
+            "UPDATE rate_windows SET tokens = tokens + ? WHERE key_id = ? AND window_start = ?",
+            (real - row.tokens_estimated, row.key_id, row.window),
+        )
+
+
+async def _expire(tx: Tx, now: float) -> None:
+    expired = await tx.fetch(
+        "DELETE FROM reservations WHERE expires_at < ? "
+        "RETURNING key_id, period, amount_usd, request_id, model, task, created_at",
+        (now,),
+    )
+    for key_id, period, amount, request_id, model, task, created in expired:
+        await tx.execute(_CHARGE, (key_id, period, amount))
+        row = LedgerRow(
+            time=float(created),
+            request_id=request_id,
+            key_id=key_id,
+            model=model,
+            task=task,
+            rounds=None,
+            stop_reason="expired",
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost_usd=float(amount),
+            reference_cost_usd=None,
+            latency_ms=0,
+            status=0,
+            fallbacks=0,
+            stream=False,
+        )
+        await tx.execute(_INSERT_LEDGER, ledger_values(row))
+
+
+def new_reservation_id() -> str:
+    return secrets.token_hex(12)
+
+
+def _key_values(key: KeyRecord) -> tuple[object, ...]:
+    return (
+        key.id,
+        key.name,
+        key.hint,
+        key.created_at,
+        key.expires_at,
+        key.revoked_at,
+        key.budget_usd,
+        key.period,
+        key.rpm,
+        key.tpm,
+        None if key.models is None else json.dumps(list(key.models)),
+        None if key.tasks is None else json.dumps(list(key.tasks)),
+        key.max_rounds,
+    )
+
+
+def _key(row: Sequence[Any]) -> KeyRecord:
+    (
+        id_,
+        name,
+        hint,
+        created,
+        expires,
+        revoked,
+        budget,
+        period,
+        rpm,
+        tpm,
+        models,
+        tasks,
+        rounds,
+    ) = row
+    return KeyRecord(
+        id=id_,
+        name=name,
+        hint=hint,
+        created_at=float(created),
+        expires_at=None if expires is None else float(expires),
+        revoked_at=None if revoked is None else float(revoked),
+        budget_usd=None if budget is None else float(budget),
+        period=period,
+        rpm=rpm,
+        tpm=tpm,
+        models=None if models is None else tuple(json.loads(models)),
+        tasks=None if tasks is None else tuple(json.loads(tasks)),
+        max_rounds=rounds,
+    )

@@ -1,0 +1,80 @@
+"""Opening a store and keeping its schema current with Alembic (version table
+``perfics_schema_version``). ``upgrade`` runs at ``perfics serve`` start and from the command
+line; on PostgreSQL an advisory lock lets several proxies start at once.
+
+    sqlite:///.perfics/perfics.db     the default, relative to the working directory
+    sqlite:////var/lib/perfics/x.db   an absolute path
+    postgresql://user:pass@host:5432/perfics
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from proxy.store.base import Store, StoreUnavailable
+
+DEFAULT_URL = "sqlite:///.perfics/perfics.db"
+HEAD = "0002"
+_MIGRATION_LOCK = 0x70657266  # "perf"
+_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password replaced, for messages and logs."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+def _kind(url: str) -> str:
+    if url.startswith("sqlite://"):
+        return "sqlite"
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql"
+    raise StoreUnavailable(
+        f"unsupported database URL {shown_url(url)!r}: use sqlite:///PATH or postgresql://..."
+    )
+
+
+def sqlite_path(url: str) -> str:
+    return url.removeprefix("sqlite:///") or ":memory:"
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at ``url`` to ``revision``; ``StoreUnavailable`` if unreachable."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    kind = _kind(url)
+    if kind == "sqlite":
+        path = sqlite_path(url)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine_url = f"sqlite:///{path}"
+    else:
+        engine_url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    try:
+        engine = create_engine(engine_url)
+        with engine.begin() as connection:
+            if kind == "postgresql":
+                connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+        engine.dispose()
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise StoreUnavailable(f"cannot use the database {shown_url(url)}: {reason}") from exc
+
+
+async def open_store(url: str) -> Store:
+    """A connected store for ``url`` (its schema must be current: ``upgrade`` first)."""
+    if _kind(url) == "sqlite":
+        from proxy.store.sqlite import SqliteStore
+
+        return SqliteStore(sqlite_path(url))
+    from proxy.store.postgres import PostgresStore
+
+    return await PostgresStore.connect(url)
