@@ -5,6 +5,8 @@
                   [--prompt-tokens N | --prompt TEXT] [--max-tokens M] [--model M]
                   [--uses CAP,...] [--json | --explain]
     perfics policy check FILE
+    perfics keys create|list|update|rotate|revoke ...   (proxy/keys_cli.py)
+    perfics spend [--by key|task|model|day] [--since DATE] [--format table|csv|json]
 
 Exit status: 0 success; 2 invalid policy or usage; 3 no possible plan (any routing error:
 budget too small, unknown task or model, invalid value). Errors go to stderr.
@@ -40,6 +42,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "proxy.calibrate.cli:add_calibrate_parser",
         "measure each model's quality per task and round count",
     ),
+    "keys": ("proxy.keys_cli:add_keys_parser", "make, list, change, rotate and revoke API keys"),
+    "spend": ("proxy.keys_cli:add_spend_parser", "spend and saving from the ledger"),
     "report": (
         "proxy.calibrate.cli:add_report_parser",
         "chart quality against cost and refinement gain per task",

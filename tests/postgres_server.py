@@ -70,5 +70,18 @@ class PostgresServer:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
+        if self.data.exists():
+            subprocess.run(
+                [
+                    *self._as,
+                    str(self._bin / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ],
+                capture_output=True,
+                cwd=self.root,
+            )
         shutil.rmtree(self.root, ignore_errors=True)

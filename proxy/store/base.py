@@ -223,10 +223,6 @@ class Store(ABC):
             for g, n, p, c, cost, ref in rows
         ]
 
-    async def reservations(self) -> int:
-        async with self.transaction() as tx:
-            return int((await tx.fetch("SELECT COUNT(*) FROM reservations"))[0][0])
-
 
 async def _settle(tx: Tx, row: LedgerRow) -> None:
     if row.key_id is None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from proxy.store.base import Store, StoreUnavailable
 
 DEFAULT_URL = "sqlite:///.perfics/perfics.db"
-HEAD = "0002"
 _MIGRATION_LOCK = 0x70657266  # "perf"
 _PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
 

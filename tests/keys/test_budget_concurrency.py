@@ -1,0 +1,171 @@
+"""Budgets that hold under concurrency: 100 concurrent refined requests against one key whose
+budget admits about 30, spread over two proxy processes sharing one store (two ``perfics
+serve`` on one PostgreSQL database; ``perfics serve --workers 2`` on one SQLite file). And a
+proxy killed under load: its reservations expire into charged spend, and the ledger keeps
+every request it answered up to its last batch."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.backends.conftest import Stub, label
+from tests.keys.conftest import KeyedServer, keys_policy, make_key
+from tests.postgres_server import PostgresServer
+
+ASK = [{"role": "user", "content": "What is 2+2?"}]
+ESTIMATE_USD = 0.675  # the plan's estimate: up, 2 rounds (perfics route on KEYS_POLICY)
+BUDGET_USD = 30 * ESTIMATE_USD
+
+
+def query(database: str, sql: str) -> list[tuple[Any, ...]]:
+    if database.startswith("sqlite:///"):
+        with sqlite3.connect(database.removeprefix("sqlite:///")) as connection:
+            return connection.execute(sql).fetchall()
+    with psycopg.connect(database) as connection:
+        return connection.execute(sql).fetchall()
+
+
+async def burst(bases: list[str], secret: str, count: int) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        return await asyncio.gather(
+            *(
+                client.post(
+                    f"{bases[i % len(bases)]}/v1/chat/completions",
+                    json={"model": "auto", "messages": ASK},
+                    headers={"authorization": f"Bearer {secret}"},
+                )
+                for i in range(count)
+            )
+        )
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (the workers of ``perfics serve --workers``)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def check_budget_held(database: str, responses: list[httpx.Response]) -> None:
+    answered = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code != 200]
+    assert {r.status_code for r in refused} <= {429}
+    assert all(r.json()["error"]["code"] == "insufficient_quota" for r in refused)
+    assert 20 <= len(answered) <= 40, len(answered)
+    # Refined: rounds as planned, fewer only where the key's last dollars could not pay more.
+    rounds = [int(r.headers["x-perfics-rounds"]) for r in answered]
+    assert sum(n == 2 for n in rounds) >= len(answered) * 3 // 4, rounds
+    wait_until(lambda: query(database, "SELECT COUNT(*) FROM ledger")[0][0] == len(responses))
+    wait_until(lambda: query(database, "SELECT COUNT(*) FROM reservations")[0][0] == 0)
+    ((spent,),) = query(database, "SELECT SUM(spent_usd) FROM key_spend")
+    ((recorded, rows_ok),) = query(
+        database, "SELECT SUM(cost_usd), COUNT(*) FROM ledger WHERE status = 200"
+    )
+    # Each answer cost less than its estimate, so the in-flight estimate error is negative:
+    # the spend may not pass the budget at all.
+    assert spent <= BUDGET_USD + 1e-9
+    assert rows_ok == len(answered)
+    assert recorded == pytest.approx(sum(float(r.headers["x-perfics-cost-usd"]) for r in answered))
+    assert spent == pytest.approx(recorded)
+    ((refusals,),) = query(database, "SELECT COUNT(*) FROM ledger WHERE status = 429")
+    assert refusals == len(refused)
+
+
+def test_two_proxies_on_postgresql_never_overspend(
+    postgres: PostgresServer, upstream: Stub, tmp_path: Path
+) -> None:
+    database = postgres.database("budget_two_proxies")
+    policy = keys_policy(tmp_path, upstream.url(label("ok")))
+    first = KeyedServer(policy, database)
+    second = KeyedServer(policy, database)
+    try:
+        secret = make_key(database, "--name", "team", "--budget-usd", str(BUDGET_USD))
+        responses = asyncio.run(burst([first.base_url, second.base_url], secret, 100))
+        check_budget_held(database, responses)
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_workers_on_sqlite_never_overspend(upstream: Stub, tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path}/workers.db"
+    policy = keys_policy(tmp_path, upstream.url(label("ok")))
+    server = KeyedServer(policy, database, workers="2")
+    try:
+        secret = make_key(database, "--name", "team", "--budget-usd", str(BUDGET_USD))
+        responses = asyncio.run(burst([server.base_url], secret, 100))
+        check_budget_held(database, responses)
+        assert len(children(server.proc.pid)) == 2
+    finally:
+        server.stop()
+
+
+def test_a_killed_proxy_loses_no_budget_and_at_most_its_last_batch(
+    postgres: PostgresServer, upstream: Stub, tmp_path: Path
+) -> None:
+    database = postgres.database("budget_killed")
+    fast = keys_policy(tmp_path, upstream.url(label("ok")), reservation_ttl_s=3)
+    secret = make_key(database, "--name", "team", "--budget-usd", "100")
+    victim = KeyedServer(fast, database)
+    try:
+        answered = asyncio.run(burst([victim.base_url], secret, 5))
+        assert all(r.status_code == 200 for r in answered)
+        wait_until(lambda: query(database, "SELECT COUNT(*) FROM ledger")[0][0] == 5)
+        # Now requests that hang upstream, and the process dies under them.
+        slow_dir = tmp_path / "slow"
+        slow_dir.mkdir()
+        slow = keys_policy(slow_dir, upstream.url(label("slow30")), reservation_ttl_s=3)
+        victim.stop()
+        victim = KeyedServer(slow, database)
+
+        async def doomed() -> None:
+            task = asyncio.ensure_future(burst([victim.base_url], secret, 8))
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                if query(database, "SELECT COUNT(*) FROM reservations")[0][0] == 8:
+                    break
+            os.kill(victim.proc.pid, signal.SIGKILL)
+            await asyncio.gather(task, return_exceptions=True)
+
+        asyncio.run(doomed())
+        assert query(database, "SELECT COUNT(*) FROM reservations")[0][0] == 8
+    finally:
+        victim.stop()
+    # Another proxy on the same store charges them once they expire.
+    survivor = KeyedServer(fast, database)
+    try:
+        wait_until(lambda: query(database, "SELECT COUNT(*) FROM reservations")[0][0] == 0)
+        rows = query(database, "SELECT status, stop_reason, cost_usd FROM ledger ORDER BY id")
+        assert [r[0] for r in rows[:5]] == [200] * 5
+        expired = [r for r in rows if r[1] == "expired"]
+        assert len(expired) == 8 and all(r[0] == 0 for r in expired)
+        ((spent,),) = query(database, "SELECT SUM(spent_usd) FROM key_spend")
+        assert spent == pytest.approx(sum(r[2] for r in rows))
+        assert spent >= 8 * ESTIMATE_USD
+    finally:
+        survivor.stop()

@@ -1,0 +1,184 @@
+"""Keys through the real OpenAI SDK against a real ``perfics serve``: made with ``perfics
+keys``, limits that narrow the request, revocation, rotation, expiry, rate limits with
+OpenAI's headers, the admin routes and bad input."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.keys.conftest import KeyedServer, keys_policy, make_key, perfics
+
+ADMIN = {"authorization": "Bearer admin-secret-1"}
+ASK = [{"role": "user", "content": "What is 2+2?"}]
+
+
+def client(server: KeyedServer, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key, max_retries=0)
+
+
+@pytest.fixture
+def served(tmp_path: Path, stub_base: str) -> tuple[KeyedServer, str]:
+    database = f"sqlite:///{tmp_path}/keys.db"
+    server = KeyedServer(keys_policy(tmp_path, stub_base), database)
+    yield server, database
+    server.stop()
+
+
+def test_a_key_with_limits_is_served_and_narrows_what_it_may_ask(
+    served: tuple[KeyedServer, str],
+) -> None:
+    server, database = served
+    secret = make_key(
+        database,
+        "--name",
+        "team-a",
+        "--budget-usd",
+        "3",
+        "--period",
+        "month",
+        "--rpm",
+        "100",
+        "--tpm",
+        "100000",
+        "--models",
+        "up",
+        "--tasks",
+        "general",
+        "--max-rounds",
+        "2",
+    )
+    sdk = client(server, secret)
+    raw = sdk.chat.completions.with_raw_response.create(model="auto", messages=ASK)
+    answer = raw.parse()
+    assert answer.choices[0].message.content
+    assert raw.headers["x-perfics-model"] == "up"
+    assert raw.headers["x-ratelimit-limit-requests"] == "100"
+    assert raw.headers["x-ratelimit-remaining-requests"] == "99"
+    assert raw.headers["x-ratelimit-limit-tokens"] == "100000"
+    assert int(raw.headers["x-ratelimit-remaining-tokens"]) < 100000
+    assert raw.headers["x-ratelimit-reset-requests"].endswith("s")
+    # The key's remaining budget is the request's ceiling when it declares none.
+    assert 0 < float(raw.headers["x-perfics-budget-usd"]) <= 3
+
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        sdk.chat.completions.create(model="other", messages=ASK)
+    assert denied.value.body["param"] == "model" and "team-a" in denied.value.message
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        sdk.chat.completions.create(
+            model="auto", messages=ASK, extra_headers={"X-Perfics-Task": "coding"}
+        )
+    assert denied.value.body["param"] == "task"
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        sdk.chat.completions.create(
+            model="auto", messages=ASK, extra_headers={"X-Perfics-Max-Rounds": "3"}
+        )
+    assert denied.value.body["param"] == "max_rounds"
+    with pytest.raises(openai.RateLimitError) as refused:
+        sdk.chat.completions.create(
+            model="auto", messages=ASK, extra_headers={"X-Perfics-Budget-Usd": "50"}
+        )
+    assert refused.value.code == "insufficient_quota"
+    assert refused.value.body["type"] == "insufficient_quota"
+
+    time.sleep(0.6)  # a ledger batch
+    listed = json.loads(perfics("keys", "list", "--json", database=database).stdout)
+    (team,) = listed
+    assert team["name"] == "team-a" and team["spent_usd"] > 0
+    assert team["remaining_usd"] == pytest.approx(3 - team["spent_usd"])
+    assert team["reserved_usd"] == 0
+    spend = json.loads(
+        perfics("spend", "--by", "key", "--format", "json", database=database).stdout
+    )
+    row = next(r for r in spend if r["key"] == "team-a")
+    assert row["requests"] == 5  # one answered, four refused: every request is in the ledger
+    assert row["cost_usd"] == pytest.approx(team["spent_usd"])
+    assert row["saving_usd"] > 0
+
+
+def test_missing_wrong_revoked_rotated_and_expired_keys_are_refused(
+    served: tuple[KeyedServer, str],
+) -> None:
+    server, database = served
+    secret = make_key(database, "--name", "team-b")
+    assert client(server, secret).chat.completions.create(model="auto", messages=ASK).choices
+    for bad in ("", "sk-not-ours", "pk-" + "A" * 43, "' OR '1'='1", "pk-" + "x" * 5000):
+        with pytest.raises(openai.AuthenticationError):
+            client(server, bad or "none").chat.completions.create(model="auto", messages=ASK)
+    assert httpx.get(f"{server.base_url}/v1/models").status_code == 401
+
+    rotated = perfics("keys", "rotate", "team-b", database=database)
+    assert rotated.returncode == 0, rotated.stderr
+    new = rotated.stdout.strip()
+    time.sleep(1.2)  # the key cache of the serving process
+    with pytest.raises(openai.AuthenticationError):
+        client(server, secret).chat.completions.create(model="auto", messages=ASK)
+    assert client(server, new).chat.completions.create(model="auto", messages=ASK).choices
+
+    revoked = httpx.post(f"{server.base_url}/admin/keys/team-b/revoke", headers=ADMIN)
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    with pytest.raises(openai.AuthenticationError) as refused:
+        client(server, new).chat.completions.create(model="auto", messages=ASK)
+    assert "revoked" in refused.value.message
+
+    expired = make_key(database, "--name", "old", "--expires", "2001-01-01")
+    time.sleep(1.2)
+    with pytest.raises(openai.AuthenticationError):
+        client(server, expired).chat.completions.create(model="auto", messages=ASK)
+
+
+def test_rate_limit_answers_429_with_retry_after(served: tuple[KeyedServer, str]) -> None:
+    server, database = served
+    secret = make_key(database, "--name", "slow-team", "--rpm", "2")
+    sdk = client(server, secret)
+    sdk.chat.completions.create(model="auto", messages=ASK)
+    second = sdk.chat.completions.with_raw_response.create(model="auto", messages=ASK)
+    assert second.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(openai.RateLimitError) as limited:
+        sdk.chat.completions.create(model="auto", messages=ASK)
+    assert limited.value.code == "rate_limit_exceeded"
+    headers = limited.value.response.headers
+    assert 1 <= int(headers["retry-after"]) <= 60
+    assert headers["x-ratelimit-limit-requests"] == "2"
+
+
+def test_admin_key_routes_and_bad_input(served: tuple[KeyedServer, str]) -> None:
+    server, _ = served
+    base = f"{server.base_url}/admin/keys"
+    assert httpx.post(base, json={"name": "x"}).status_code == 401  # loopback is not enough
+    made = httpx.post(base, json={"name": "ops", "budget_usd": 1.5, "rpm": 10}, headers=ADMIN)
+    assert made.status_code == 201
+    body = made.json()
+    assert body["secret"].startswith("pk-") and body["remaining_usd"] == 1.5
+    listed = httpx.get(base, headers=ADMIN).json()["data"]
+    assert [k["name"] for k in listed] == ["ops"] and "secret" not in listed[0]
+    changed = httpx.patch(f"{base}/ops", json={"rpm": None, "max_rounds": 1}, headers=ADMIN)
+    assert changed.status_code == 200
+    assert (changed.json()["rpm"], changed.json()["max_rounds"]) == (None, 1)
+    for bad, param in (
+        ({"name": "x'; DROP TABLE api_keys;--"}, "name"),
+        ({"name": "ok", "budget_usd": -1}, "budget_usd"),
+        ({"name": "ok", "period": "year"}, "period"),
+        ({"name": "ok", "colour": "red"}, "colour"),
+        ({"name": "ops"}, "name"),  # taken
+    ):
+        refused = httpx.post(base, json=bad, headers=ADMIN)
+        assert refused.status_code == 400, bad
+        assert refused.json()["error"]["param"] == param, refused.json()
+    missing = httpx.get(f"{base}/' OR '1'='1", headers=ADMIN)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "key_not_found"
+    unknown = httpx.get(f"{server.base_url}/admin/nothing-here", headers=ADMIN)
+    assert unknown.status_code == 404 and set(unknown.json()["error"]) == {
+        "message",
+        "type",
+        "param",
+        "code",
+    }
+    spend = httpx.get(f"{server.base_url}/admin/spend?by=colour", headers=ADMIN)
+    assert spend.status_code == 400 and spend.json()["error"]["param"] == "by"
+    assert httpx.get(base, headers=ADMIN).json()["data"][0]["name"] == "ops"  # table intact
