@@ -1,6 +1,6 @@
 """perfics beside LiteLLM, in one run: latency and throughput, the embedded path, memory.
 
-    python -m benchmarks [--quick] [--only latency,embedded,memory] [--skip-litellm]
+    python -m benchmarks [--quick] [--only latency,embedded,memory,keys] [--skip-litellm]
                          [--rounds N] [--embedded-threads N] [--results DIR]
 
 Every server is a child process on 127.0.0.1, stopped when the run ends. Tables go to stdout
@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import embedded, latency, memory, report
+from benchmarks import embedded, keys, latency, memory, report
 from benchmarks.processes import ROOT, Server, start_stub
 from benchmarks.servers import ensure_litellm, perfics_policy, start_litellm, start_perfics
 
-PARTS = ("latency", "embedded", "memory")
+PARTS = ("latency", "embedded", "memory", "keys")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,11 +43,14 @@ def main(argv: list[str] | None = None) -> int:
             results["latency"] = _latency(workdir, args)
         if "memory" in parts:
             results["memory"] = _memory(workdir, args)
+        if "keys" in parts:
+            results["keys"] = keys.run(workdir, quick=args.quick, rounds=args.rounds)
         if "embedded" in parts:
             print("embedded: perfics vs llama-cpp-python in-process ...", flush=True)
             repetitions = 2 if args.quick else 3
             results["embedded"] = embedded.run(workdir, repetitions, args.embedded_threads)
     _print(results)
+    _print_keys(results)
     args.results.mkdir(parents=True, exist_ok=True)
     out = args.results / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2))
@@ -163,6 +166,15 @@ def _print(results: dict[str, Any]) -> None:
             "repetitions\n"
         )
         print(report.embedded_table(results["embedded"]))
+
+
+def _print_keys(results: dict[str, Any]) -> None:
+    if "keys" in results:
+        print(
+            "\nKeys: a key with a budget, requests- and tokens-per-minute limits and the ledger, "
+            "beside keys off, and keys off under --workers 2 (non-streaming, stub upstream)\n"
+        )
+        print(keys.table(results["keys"]))
 
 
 def _mb(values: dict[str, float]) -> str:

@@ -91,11 +91,17 @@ class Samples:
 
 
 async def measure(
-    servers: dict[str, Server], scenario: Scenario, rounds: int
+    servers: dict[str, Server],
+    scenario: Scenario,
+    rounds: int,
+    headers: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run one scenario over every target in ``servers`` (direct first), interleaved."""
+    """Run one scenario over every target in ``servers`` (direct first), interleaved; each
+    target sends ``headers[name]`` when given, else the master key."""
     requests = {
-        name: build_request(Target(HOST, server.port), scenario.body(), HEADERS)
+        name: build_request(
+            Target(HOST, server.port), scenario.body(), (headers or {}).get(name, HEADERS)
+        )
         for name, server in servers.items()
     }
 
