@@ -193,11 +193,19 @@ class _Request:
             self.decision = pipeline.decide(self.runtime, self.chat, self.headers, scope)
             self.ticket = await self.accounts.admit(key, self.decision, request_id)
         left = self.ticket.left_usd
+        if left is None:
+            return
+        # The key's budget is the run's ceiling only where it could bind: a ceiling caps
+        # answers at the planned length and holds the upstream to it by streaming, which a
+        # request far inside its key's budget does not need (its overspend is at most its
+        # estimate's error, like any request in flight).
         declarations = self.decision.declarations
-        if left is not None and (declarations.budget_usd is None or declarations.budget_usd > left):
-            # The loop's own budget stop counts against what the key has left.
-            budget = replace(declarations, budget_usd=max(left, 0.0), budget_source="key")
-            self.decision = replace(self.decision, declarations=budget)
+        binds = left < self.decision.worst_case_usd(self.runtime.policy)
+        if binds and (declarations.budget_usd is None or declarations.budget_usd > left):
+            declarations = replace(declarations, budget_usd=max(left, 0.0), budget_source="key")
+        elif not binds and declarations.budget_source == "key":
+            declarations = replace(declarations, budget_usd=None, budget_source=None)
+        self.decision = replace(self.decision, declarations=declarations)
 
     def _row(self, request_id: str, status: int) -> LedgerRow:
         outcome, ticket, decision = self.outcome, self.ticket, self.decision

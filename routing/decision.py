@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from routing.cost import format_usd
+from routing.cost import cost_usd, format_usd
 from routing.declarations import Declarations, resolve_declarations
 from routing.errors import BudgetExceeded, KeyLimit, QuotaExhausted, shown
 from routing.planner import Candidate, Plan, PlanRequest, plan
@@ -59,6 +59,23 @@ class Decision:
     declarations: Declarations
     plan: Plan
     prompt_tokens: int
+
+    def worst_case_usd(self, policy: Policy) -> float:
+        """What the request could cost at most if nothing capped its answers: every model of
+        the plan tried in turn, each at its planned rounds, each answer as long as the model's
+        context allows. A budget at least this large cannot bind."""
+        estimate = self.plan.estimate
+        index = policy.index
+        total = 0.0
+        for attempt in self.plan.attempts():
+            spec = index.models[attempt.model]
+            longest = replace(estimate, a=max(spec.context_window - estimate.p, estimate.a))
+            total += cost_usd(
+                index.prices[attempt.model],
+                longest.input_tokens(attempt.rounds),
+                longest.output_tokens(attempt.rounds),
+            )
+        return total
 
     def candidate(self, model: str) -> Candidate:
         """The plan's entry for the model that answers (the winner unless it fell back)."""

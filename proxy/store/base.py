@@ -38,10 +38,11 @@ _INSERT_LEDGER = (
     f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})"
 )
+# Charge ``spent`` and release ``reserved`` (what the settled reservations held).
 _CHARGE = (
-    "INSERT INTO key_spend (key_id, period, spent_usd) VALUES (?, ?, ?) "
+    "INSERT INTO key_spend (key_id, period, spent_usd, reserved_usd) VALUES (?, ?, ?, 0) "
     "ON CONFLICT (key_id, period) DO UPDATE SET spent_usd = key_spend.spent_usd + "
-    "excluded.spent_usd"
+    "excluded.spent_usd, reserved_usd = key_spend.reserved_usd - ?"
 )
 SPEND_GROUPS = {
     "key": "COALESCE(k.name, '(no key)')",
@@ -132,25 +133,17 @@ class Store(ABC):
                     f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
                 )
             ]
-            spent = {
-                (k, p): float(s)
-                for k, p, s in await tx.fetch("SELECT key_id, period, spent_usd FROM key_spend")
-            }
-            held = {
-                (k, p): float(s)
-                for k, p, s in await tx.fetch(
-                    "SELECT key_id, period, SUM(amount_usd) FROM reservations "
-                    "GROUP BY key_id, period"
+            sums = {
+                (k, p): (float(s), float(r))
+                for k, p, s, r in await tx.fetch(
+                    "SELECT key_id, period, spent_usd, reserved_usd FROM key_spend"
                 )
             }
         usage = []
         for key in keys:
             period = key.period_id(now)
-            usage.append(
-                KeyUsage(
-                    key, period, spent.get((key.id, period), 0.0), held.get((key.id, period), 0.0)
-                )
-            )
+            spent, held = sums.get((key.id, period), (0.0, 0.0))
+            usage.append(KeyUsage(key, period, spent, held))
         return usage
 
     async def update_key(self, key_id: str, changes: dict[str, object]) -> None:
@@ -191,8 +184,7 @@ class Store(ABC):
         async with self.transaction() as tx:
             if rows:
                 await tx.executemany(_INSERT_LEDGER, [ledger_values(row) for row in rows])
-            for row in rows:
-                await _settle(tx, row)
+                await _settle(tx, rows)
             await _expire(tx, now)
             await tx.execute(
                 "DELETE FROM rate_windows WHERE window_start < ?", (now // WINDOW_S - 2,)
@@ -224,24 +216,38 @@ class Store(ABC):
         ]
 
 
-async def _settle(tx: Tx, row: LedgerRow) -> None:
-    if row.key_id is None:
-        return
-    charge = True
-    if row.reservation_id is not None:
-        # Already charged at its reserved amount if it expired first: not charged twice.
-        charge = bool(
-            await tx.fetch(
-                "DELETE FROM reservations WHERE id = ? RETURNING id", (row.reservation_id,)
-            )
-        )
-    if charge and row.period is not None:
-        await tx.execute(_CHARGE, (row.key_id, row.period, row.cost_usd))
-    if row.window is not None:
-        real = row.prompt_tokens + row.completion_tokens
+async def _settle(tx: Tx, rows: Sequence[LedgerRow]) -> None:
+    """Charge each key's real costs per period and release what their reservations held; a
+    reservation that expired first was charged at its amount then, and is not charged again."""
+    keyed = [row for row in rows if row.key_id is not None and row.period is not None]
+    held: dict[str, float] = {}
+    ids = [row.reservation_id for row in keyed if row.reservation_id is not None]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for reservation, amount in await tx.fetch(
+            f"DELETE FROM reservations WHERE id IN ({marks}) RETURNING id, amount_usd", chunk
+        ):
+            held[reservation] = float(amount)
+    charges: dict[tuple[str, str], list[float]] = {}
+    corrections: dict[tuple[str, int], int] = {}
+    for row in keyed:
+        assert row.key_id is not None and row.period is not None
+        if row.reservation_id is not None and row.reservation_id not in held:
+            continue
+        charge = charges.setdefault((row.key_id, row.period), [0.0, 0.0])
+        charge[0] += row.cost_usd
+        charge[1] += held.get(row.reservation_id or "", 0.0)
+        if row.window is not None:
+            real = row.prompt_tokens + row.completion_tokens
+            slot = (row.key_id, row.window)
+            corrections[slot] = corrections.get(slot, 0) + real - row.tokens_estimated
+    for (key_id, period), (cost, released) in charges.items():
+        await tx.execute(_CHARGE, (key_id, period, cost, released))
+    for (key_id, window), delta in corrections.items():
         await tx.execute(
             "UPDATE rate_windows SET tokens = tokens + ? WHERE key_id = ? AND window_start = ?",
-            (real - row.tokens_estimated, row.key_id, row.window),
+            (delta, key_id, window),
         )
 
 
@@ -252,7 +258,7 @@ async def _expire(tx: Tx, now: float) -> None:
         (now,),
     )
     for key_id, period, amount, request_id, model, task, created in expired:
-        await tx.execute(_CHARGE, (key_id, period, amount))
+        await tx.execute(_CHARGE, (key_id, period, amount, amount))
         row = LedgerRow(
             time=float(created),
             request_id=request_id,

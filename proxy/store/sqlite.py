@@ -18,6 +18,28 @@ from proxy.store.base import Store, StoreUnavailable, Tx
 from proxy.store.records import Admission, AdmitRequest, Verdict
 
 BUSY_TIMEOUT_MS = 5000
+# The same checks, in the same order, as ``perfics_admit`` in the PostgreSQL migration.
+_ADMIT_READ = (
+    "SELECT a.budget_usd, a.rpm, a.tpm, a.revoked_at, a.expires_at, "
+    "COALESCE(s.spent_usd, 0) + COALESCE(s.reserved_usd, 0), "
+    "COALESCE(w.requests, 0), COALESCE(w.tokens, 0) FROM api_keys a "
+    "LEFT JOIN key_spend s ON s.key_id = a.id AND s.period = ? "
+    "LEFT JOIN rate_windows w ON w.key_id = a.id AND w.window_start = ? WHERE a.id = ?"
+)
+_RESERVE = (
+    "INSERT INTO key_spend (key_id, period, spent_usd, reserved_usd) VALUES (?, ?, 0, ?) "
+    "ON CONFLICT (key_id, period) DO UPDATE SET reserved_usd = key_spend.reserved_usd + "
+    "excluded.reserved_usd"
+)
+_HOLD = (
+    "INSERT INTO reservations (id, key_id, period, amount_usd, request_id, model, task, "
+    "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_COUNT = (
+    "INSERT INTO rate_windows (key_id, window_start, requests, tokens) VALUES (?, ?, 1, ?) "
+    "ON CONFLICT (key_id, window_start) DO UPDATE SET requests = rate_windows.requests + 1, "
+    "tokens = rate_windows.tokens + excluded.tokens"
+)
 
 
 class _SqliteTx:
@@ -70,61 +92,51 @@ class SqliteStore(Store):
 
     async def admit(self, request: AdmitRequest) -> Admission:
         r = request
-        async with self.transaction() as tx:
-            rows = await tx.fetch(
-                "SELECT budget_usd, rpm, tpm, revoked_at, expires_at FROM api_keys WHERE id = ?",
-                (r.key_id,),
+        db = self._db
+        # On the loop, without the transaction helper: this is the hot path's one store call.
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"the SQLite database is unavailable: {exc}") from exc
+        try:
+            admission = self._admit(r)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return admission
+
+    def _admit(self, r: AdmitRequest) -> Admission:
+        db = self._db
+        row = db.execute(_ADMIT_READ, (r.period, r.window, r.key_id)).fetchone()
+        if row is None:
+            return Admission("revoked", None, 0, 0)
+        budget, rpm, tpm, revoked, expires, used, requests, tokens = row
+        if revoked is not None or (expires is not None and expires <= r.now):
+            return Admission("revoked", None, 0, 0)
+        left = None if budget is None else budget - used
+        verdict = _verdict(r, left, rpm, tpm, requests, tokens)
+        if verdict != "ok":
+            return Admission(verdict, left, requests, tokens)
+        if budget is not None:
+            db.execute(_RESERVE, (r.key_id, r.period, r.amount_usd))
+            db.execute(
+                _HOLD,
+                (
+                    r.reservation_id,
+                    r.key_id,
+                    r.period,
+                    r.amount_usd,
+                    r.request_id,
+                    r.model,
+                    r.task,
+                    r.now,
+                    r.now + r.ttl_s,
+                ),
             )
-            if not rows:
-                return Admission("revoked", None, 0, 0)
-            budget, rpm, tpm, revoked, expires = rows[0]
-            if revoked is not None or (expires is not None and expires <= r.now):
-                return Admission("revoked", None, 0, 0)
-            window = await tx.fetch(
-                "SELECT requests, tokens FROM rate_windows WHERE key_id = ? AND window_start = ?",
-                (r.key_id, r.window),
-            )
-            requests, tokens = window[0] if window else (0, 0)
-            left: float | None = None
-            if budget is not None:
-                spent = await tx.fetch(
-                    "SELECT spent_usd FROM key_spend WHERE key_id = ? AND period = ?",
-                    (r.key_id, r.period),
-                )
-                held = await tx.fetch(
-                    "SELECT COALESCE(SUM(amount_usd), 0) FROM reservations "
-                    "WHERE key_id = ? AND period = ?",
-                    (r.key_id, r.period),
-                )
-                left = float(budget) - (float(spent[0][0]) if spent else 0.0) - float(held[0][0])
-            verdict = _verdict(r, left, rpm, tpm, requests, tokens)
-            if verdict != "ok":
-                return Admission(verdict, left, requests, tokens)
-            if budget is not None:
-                await tx.execute(
-                    "INSERT INTO reservations (id, key_id, period, amount_usd, request_id, "
-                    "model, task, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        r.reservation_id,
-                        r.key_id,
-                        r.period,
-                        r.amount_usd,
-                        r.request_id,
-                        r.model,
-                        r.task,
-                        r.now,
-                        r.now + r.ttl_s,
-                    ),
-                )
-            if rpm is not None or tpm is not None:
-                await tx.execute(
-                    "INSERT INTO rate_windows (key_id, window_start, requests, tokens) "
-                    "VALUES (?, ?, 1, ?) ON CONFLICT (key_id, window_start) DO UPDATE SET "
-                    "requests = rate_windows.requests + 1, tokens = rate_windows.tokens + "
-                    "excluded.tokens",
-                    (r.key_id, r.window, r.tokens),
-                )
-            return Admission("ok", left, requests + 1, tokens + r.tokens)
+        if rpm is not None or tpm is not None:
+            db.execute(_COUNT, (r.key_id, r.window, r.tokens))
+        return Admission("ok", left, requests + 1, tokens + r.tokens)
 
     async def aclose(self) -> None:
         self._db.close()

@@ -23,22 +23,20 @@ DECLARE
     k record;
 BEGIN
     requests := 0; tokens := 0; left_usd := NULL;
-    SELECT budget_usd, rpm, tpm, revoked_at, expires_at INTO k
-        FROM api_keys WHERE id = p_key FOR UPDATE;
+    SELECT a.budget_usd, a.rpm, a.tpm, a.revoked_at, a.expires_at,
+           COALESCE(s.spent_usd, 0) + COALESCE(s.reserved_usd, 0) AS used,
+           COALESCE(w.requests, 0) AS window_requests, COALESCE(w.tokens, 0) AS window_tokens
+        INTO k
+        FROM api_keys a
+        LEFT JOIN key_spend s ON s.key_id = a.id AND s.period = p_period
+        LEFT JOIN rate_windows w ON w.key_id = a.id AND w.window_start = p_window
+        WHERE a.id = p_key FOR UPDATE OF a;
     IF NOT FOUND OR k.revoked_at IS NOT NULL
             OR (k.expires_at IS NOT NULL AND k.expires_at <= p_now) THEN
         verdict := 'revoked'; RETURN;
     END IF;
-    SELECT w.requests, w.tokens INTO requests, tokens FROM rate_windows w
-        WHERE w.key_id = p_key AND w.window_start = p_window;
-    requests := COALESCE(requests, 0); tokens := COALESCE(tokens, 0);
-    IF k.budget_usd IS NOT NULL THEN
-        left_usd := k.budget_usd
-            - COALESCE((SELECT spent_usd FROM key_spend
-                        WHERE key_id = p_key AND period = p_period), 0)
-            - COALESCE((SELECT SUM(amount_usd) FROM reservations
-                        WHERE key_id = p_key AND period = p_period), 0);
-    END IF;
+    requests := k.window_requests; tokens := k.window_tokens;
+    IF k.budget_usd IS NOT NULL THEN left_usd := k.budget_usd - k.used; END IF;
     IF k.rpm IS NOT NULL AND requests + 1 > k.rpm THEN verdict := 'requests'; RETURN; END IF;
     IF k.tpm IS NOT NULL AND tokens + p_tokens > k.tpm THEN verdict := 'tokens'; RETURN; END IF;
     IF left_usd IS NOT NULL AND p_declared IS NOT NULL AND p_declared > left_usd THEN
@@ -46,6 +44,10 @@ BEGIN
     END IF;
     IF left_usd IS NOT NULL AND p_amount > left_usd THEN verdict := 'budget'; RETURN; END IF;
     IF k.budget_usd IS NOT NULL THEN
+        INSERT INTO key_spend (key_id, period, spent_usd, reserved_usd)
+            VALUES (p_key, p_period, 0, p_amount)
+            ON CONFLICT (key_id, period) DO UPDATE
+            SET reserved_usd = key_spend.reserved_usd + EXCLUDED.reserved_usd;
         INSERT INTO reservations (id, key_id, period, amount_usd, request_id, model, task,
                                   created_at, expires_at)
             VALUES (p_reservation, p_key, p_period, p_amount, p_request, p_model, p_task,
@@ -86,6 +88,8 @@ def upgrade() -> None:
         sa.Column("key_id", sa.Text, sa.ForeignKey("api_keys.id"), primary_key=True),
         sa.Column("period", sa.Text, primary_key=True),
         sa.Column("spent_usd", sa.Float, nullable=False),
+        # The sum of the key's open reservations in the period, kept with them.
+        sa.Column("reserved_usd", sa.Float, nullable=False, server_default="0"),
     )
     op.create_table(
         "reservations",
@@ -99,7 +103,6 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("expires_at", sa.Float, nullable=False),
     )
-    op.create_index("reservations_by_key", "reservations", ["key_id", "period"])
     op.create_index("reservations_by_expiry", "reservations", ["expires_at"])
     op.create_table(
         "rate_windows",
