@@ -3,16 +3,26 @@ ledger, for one process over the shared store (``proxy.store``).
 
     caller = await accounts.caller(headers, api_key)          # 401 unless allowed
     scope = accounts.scope(caller)                            # the key's limits for routing
-    ticket = await accounts.admit(caller, decision, request_id)   # reserve; 429 / 503
-    accounts.record(ticket.row(...))                          # ledger + settlement, batched
+    ticket = await accounts.admit(caller, decision, request_id)   # draw on a lease; 429 / 503
+    accounts.record(row)                                      # ledger + settlement, batched
 
 Keys are looked up in the store and kept for ``KEY_CACHE_S`` (a revoked or rotated key stops
-working in other processes within that second; a metered key's admission reads the store
-anyway, so a revoked budgeted key is refused at once). Requests of a key with a budget or a
-rate limit cost one store transaction before the first model call; everything else the store
-hears of comes in the ledger batches, written off the request path every
-``server.ledger_interval_s``. A process that dies loses at most that last batch; its
-reservations are charged when they expire (``proxy.store.base``).
+working in every process within that second).
+
+A key with a budget or a rate limit is admitted from a lease: this process holds part of the
+key's budget and of its current minute's requests and tokens, granted by the store in one
+transaction against what every other process holds, and draws on it in memory. Only a request
+its lease cannot cover waits for the store, which grants enough for it and about
+``LEASE_REQUESTS`` more (at least ``LEASE_SHARE`` of the key's limit). What an idle lease
+still holds after ``LEASE_IDLE_S`` goes back to the store with the next ledger batch. So the
+budget holds exactly across processes (everything held or spent is in the store), at the cost
+that a key near its limit may be refused by one process while another still holds some of
+what is left, for at most a second.
+
+The ledger is written off the request path every ``server.ledger_interval_s``; each batch
+also settles its requests (charges the real cost, releases what they drew) and renews this
+process's leases. A process that dies loses at most its last batch; its leases, no longer
+renewed, are charged whole when ``server.lease_ttl_s`` runs out (``proxy.store.base``).
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ import asyncio
 import contextlib
 import hmac
 import math
+import os
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,25 +41,29 @@ import structlog
 
 from proxy.errors import AuthenticationFailed, KeyStoreUnavailable, QuotaExceeded, RateLimited
 from proxy.keys import hash_secret, looks_like_secret
-from proxy.store.base import Store, StoreUnavailable, new_reservation_id
-from proxy.store.records import WINDOW_S, Admission, AdmitRequest, KeyRecord, LedgerRow
+from proxy.store.base import Store, StoreUnavailable
+from proxy.store.records import WINDOW_S, Grant, KeyRecord, LeaseRequest, LedgerRow
 from routing.cost import format_usd
 from routing.decision import Decision, KeyScope
 
 log = structlog.get_logger(__name__)
 
 KEY_CACHE_S = 1.0
+LEASE_REQUESTS = 16
+LEASE_SHARE = 0.05
+LEASE_IDLE_S = 1.0
 MAX_PENDING_ROWS = 100_000
 _PRUNE_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """A request admitted for a key: what it reserved, and the headers that report the key's
-    rate limits (empty without one)."""
+    """A request admitted for a key: the lease it drew ``amount_usd`` from, what the key had
+    left before it (None without a budget), and the headers that report the key's rate limits
+    (empty without one)."""
 
     key: KeyRecord
-    reservation_id: str | None
+    lease_id: str | None
     period: str
     window: int | None
     tokens_estimated: int
@@ -56,22 +72,46 @@ class Ticket:
     headers: Mapping[str, str]
 
 
+@dataclass(slots=True)
+class _Lease:
+    """What this process holds of one key's budget (in ``period``) and rate ``window``, not
+    yet drawn; ``left_after`` is what the store had left after the last grant."""
+
+    id: str
+    period: str
+    usd: float = 0.0
+    left_after: float | None = None
+    window: int = -1
+    requests: int = 0
+    tokens: int = 0
+    window_requests: int = 0
+    window_tokens: int = 0
+    last_used: float = 0.0
+
+    @property
+    def left_usd(self) -> float | None:
+        """What the key has left as this process sees it (its own lease included)."""
+        return None if self.left_after is None else self.left_after + self.usd
+
+
 class Accounts:
     def __init__(
         self,
         store: Store,
         *,
-        reservation_ttl_s: float,
+        lease_ttl_s: float,
         ledger_interval_s: float,
         retention_days: float,
     ) -> None:
         self.store = store
-        self._ttl_s = reservation_ttl_s
+        self._ttl_s = lease_ttl_s
         self._interval_s = ledger_interval_s
         self._retention_s = retention_days * 86400
         self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
         self._has_keys: tuple[float, bool] = (-math.inf, False)
-        self._left: dict[str, float] = {}
+        self.process = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._leases: dict[str, _Lease] = {}
+        self._returns: list[tuple[str, float]] = []
         self._pending: list[LedgerRow] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -117,6 +157,8 @@ class Accounts:
         try:
             exist = await self.store.has_keys()
         except StoreUnavailable as exc:
+            if checked > -math.inf and not exist:
+                return False  # an open proxy stays open while its store is away
             raise _unavailable(exc) from exc
         self._has_keys = (now, exist)
         return exist
@@ -130,62 +172,125 @@ class Accounts:
 
     def scope(self, key: KeyRecord) -> KeyScope:
         """The key's limits for the planner; what its budget has left as last seen here."""
-        left = self._left.get(key.id, key.budget_usd)
+        lease = self._leases.get(key.id)
+        left = lease.left_usd if lease is not None else None
         return KeyScope(
             name=key.name,
             models=frozenset(key.models) if key.models is not None else None,
             tasks=frozenset(key.tasks) if key.tasks is not None else None,
             max_rounds=key.max_rounds,
-            left_usd=left,
+            left_usd=left if left is not None else key.budget_usd,
         )
 
-    async def admit(self, key: KeyRecord, decision: Decision, request_id: str) -> Ticket:
-        """Reserve the plan's estimated cost and count the request in the key's minute.
-        Raises ``RateLimited`` / ``QuotaExceeded`` (429) or ``KeyStoreUnavailable`` (503);
-        ``QuotaExceeded`` carries ``left_usd`` so the caller may plan once more within it."""
+    async def admit(self, key: KeyRecord, decision: Decision) -> Ticket:
+        """Draw the plan's estimated cost, one request and its estimated tokens on the key's
+        lease, topping it up from the store when it cannot cover them. Raises ``RateLimited``
+        / ``QuotaExceeded`` (429) or ``KeyStoreUnavailable`` (503); ``QuotaExceeded`` carries
+        ``left_usd`` so the caller may plan once more within it."""
         now = time.time()
         plan = decision.plan
         tokens = plan.estimate.input_tokens(plan.rounds) + plan.estimate.output_tokens(plan.rounds)
-        window = int(now // WINDOW_S)
         period = key.period_id(now)
         if not key.metered:
             return Ticket(key, None, period, None, 0, 0.0, None, {})
-        declared = decision.declarations.budget_usd
-        request = AdmitRequest(
+        window = int(now // WINDOW_S)
+        lease = self._lease(key, period, window)
+        amount = plan.estimated_cost_usd if key.budget_usd is not None else 0.0
+        declarations = decision.declarations
+        declared = declarations.budget_usd if declarations.budget_source != "key" else None
+        need_usd = max(amount - lease.usd, 0.0) if key.budget_usd is not None else 0.0
+        need_requests = 1 if key.rpm is not None and lease.requests < 1 else 0
+        need_tokens = max(tokens - lease.tokens, 0) if key.tpm is not None else 0
+        unknown = key.budget_usd is not None and lease.left_after is None
+        if need_usd > 0 or need_requests or need_tokens or unknown:
+            grant = await self._grant(
+                key, lease, now, declared, need_usd, need_requests, need_tokens, amount, tokens
+            )
+            if grant.verdict != "ok":
+                raise _refusal(key, grant, lease, declared, amount, tokens, now)
+        left = lease.left_usd
+        if declared is not None and left is not None and declared > left:
+            raise _refusal(key, None, lease, declared, amount, tokens, now)
+        lease.usd -= amount
+        lease.requests -= 1 if key.rpm is not None else 0
+        lease.tokens -= tokens if key.tpm is not None else 0
+        lease.last_used = time.monotonic()
+        limited = key.rpm is not None or key.tpm is not None
+        return Ticket(
+            key,
+            lease.id if key.budget_usd is not None else None,
+            period,
+            window if limited else None,
+            tokens if limited else 0,
+            amount,
+            left,
+            _rate_headers(key, lease, now),
+        )
+
+    def _lease(self, key: KeyRecord, period: str, window: int) -> _Lease:
+        lease = self._leases.get(key.id)
+        if lease is None or lease.period != period:
+            if lease is not None and lease.usd > 0:
+                self._returns.append((lease.id, lease.usd))
+            lease = _Lease(f"{self.process}:{key.id}:{period}", period)
+            self._leases[key.id] = lease
+        if lease.window != window:
+            lease.window, lease.requests, lease.tokens = window, 0, 0
+            lease.window_requests = lease.window_tokens = 0
+        return lease
+
+    async def _grant(
+        self,
+        key: KeyRecord,
+        lease: _Lease,
+        now: float,
+        declared: float | None,
+        need_usd: float,
+        need_requests: int,
+        need_tokens: int,
+        amount: float,
+        tokens: int,
+    ) -> Grant:
+        want_usd = 0.0
+        if key.budget_usd is not None and need_usd > 0:
+            want_usd = max(need_usd, amount * LEASE_REQUESTS, key.budget_usd * LEASE_SHARE / 100)
+        want_requests = (
+            max(need_requests, math.ceil(key.rpm * LEASE_SHARE))
+            if key.rpm is not None and need_requests
+            else 0
+        )
+        want_tokens = (
+            max(need_tokens, tokens, math.ceil(key.tpm * LEASE_SHARE))
+            if key.tpm is not None and need_tokens
+            else 0
+        )
+        request = LeaseRequest(
             key_id=key.id,
-            reservation_id=new_reservation_id(),
-            request_id=request_id,
-            period=period,
-            amount_usd=plan.estimated_cost_usd if key.budget_usd is not None else 0.0,
-            declared_usd=declared if decision.declarations.budget_source != "key" else None,
-            tokens=tokens,
-            window=window,
+            lease_id=lease.id,
+            process=self.process,
+            period=lease.period,
+            need_usd=need_usd,
+            want_usd=want_usd,
+            declared_usd=None if declared is None else max(declared - lease.usd, 0.0),
+            window=lease.window,
+            need_requests=need_requests,
+            want_requests=want_requests,
+            need_tokens=need_tokens,
+            want_tokens=want_tokens,
             now=now,
             ttl_s=self._ttl_s,
-            model=plan.model,
-            task=plan.task,
         )
         try:
-            admission = await self.store.admit(request)
+            grant = await self.store.lease(request)
         except StoreUnavailable as exc:
             raise _unavailable(exc) from exc
-        if admission.left_usd is not None:
-            self._left[key.id] = admission.left_usd - (
-                request.amount_usd if admission.verdict == "ok" else 0.0
-            )
-        headers = _rate_headers(key, admission, now)
-        if admission.verdict == "ok":
-            return Ticket(
-                key,
-                request.reservation_id if key.budget_usd is not None else None,
-                period,
-                window if key.rpm is not None or key.tpm is not None else None,
-                tokens if key.rpm is not None or key.tpm is not None else 0,
-                request.amount_usd,
-                admission.left_usd,
-                headers,
-            )
-        raise _refusal(key, admission, request, headers, now)
+        if grant.left_usd is not None:
+            lease.left_after = grant.left_usd - grant.usd
+        lease.usd += grant.usd
+        lease.requests += grant.granted_requests
+        lease.tokens += grant.granted_tokens
+        lease.window_requests, lease.window_tokens = grant.requests, grant.tokens
+        return grant
 
     # The ledger --------------------------------------------------------------------------
 
@@ -199,12 +304,22 @@ class Accounts:
         self._writer = asyncio.get_running_loop().create_task(self._write_batches())
 
     async def flush(self) -> None:
-        """Write what is queued now; on a store error the rows stay queued for the next try."""
+        """Write what is queued now, give back what idle leases hold and renew the rest; on a
+        store error the rows and returns stay queued for the next try."""
+        idle = time.monotonic() - LEASE_IDLE_S
+        for lease in self._leases.values():
+            if lease.usd > 0 and lease.last_used < idle:
+                self._returns.append((lease.id, lease.usd))
+                lease.usd = 0.0
         rows, self._pending = self._pending, []
+        returns, self._returns = self._returns, []
         try:
-            await self.store.record(rows, time.time())
+            await self.store.record(
+                rows, time.time(), process=self.process, ttl_s=self._ttl_s, returns=returns
+            )
         except StoreUnavailable as exc:
             self._pending = rows[-MAX_PENDING_ROWS:] + self._pending
+            self._returns = returns + self._returns
             log.warning("ledger.write_failed", rows=len(rows), error=str(exc))
             return
         if time.monotonic() - self._pruned > _PRUNE_EVERY_S:
@@ -221,64 +336,78 @@ class Accounts:
             await self.flush()
 
     async def aclose(self) -> None:
+        """Stop the writer, give every lease back and write what is queued."""
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        for lease in self._leases.values():
+            lease.last_used = -math.inf
         await self.flush()
         await self.store.aclose()
 
 
-def _rate_headers(key: KeyRecord, admission: Admission, now: float) -> dict[str, str]:
-    """OpenAI's ``x-ratelimit-*`` headers for a key with a rate limit."""
+def _rate_headers(key: KeyRecord, lease: _Lease, now: float) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers for a key with a rate limit: what the window has
+    left as this process knows it (granted to others is used; its own lease is left)."""
     reset = f"{math.ceil(WINDOW_S - now % WINDOW_S)}s"
     headers: dict[str, str] = {}
     if key.rpm is not None:
+        left = key.rpm - lease.window_requests + lease.requests
         headers["x-ratelimit-limit-requests"] = str(key.rpm)
-        headers["x-ratelimit-remaining-requests"] = str(max(key.rpm - admission.requests, 0))
+        headers["x-ratelimit-remaining-requests"] = str(max(left, 0))
         headers["x-ratelimit-reset-requests"] = reset
     if key.tpm is not None:
+        left = key.tpm - lease.window_tokens + lease.tokens
         headers["x-ratelimit-limit-tokens"] = str(key.tpm)
-        headers["x-ratelimit-remaining-tokens"] = str(max(key.tpm - admission.tokens, 0))
+        headers["x-ratelimit-remaining-tokens"] = str(max(left, 0))
         headers["x-ratelimit-reset-tokens"] = reset
     return headers
 
 
 def _refusal(
     key: KeyRecord,
-    admission: Admission,
-    request: AdmitRequest,
-    headers: dict[str, str],
+    grant: Grant | None,
+    lease: _Lease,
+    declared: float | None,
+    amount: float,
+    tokens: int,
     now: float,
 ) -> Exception:
+    """The error for a refused request (``grant`` None: refused here, on the declared budget)."""
     name = key.name
-    if admission.verdict == "revoked":
+    verdict = grant.verdict if grant is not None else "declared_budget"
+    headers = _rate_headers(key, lease, now)
+    if verdict == "revoked":
         return AuthenticationFailed("this API key has been revoked or has expired")
-    if admission.verdict in ("requests", "tokens"):
+    if verdict in ("requests", "tokens"):
         retry = str(math.ceil(WINDOW_S - now % WINDOW_S))
         what = (
             f"{key.rpm} requests per minute"
-            if admission.verdict == "requests"
-            else f"{key.tpm} tokens per minute (this request is estimated at {request.tokens})"
+            if verdict == "requests"
+            else f"{key.tpm} tokens per minute (this request is estimated at {tokens})"
         )
         return RateLimited(
             f"rate limit of the key '{name}' reached: {what}; retry in {retry} s",
             headers={**headers, "retry-after": retry},
         )
-    left = format_usd(max(admission.left_usd or 0.0, 0.0))
-    if admission.verdict == "declared_budget":
+    left_usd = lease.usd + (grant.left_usd if grant and grant.left_usd is not None else 0.0)
+    if grant is None:
+        left_usd = lease.left_usd or 0.0
+    left = format_usd(max(left_usd, 0.0))
+    if verdict == "declared_budget":
         message = (
-            f"the declared budget of {format_usd(request.declared_usd or 0.0)} USD exceeds what "
-            f"the key '{name}' has left this period ({left} USD)"
+            f"the declared budget of {format_usd(declared or 0.0)} USD exceeds what the key "
+            f"'{name}' has left this period ({left} USD)"
         )
     else:
         message = (
-            f"the key '{name}' has {left} USD left this period ({request.period}); this request "
-            f"is estimated at {format_usd(request.amount_usd)} USD"
+            f"the key '{name}' has {left} USD left this period ({lease.period}); this request "
+            f"is estimated at {format_usd(amount)} USD"
         )
     refusal = QuotaExceeded(message, param="budget_usd", headers=headers)
-    refusal.left_usd = admission.left_usd
-    refusal.retryable_within = admission.verdict == "budget"
+    refusal.left_usd = left_usd
+    refusal.retryable_within = verdict == "budget"
     return refusal
 
 

@@ -84,7 +84,7 @@ class ServiceState:
         await asyncio.to_thread(upgrade, url)
         self.accounts = Accounts(
             await open_store(url),
-            reservation_ttl_s=server.reservation_ttl_s,
+            lease_ttl_s=server.lease_ttl_s,
             ledger_interval_s=server.ledger_interval_s,
             retention_days=server.ledger_retention_days,
         )

@@ -130,7 +130,7 @@ class _Request:
         logs.bind_request(request_id, log_content=self.runtime.policy.refinement.log_content)
         status = 500
         try:
-            await self._admit(request_id)
+            await self._admit()
             decision = self.decision
             assert decision is not None
             log.info(
@@ -176,22 +176,22 @@ class _Request:
         finally:
             self.accounts.record(self._row(request_id, status))
 
-    async def _admit(self, request_id: str) -> None:
-        """Decide within the key's limits and reserve against its budget; when the budget as
-        last seen here was stale, plan once more within what the store says is left."""
+    async def _admit(self) -> None:
+        """Decide within the key's limits and draw on its lease; when the budget as last seen
+        here was stale, plan once more within what the store says is left."""
         key = self.key
         scope = self.accounts.scope(key) if key is not None else None
         self.decision = pipeline.decide(self.runtime, self.chat, self.headers, scope)
         if key is None or scope is None:
             return
         try:
-            self.ticket = await self.accounts.admit(key, self.decision, request_id)
+            self.ticket = await self.accounts.admit(key, self.decision)
         except QuotaExceeded as exc:
             if not exc.retryable_within or exc.left_usd is None:
                 raise
             scope = replace(scope, left_usd=max(exc.left_usd, 0.0))
             self.decision = pipeline.decide(self.runtime, self.chat, self.headers, scope)
-            self.ticket = await self.accounts.admit(key, self.decision, request_id)
+            self.ticket = await self.accounts.admit(key, self.decision)
         left = self.ticket.left_usd
         if left is None:
             return
@@ -228,7 +228,8 @@ class _Request:
             status=status,
             fallbacks=len(outcome.fallbacks) if outcome else 0,
             stream=bool(self.chat.stream),
-            reservation_id=ticket.reservation_id if ticket else None,
+            lease_id=ticket.lease_id if ticket else None,
+            reserved_usd=ticket.amount_usd if ticket else 0.0,
             period=ticket.period if ticket else None,
             window=ticket.window if ticket else None,
             tokens_estimated=ticket.tokens_estimated if ticket else 0,

@@ -273,8 +273,9 @@ class Server(PolicyModel):
     the store's fields are read when ``perfics serve`` starts.
 
     ``database``: the key and ledger store (``sqlite:///PATH`` or ``postgresql://...``;
-    ``PERFICS_DATABASE_URL`` wins). ``reservation_ttl_s``: how long a request's budget
-    reservation holds before it is charged as spent (longer than any request runs).
+    ``PERFICS_DATABASE_URL`` wins). ``lease_ttl_s``: how long what a process holds of
+    a key's budget outlives its last renewal (every ledger batch) before it is charged as
+    spent: a process that died stops renewing.
     ``ledger_interval_s``: how often ledger rows are written (a crash loses at most that).
     ``ledger_retention_days``: ledger rows older than this are deleted."""
 
@@ -285,7 +286,7 @@ class Server(PolicyModel):
     header_timeout_s: Positive = 10.0
     max_connections: PositiveCount = 512
     database: str | None = None
-    reservation_ttl_s: Positive = 900.0
+    lease_ttl_s: Positive = 60.0
     ledger_interval_s: Positive = 1.0
     ledger_retention_days: Positive = 90.0
 

@@ -2,17 +2,19 @@
 implements (``proxy.store.sqlite``, ``proxy.store.postgres``). SQL here uses ``?``
 placeholders and only what SQLite and PostgreSQL share (``ON CONFLICT``, ``RETURNING``).
 
-Budgets (docs/architecture.md, "Keys and budgets"): ``admit`` reserves a request's estimated
-cost atomically against the key's period budget; ``record`` writes ledger rows and, in the same
-transaction, deletes each row's reservation and charges its real cost. A reservation nobody
-settled (its process died) is charged at its reserved amount once it expires, with a ledger
-row of status 0, so a crash never frees budget that may have been spent.
+Budgets and rate limits are handed out in leases (``proxy.accounts``): ``lease`` grants a
+process part of a key's budget (held in its lease row and in ``key_spend.reserved_usd``) and
+of its rate window, atomically against what every other process holds. ``record`` writes
+ledger rows and, in the same transaction, charges their real costs and releases what they
+reserved from their lease, gives back what idle leases still hold, and renews the process's
+leases. A lease its process stopped renewing (the process died) is charged at what it still
+holds once it expires, with a ledger row of status 0, so a crash never frees budget that may
+have been spent.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
@@ -21,10 +23,10 @@ from typing import Any, Protocol
 from proxy.store.records import (
     LEDGER_COLUMNS,
     WINDOW_S,
-    Admission,
-    AdmitRequest,
+    Grant,
     KeyRecord,
     KeyUsage,
+    LeaseRequest,
     LedgerRow,
     SpendLine,
     ledger_values,
@@ -38,7 +40,7 @@ _INSERT_LEDGER = (
     f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})"
 )
-# Charge ``spent`` and release ``reserved`` (what the settled reservations held).
+# Charge ``spent`` and take what was released out of ``reserved``.
 _CHARGE = (
     "INSERT INTO key_spend (key_id, period, spent_usd, reserved_usd) VALUES (?, ?, ?, 0) "
     "ON CONFLICT (key_id, period) DO UPDATE SET spent_usd = key_spend.spent_usd + "
@@ -50,6 +52,8 @@ SPEND_GROUPS = {
     "model": "COALESCE(l.model, '(none)')",
     "day": "{day}",
 }
+# A lease holding no more than float rounding holds nothing.
+_EMPTY_USD = 1e-12
 UPDATABLE = frozenset(
     {"name", "budget_usd", "period", "rpm", "tpm", "models", "tasks", "max_rounds", "expires_at"}
 )
@@ -81,9 +85,9 @@ class Store(ABC):
         """A transaction that takes the write lock at once (SQLite ``BEGIN IMMEDIATE``)."""
 
     @abstractmethod
-    async def admit(self, request: AdmitRequest) -> Admission:
-        """Atomically check the key (revoked, expired), its rate window and budget, and when
-        all allow it reserve ``amount_usd`` and count the request and its tokens."""
+    async def lease(self, request: LeaseRequest) -> Grant:
+        """Atomically check the key (revoked, expired), its rate window and budget for the
+        request's needs, and when all allow them grant as much as wanted and left."""
 
     @abstractmethod
     async def aclose(self) -> None: ...
@@ -179,12 +183,29 @@ class Store(ABC):
 
     # Ledger -----------------------------------------------------------------------------
 
-    async def record(self, rows: Sequence[LedgerRow], now: float) -> None:
-        """Write ``rows``, settle their reservations, and charge reservations that expired."""
+    async def record(
+        self,
+        rows: Sequence[LedgerRow],
+        now: float,
+        *,
+        process: str,
+        ttl_s: float,
+        returns: Sequence[tuple[str, float]] = (),
+    ) -> None:
+        """Write ``rows`` and settle them; give back ``returns`` (lease id, USD) that idle
+        leases still hold; renew ``process``'s leases for ``ttl_s``; charge expired leases."""
         async with self.transaction() as tx:
             if rows:
                 await tx.executemany(_INSERT_LEDGER, [ledger_values(row) for row in rows])
                 await _settle(tx, rows)
+            for lease_id, usd in returns:
+                await _release(tx, lease_id, usd, 0.0)
+            await tx.execute(
+                "DELETE FROM leases WHERE process = ? AND amount_usd <= ?", (process, _EMPTY_USD)
+            )
+            await tx.execute(
+                "UPDATE leases SET expires_at = ? WHERE process = ?", (now + ttl_s, process)
+            )
             await _expire(tx, now)
             await tx.execute(
                 "DELETE FROM rate_windows WHERE window_start < ?", (now // WINDOW_S - 2,)
@@ -217,33 +238,29 @@ class Store(ABC):
 
 
 async def _settle(tx: Tx, rows: Sequence[LedgerRow]) -> None:
-    """Charge each key's real costs per period and release what their reservations held; a
-    reservation that expired first was charged at its amount then, and is not charged again."""
-    keyed = [row for row in rows if row.key_id is not None and row.period is not None]
-    held: dict[str, float] = {}
-    ids = [row.reservation_id for row in keyed if row.reservation_id is not None]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        for reservation, amount in await tx.fetch(
-            f"DELETE FROM reservations WHERE id IN ({marks}) RETURNING id, amount_usd", chunk
-        ):
-            held[reservation] = float(amount)
-    charges: dict[tuple[str, str], list[float]] = {}
+    """Charge each row's real cost and release what it reserved from its lease; rows of keys
+    without a budget are charged to the key's ``total``."""
+    drawn: dict[str, list[float]] = {}
+    unleased: dict[tuple[str, str], float] = {}
     corrections: dict[tuple[str, int], int] = {}
-    for row in keyed:
-        assert row.key_id is not None and row.period is not None
-        if row.reservation_id is not None and row.reservation_id not in held:
+    for row in rows:
+        if row.key_id is None or row.period is None:
             continue
-        charge = charges.setdefault((row.key_id, row.period), [0.0, 0.0])
-        charge[0] += row.cost_usd
-        charge[1] += held.get(row.reservation_id or "", 0.0)
+        if row.lease_id is not None:
+            totals = drawn.setdefault(row.lease_id, [0.0, 0.0])
+            totals[0] += row.reserved_usd
+            totals[1] += row.cost_usd
+        else:
+            slot = (row.key_id, row.period)
+            unleased[slot] = unleased.get(slot, 0.0) + row.cost_usd
         if row.window is not None:
             real = row.prompt_tokens + row.completion_tokens
-            slot = (row.key_id, row.window)
-            corrections[slot] = corrections.get(slot, 0) + real - row.tokens_estimated
-    for (key_id, period), (cost, released) in charges.items():
-        await tx.execute(_CHARGE, (key_id, period, cost, released))
+            slot_window = (row.key_id, row.window)
+            corrections[slot_window] = corrections.get(slot_window, 0) + real - row.tokens_estimated
+    for lease_id, (reserved, cost) in drawn.items():
+        await _release(tx, lease_id, reserved, cost)
+    for (key_id, period), cost in unleased.items():
+        await tx.execute(_CHARGE, (key_id, period, cost, 0.0))
     for (key_id, window), delta in corrections.items():
         await tx.execute(
             "UPDATE rate_windows SET tokens = tokens + ? WHERE key_id = ? AND window_start = ?",
@@ -251,20 +268,34 @@ async def _settle(tx: Tx, rows: Sequence[LedgerRow]) -> None:
         )
 
 
+async def _release(tx: Tx, lease_id: str, usd: float, cost: float) -> None:
+    """Take ``usd`` out of the lease and the key's reserved sum, and charge ``cost``. A lease
+    that expired first was charged whole then: nothing more is charged for it."""
+    held = await tx.fetch(
+        "UPDATE leases SET amount_usd = amount_usd - ? WHERE id = ? RETURNING key_id, period",
+        (usd, lease_id),
+    )
+    if held:
+        key_id, period = held[0]
+        await tx.execute(_CHARGE, (key_id, period, cost, usd))
+
+
 async def _expire(tx: Tx, now: float) -> None:
     expired = await tx.fetch(
-        "DELETE FROM reservations WHERE expires_at < ? "
-        "RETURNING key_id, period, amount_usd, request_id, model, task, created_at",
+        "DELETE FROM leases WHERE expires_at < ? "
+        "RETURNING id, key_id, period, amount_usd, created_at",
         (now,),
     )
-    for key_id, period, amount, request_id, model, task, created in expired:
+    for lease_id, key_id, period, amount, created in expired:
         await tx.execute(_CHARGE, (key_id, period, amount, amount))
+        if amount <= _EMPTY_USD:
+            continue
         row = LedgerRow(
             time=float(created),
-            request_id=request_id,
+            request_id=lease_id,
             key_id=key_id,
-            model=model,
-            task=task,
+            model=None,
+            task=None,
             rounds=None,
             stop_reason="expired",
             prompt_tokens=0,
@@ -277,10 +308,6 @@ async def _expire(tx: Tx, now: float) -> None:
             stream=False,
         )
         await tx.execute(_INSERT_LEDGER, ledger_values(row))
-
-
-def new_reservation_id() -> str:
-    return secrets.token_hex(12)
 
 
 def _key_values(key: KeyRecord) -> tuple[object, ...]:

@@ -1,5 +1,5 @@
 """The shared store: PostgreSQL through psycopg's async pool, for several proxy processes or
-machines sharing keys and budgets. An admission is one call of the ``perfics_admit`` function
+machines sharing keys and budgets. A lease is one call of the ``perfics_lease`` function
 (migration 0001), one round trip."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from proxy.store.base import Store, StoreUnavailable, Tx
-from proxy.store.records import Admission, AdmitRequest
+from proxy.store.records import Grant, LeaseRequest
 from proxy.store.schema import shown_url
 
 POOL_SIZE = 8
@@ -72,33 +72,44 @@ class PostgresStore(Store):
         except (PoolTimeout, psycopg.OperationalError) as exc:
             raise StoreUnavailable(f"the database {self._url} is unavailable: {exc}") from exc
 
-    async def admit(self, request: AdmitRequest) -> Admission:
+    async def lease(self, request: LeaseRequest) -> Grant:
         r = request
         try:
             async with self._pool.connection() as connection:
                 cursor = await connection.execute(
-                    "SELECT * FROM perfics_admit(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    "SELECT * FROM perfics_lease(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                    "%s, %s)",
                     (
                         r.key_id,
-                        r.reservation_id,
-                        r.request_id,
+                        r.lease_id,
+                        r.process,
                         r.period,
-                        r.amount_usd,
+                        r.need_usd,
+                        r.want_usd,
                         r.declared_usd,
-                        r.tokens,
                         r.window,
+                        r.need_requests,
+                        r.want_requests,
+                        r.need_tokens,
+                        r.want_tokens,
                         r.now,
                         r.ttl_s,
-                        r.model,
-                        r.task,
                     ),
                 )
                 row = await cursor.fetchone()
         except (PoolTimeout, psycopg.OperationalError) as exc:
             raise StoreUnavailable(f"the database {self._url} is unavailable: {exc}") from exc
         assert row is not None
-        verdict, left, requests, tokens = row
-        return Admission(verdict, left, int(requests), int(tokens))
+        verdict, left, usd, requests, tokens, more_requests, more_tokens = row
+        return Grant(
+            verdict,
+            left,
+            float(usd),
+            int(requests),
+            int(tokens),
+            int(more_requests),
+            int(more_tokens),
+        )
 
     async def aclose(self) -> None:
         await self._pool.close()

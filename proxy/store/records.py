@@ -1,4 +1,4 @@
-"""What the store keeps, as frozen records: keys, an admission's verdict, a ledger row, a spend
+"""What the store keeps, as frozen records: keys, a lease's grant, a ledger row, a spend
 report line. Money is USD as float; times are seconds since the epoch (UTC)."""
 
 from __future__ import annotations
@@ -78,42 +78,49 @@ class KeyUsage:
 
 
 @dataclass(frozen=True, slots=True)
-class AdmitRequest:
-    """One request asking to start: ``amount_usd`` is reserved against the key's budget for
-    ``ttl_s`` (then charged as spent if never settled); ``tokens`` count against its
-    tokens-per-minute in ``window``; ``declared_usd`` is the client's declared budget."""
+class LeaseRequest:
+    """A process asking the store for more of a key's allowance: budget (USD, held against
+    the key's ``period``), requests and tokens (counted in the rate ``window``). ``need_*`` is
+    what the request at hand must have or be refused; ``want_*`` what the process would like
+    to hold (it is granted as much as is left, at least ``need_*``). A granted budget is held
+    in the lease ``lease_id`` of ``process`` until settled or returned, and charged as spent
+    if its process stops renewing it for ``ttl_s``."""
 
     key_id: str
-    reservation_id: str
-    request_id: str
+    lease_id: str
+    process: str
     period: str
-    amount_usd: float
+    need_usd: float
+    want_usd: float
     declared_usd: float | None
-    tokens: int
     window: int
+    need_requests: int
+    want_requests: int
+    need_tokens: int
+    want_tokens: int
     now: float
     ttl_s: float
-    model: str
-    task: str
 
 
 @dataclass(frozen=True, slots=True)
-class Admission:
-    """The store's answer: ``left_usd`` is the key's budget left before this reservation (None
-    without a budget); ``requests``/``tokens`` what the window holds, this request included
-    when admitted."""
+class Grant:
+    """The store's answer: ``left_usd`` the key's budget left before this grant (None
+    without a budget); ``requests``/``tokens`` what the window holds after it."""
 
     verdict: Verdict
     left_usd: float | None
+    usd: float
     requests: int
     tokens: int
+    granted_requests: int
+    granted_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerRow:
-    """One request in the spend ledger (never prompt or answer text), and what settles its
-    reservation: ``reservation_id`` (None when nothing was reserved), the ``period`` its cost
-    counts in, and the rate ``window`` whose token count is corrected from
+    """One request in the spend ledger (never prompt or answer text), and what settles it:
+    the ``lease_id`` it drew ``reserved_usd`` from (None when nothing was reserved), the
+    ``period`` its cost counts in, and the rate ``window`` whose token count is corrected from
     ``tokens_estimated`` to the real total."""
 
     time: float
@@ -131,7 +138,8 @@ class LedgerRow:
     status: int
     fallbacks: int
     stream: bool
-    reservation_id: str | None = None
+    lease_id: str | None = None
+    reserved_usd: float = 0.0
     period: str | None = None
     window: int | None = None
     tokens_estimated: int = 0

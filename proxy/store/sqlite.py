@@ -2,7 +2,7 @@
 
 Calls run on the event loop: a statement on a local file takes microseconds, fewer than a hop
 to a thread would. Writers take SQLite's lock at ``BEGIN IMMEDIATE`` and wait for it up to
-``busy_timeout``; the transactions are short (an admission, a ledger batch), which is why
+``busy_timeout``; the transactions are short (a lease, a ledger batch), which is why
 several processes on one machine can share the file. Many machines need PostgreSQL.
 """
 
@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from proxy.store.base import Store, StoreUnavailable, Tx
-from proxy.store.records import Admission, AdmitRequest, Verdict
+from proxy.store.records import Grant, LeaseRequest, Verdict
 
 BUSY_TIMEOUT_MS = 5000
-# The same checks, in the same order, as ``perfics_admit`` in the PostgreSQL migration.
-_ADMIT_READ = (
+# The same checks, in the same order, as ``perfics_lease`` in the PostgreSQL migration.
+_READ = (
     "SELECT a.budget_usd, a.rpm, a.tpm, a.revoked_at, a.expires_at, "
     "COALESCE(s.spent_usd, 0) + COALESCE(s.reserved_usd, 0), "
     "COALESCE(w.requests, 0), COALESCE(w.tokens, 0) FROM api_keys a "
@@ -32,13 +32,14 @@ _RESERVE = (
     "excluded.reserved_usd"
 )
 _HOLD = (
-    "INSERT INTO reservations (id, key_id, period, amount_usd, request_id, model, task, "
-    "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO leases (id, key_id, period, amount_usd, process, created_at, expires_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET amount_usd = "
+    "leases.amount_usd + excluded.amount_usd, expires_at = excluded.expires_at"
 )
 _COUNT = (
-    "INSERT INTO rate_windows (key_id, window_start, requests, tokens) VALUES (?, ?, 1, ?) "
-    "ON CONFLICT (key_id, window_start) DO UPDATE SET requests = rate_windows.requests + 1, "
-    "tokens = rate_windows.tokens + excluded.tokens"
+    "INSERT INTO rate_windows (key_id, window_start, requests, tokens) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (key_id, window_start) DO UPDATE SET requests = rate_windows.requests + "
+    "excluded.requests, tokens = rate_windows.tokens + excluded.tokens"
 )
 
 
@@ -90,73 +91,76 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"the SQLite database refused a commit: {exc}") from exc
 
-    async def admit(self, request: AdmitRequest) -> Admission:
-        r = request
+    async def lease(self, request: LeaseRequest) -> Grant:
         db = self._db
-        # On the loop, without the transaction helper: this is the hot path's one store call.
+        # On the loop, without the transaction helper: the only store call a request may
+        # make before its first model call.
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"the SQLite database is unavailable: {exc}") from exc
         try:
-            admission = self._admit(r)
+            grant = self._lease(request)
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-        return admission
+        return grant
 
-    def _admit(self, r: AdmitRequest) -> Admission:
+    def _lease(self, r: LeaseRequest) -> Grant:
         db = self._db
-        row = db.execute(_ADMIT_READ, (r.period, r.window, r.key_id)).fetchone()
+        row = db.execute(_READ, (r.period, r.window, r.key_id)).fetchone()
         if row is None:
-            return Admission("revoked", None, 0, 0)
+            return Grant("revoked", None, 0.0, 0, 0, 0, 0)
         budget, rpm, tpm, revoked, expires, used, requests, tokens = row
-        if revoked is not None or (expires is not None and expires <= r.now):
-            return Admission("revoked", None, 0, 0)
         left = None if budget is None else budget - used
-        verdict = _verdict(r, left, rpm, tpm, requests, tokens)
+        verdict = _verdict(r, left, rpm, tpm, requests, tokens, revoked, expires)
         if verdict != "ok":
-            return Admission(verdict, left, requests, tokens)
-        if budget is not None:
-            db.execute(_RESERVE, (r.key_id, r.period, r.amount_usd))
+            return Grant(verdict, left, 0.0, requests, tokens, 0, 0)
+        usd = 0.0
+        if left is not None and r.want_usd > 0:
+            usd = min(r.want_usd, left)
+            db.execute(_RESERVE, (r.key_id, r.period, usd))
             db.execute(
-                _HOLD,
-                (
-                    r.reservation_id,
-                    r.key_id,
-                    r.period,
-                    r.amount_usd,
-                    r.request_id,
-                    r.model,
-                    r.task,
-                    r.now,
-                    r.now + r.ttl_s,
-                ),
+                _HOLD, (r.lease_id, r.key_id, r.period, usd, r.process, r.now, r.now + r.ttl_s)
             )
+        more_requests = more_tokens = 0
         if rpm is not None or tpm is not None:
-            db.execute(_COUNT, (r.key_id, r.window, r.tokens))
-        return Admission("ok", left, requests + 1, tokens + r.tokens)
+            more_requests = r.want_requests if rpm is None else min(r.want_requests, rpm - requests)
+            more_tokens = r.want_tokens if tpm is None else min(r.want_tokens, tpm - tokens)
+            db.execute(_COUNT, (r.key_id, r.window, more_requests, more_tokens))
+        return Grant(
+            "ok",
+            left,
+            usd,
+            requests + more_requests,
+            tokens + more_tokens,
+            more_requests,
+            more_tokens,
+        )
 
     async def aclose(self) -> None:
         self._db.close()
 
 
 def _verdict(
-    r: AdmitRequest,
+    r: LeaseRequest,
     left: float | None,
     rpm: int | None,
     tpm: int | None,
     requests: int,
     tokens: int,
+    revoked: float | None,
+    expires: float | None,
 ) -> Verdict:
-    """The same order as ``perfics_admit`` in the PostgreSQL migration."""
-    if rpm is not None and requests + 1 > rpm:
+    if revoked is not None or (expires is not None and expires <= r.now):
+        return "revoked"
+    if rpm is not None and requests + r.need_requests > rpm:
         return "requests"
-    if tpm is not None and tokens + r.tokens > tpm:
+    if tpm is not None and tokens + r.need_tokens > tpm:
         return "tokens"
     if left is not None and r.declared_usd is not None and r.declared_usd > left:
         return "declared_budget"
-    if left is not None and r.amount_usd > left:
+    if left is not None and r.need_usd > left:
         return "budget"
     return "ok"

@@ -29,7 +29,7 @@ refinement:
   rewrite_prompt: "Rewrite it."
 server:
   ledger_interval_s: {ledger_interval_s}
-  reservation_ttl_s: {reservation_ttl_s}
+  lease_ttl_s: {lease_ttl_s}
 tasks:
   general: {{max_rounds: 2, answer_tokens: 40}}
   coding: {{max_rounds: 2, answer_tokens: 40}}
@@ -54,7 +54,7 @@ models:
 
 
 def keys_policy(
-    tmp: Path, api_base: str, *, ledger_interval_s: float = 0.2, reservation_ttl_s: float = 900
+    tmp: Path, api_base: str, *, ledger_interval_s: float = 0.2, lease_ttl_s: float = 900
 ) -> Path:
     path = tmp / "policy.yaml"
     path.write_text(
@@ -62,7 +62,7 @@ def keys_policy(
             KEYS_POLICY.format(
                 api_base=api_base,
                 ledger_interval_s=ledger_interval_s,
-                reservation_ttl_s=reservation_ttl_s,
+                lease_ttl_s=lease_ttl_s,
             )
         )
     )

@@ -86,7 +86,7 @@ def test_a_key_with_limits_is_served_and_narrows_what_it_may_ask(
     assert refused.value.code == "insufficient_quota"
     assert refused.value.body["type"] == "insufficient_quota"
 
-    time.sleep(0.6)  # a ledger batch
+    time.sleep(1.8)  # a ledger batch, after which the idle lease has gone back
     listed = json.loads(perfics("keys", "list", "--json", database=database).stdout)
     (team,) = listed
     assert team["name"] == "team-a" and team["spent_usd"] > 0
