@@ -208,6 +208,11 @@ class Accounts:
             )
             if grant.verdict != "ok":
                 raise _refusal(key, grant, lease, declared, amount, tokens, now)
+            if lease.usd < amount - 1e-12:
+                # Others here drew on the lease while this request waited for its grant, and
+                # the store had no more than this request needed.
+                refused = Grant("budget", lease.left_after, 0.0, grant.requests, grant.tokens, 0, 0)
+                raise _refusal(key, refused, lease, declared, amount, tokens, now)
         left = lease.left_usd
         if declared is not None and left is not None and declared > left:
             raise _refusal(key, None, lease, declared, amount, tokens, now)
