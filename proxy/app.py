@@ -36,6 +36,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from proxy.app_chat import CHAT_PATH, ChatEndpoint, authenticate
+from proxy.app_ops import add_ops_routes
 from proxy.backends.base import Backend
 from proxy.errors import (
     AuthenticationFailed,
@@ -45,6 +46,8 @@ from proxy.errors import (
     PerficsError,
     PermissionDenied,
 )
+from proxy.ops.observer import Ops
+from proxy.ops.tracing import Tracing
 from proxy.response import error_json
 from proxy.runtime import Runtime, build_runtime, close_runtime, retire
 from proxy.settings import Settings
@@ -63,6 +66,7 @@ class ServiceState:
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     retiring: set[asyncio.Task[None]] = field(default_factory=set)
     draining: set[Runtime] = field(default_factory=set)
+    ops: Ops | None = None
 
     async def _retire(self, old: Runtime) -> None:
         def live() -> list[Runtime]:
@@ -87,9 +91,13 @@ class ServiceState:
                 new = await build_runtime(self.settings, previous=old, backends=self.injected)
             except PolicyError as exc:
                 self.reload_error = str(exc)
+                if self.ops is not None:
+                    self.ops.policy_failed(self.reload_error)
                 log.warning("policy.reload_failed", problems=len(exc.problems))
                 raise
             self.runtime, self.reload_error = new, None
+            if self.ops is not None:
+                self.ops.policy_loaded(new)
             log.info("policy.loaded", source=new.source, models=len(new.backends))
             if old is not None:
                 self.draining.add(old)
@@ -130,18 +138,28 @@ class PerficsApp:
         await self.api(scope, receive, send)
 
 
-def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = None) -> PerficsApp:
-    """The service. ``backends`` injects ready-made backends by model id (tests)."""
-    state = ServiceState(settings, backends)
-    chat = ChatEndpoint(state.current, settings)
+def create_app(
+    settings: Settings,
+    *,
+    backends: Mapping[str, Backend] | None = None,
+    tracing: Tracing | None = None,
+) -> PerficsApp:
+    """The service. ``backends`` injects ready-made backends by model id, ``tracing`` a
+    tracer provider's spans (tests); otherwise tracing follows the ``OTEL_*`` variables."""
+    ops = Ops.create(metrics=settings.metrics, tracing=tracing)
+    state = ServiceState(settings, backends, ops=ops)
+    chat = ChatEndpoint(state.current, settings, ops)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.reload()
         _reload_on_sighup(state)
+        refresher = asyncio.create_task(ops.refresh_forever(lambda: state.runtime))
         yield
+        refresher.cancel()
         if state.runtime is not None:
             await close_runtime(state.runtime)
+        ops.close()
 
     app = FastAPI(title="perfics", lifespan=lifespan, docs_url=None, redoc_url=None)
 
@@ -200,6 +218,7 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
             return _error(InvalidRequest(str(exc), param="policy", code="invalid_policy"))
         return _json({"status": "reloaded", "policy": runtime.source})
 
+    add_ops_routes(app, state, ops, _is_admin, _cross_site)
     return PerficsApp(app, chat)
 
 

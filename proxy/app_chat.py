@@ -33,6 +33,7 @@ from proxy.errors import (
     UnsupportedMediaType,
 )
 from proxy.events import Committed
+from proxy.ops.observer import Ops, RequestMeter
 from proxy.pipeline import Outcome
 from proxy.response import (
     CompletionFrames,
@@ -73,12 +74,14 @@ class ChatEndpoint:
     """The ASGI app of ``POST /v1/chat/completions``. ``current`` returns the runtime to serve
     with (it raises ``InternalError`` before the policy is loaded)."""
 
-    def __init__(self, current: Callable[[], Runtime], settings: Settings) -> None:
+    def __init__(self, current: Callable[[], Runtime], settings: Settings, ops: Ops) -> None:
         self._current = current
         self._settings = settings
+        self._ops = ops
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
+        meter = self._ops.meter()
         try:
             runtime = self._current()
             authenticate(headers, runtime.api_key)
@@ -86,16 +89,20 @@ class ChatEndpoint:
             _check_content_type(headers)
             raw = await _body(receive, headers, limits.max_body_bytes, limits.body_timeout_s)
             chat = parse_chat_request(raw)
+            meter.parsed(chat.stream)
             runtime.acquire()
             try:
-                await _serve(receive, send, runtime, chat, headers, self._settings)
+                await _serve(receive, send, runtime, chat, headers, self._settings, meter)
             finally:
                 runtime.release()
         except ClientGone:
+            meter.failed(499)
             return
         except PerficsError as exc:
+            meter.failed(exc.status_code, exc)
             await _respond(send, exc.status_code, error_json(exc), _JSON, exc.headers)
         except Exception as exc:
+            meter.failed(500)
             log.error("request.failed", exc_info=exc)
             body = error_json(InternalError("internal server error"))
             await _respond(send, 500, body, _JSON)
@@ -108,11 +115,13 @@ async def _serve(
     chat: ChatCompletionRequest,
     headers: Mapping[str, str],
     settings: Settings,
+    meter: RequestMeter,
 ) -> None:
     request_id = logs.request_id(headers.get("x-request-id"))
     logs.bind_request(request_id, log_content=runtime.policy.refinement.log_content)
     try:
         decision = pipeline.decide(runtime, chat, headers)
+        meter.decided(decision, runtime, chat)
         log.info(
             "route.planned",
             model=decision.plan.model,
@@ -124,9 +133,11 @@ async def _serve(
         with _DisconnectWatch(receive) as watch:
             try:
                 if chat.stream:
-                    await _streaming(send, runtime, decision, chat, request_id, settings, watch)
+                    await _streaming(
+                        send, runtime, decision, chat, request_id, settings, watch, meter
+                    )
                 else:
-                    await _complete(send, runtime, decision, chat, request_id, watch)
+                    await _complete(send, runtime, decision, chat, request_id, watch, meter)
             except asyncio.CancelledError:
                 if not watch.gone:
                     raise
@@ -145,6 +156,7 @@ async def _complete(
     chat: ChatCompletionRequest,
     request_id: str,
     watch: _DisconnectWatch,
+    meter: RequestMeter,
 ) -> None:
     outcome = await pipeline.run(runtime, decision, chat)
     _log_done(decision, outcome, chat, stream=False)
@@ -157,6 +169,7 @@ async def _complete(
     headers.update(outcome_headers(outcome))
     watch.stop()
     await _respond(send, 200, orjson.dumps(body), _JSON, headers)
+    meter.done(outcome)
 
 
 async def _streaming(
@@ -167,6 +180,7 @@ async def _streaming(
     request_id: str,
     settings: Settings,
     watch: _DisconnectWatch,
+    meter: RequestMeter,
 ) -> None:
     items = pipeline.stream(runtime, decision, chat)
     try:
@@ -190,11 +204,17 @@ async def _streaming(
         frames = completion.render(items, settings.keepalive_s)
         async with contextlib.aclosing(frames):
             async for frame in frames:
+                if completion.answering:
+                    meter.first_token()
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
         if completion.outcome is not None:
             _log_done(decision, completion.outcome, chat, stream=True)
         watch.stop()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if completion.outcome is not None:
+            meter.done(completion.outcome)
+        else:
+            meter.failed(completion.failed_status or 500)
     finally:
         await items.aclose()
 

@@ -8,6 +8,8 @@ PERFICS_QUEUE_SIZE   requests that may wait per embedded model before 429 (16)
 PERFICS_ADMIN_KEY    key for /admin/* from other hosts (admin is loopback-only without it)
 PERFICS_API_KEY      when set, clients must send it as a bearer token
 PERFICS_KEEPALIVE_S  seconds between SSE comments during hidden rounds (5)
+PERFICS_METRICS      on|off: Prometheus metrics at /metrics and the dashboard's live figures (on)
+PERFICS_METRICS_KEY  a key that reads /metrics only (besides the admin rule)
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class Settings:
     admin_key: str | None = None
     api_key: str | None = None
     keepalive_s: float = 5.0
+    metrics: bool = True
+    metrics_key: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.keepalive_s <= 10:
@@ -49,9 +53,18 @@ class Settings:
         return cls(**values)
 
 
+_TRUE = frozenset({"1", "true", "on", "yes"})
+_FALSE = frozenset({"0", "false", "off", "no"})
+
+
 def _convert(name: str, raw: str, kind: object) -> Any:
     """``raw`` as the field's type; annotations are strings here (``int | None``)."""
     base = str(kind).split("|")[0].strip()
+    if base == "bool":
+        lowered = raw.strip().lower()
+        if lowered in _TRUE | _FALSE:
+            return lowered in _TRUE
+        raise ValueError(f"PERFICS_{name.upper()}={raw!r} is not on/off")
     try:
         if base == "int":
             return int(raw)
