@@ -30,7 +30,10 @@ from proxy.runtime import Runtime
 from proxy.wire import ChatCompletionRequest
 from routing.cost import Prices, cost_usd
 from routing.decision import Decision
+from routing.policy import Policy
 
+KEPT_POLICIES = 4
+"""Policies whose prices are kept: the one loaded and those still draining requests."""
 REFRESH_S = 5.0
 """How often each worker sets its state gauges in multiprocess mode (a scrape reaches one)."""
 
@@ -61,14 +64,26 @@ class Ops:
 
     def __post_init__(self) -> None:
         self._off = self.metrics is None and self.tracing is None
-        self._null = _NullMeter(None, None)
+        self._null = _NullMeter(self)
+        self._prices: dict[int, tuple[Policy, dict[str, Prices]]] = {}
 
     def meter(self) -> RequestMeter:
         if self._off:
             return self._null
-        return RequestMeter(self.metrics, self.tracing)
+        return RequestMeter(self)
+
+    def prices(self, policy: Policy) -> dict[str, Prices]:
+        """Each model's prices under ``policy``, kept per loaded policy (``Policy.index`` is
+        too slow to read on every request)."""
+        found = self._prices.get(id(policy))
+        if found is None:
+            found = self._prices[id(policy)] = (policy, policy.index.prices)
+            while len(self._prices) > KEPT_POLICIES:
+                del self._prices[next(iter(self._prices))]
+        return found[1]
 
     def policy_loaded(self, runtime: Runtime) -> None:
+        self.prices(runtime.policy)
         self.dashboard.policy_loaded(runtime.source)
         if self.metrics is not None:
             self.metrics.policy_loaded(runtime.policy)
@@ -106,6 +121,7 @@ class RequestMeter:
         "_finished",
         "_first",
         "_metrics",
+        "_ops",
         "_prices",
         "_span",
         "_started",
@@ -114,11 +130,12 @@ class RequestMeter:
         "_tracing",
     )
 
-    def __init__(self, metrics: Metrics | None, tracing: Tracing | None) -> None:
+    def __init__(self, ops: Ops) -> None:
         self._started = time.perf_counter()
         self._started_ns = time.time_ns()
-        self._metrics = metrics
-        self._tracing = tracing
+        self._ops = ops
+        self._metrics = ops.metrics
+        self._tracing = ops.tracing
         self._stream = False
         self._decision: Decision | None = None
         self._prices: dict[str, Prices] = {}
@@ -132,7 +149,7 @@ class RequestMeter:
 
     def decided(self, decision: Decision, runtime: Runtime, chat: ChatCompletionRequest) -> None:
         self._decision = decision
-        self._prices = runtime.policy.index.prices
+        self._prices = self._ops.prices(runtime.policy)
         if self._tracing is not None:
             if runtime.policy.refinement.log_content:
                 self._content = chat.backend_messages()
