@@ -2,7 +2,8 @@
 
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/models/{id}``,
 ``GET /healthz`` (process up), ``GET /readyz`` (a backend ready; to admin callers also the
-policy file, the ready models and the last reload error), ``POST /admin/reload``.
+policy file, the ready models and the last reload error), ``POST /admin/reload``, and the
+operator's ``/metrics`` and ``/dashboard`` (``proxy.app_ops``, under the same admin rule).
 Every error leaves as OpenAI's envelope.
 
 The admin rule: with an admin key configured, the key; without one, a loopback socket peer
