@@ -35,6 +35,14 @@ IsAdmin = Callable[[Request, "str | None"], bool]
 CrossSite = Callable[[Request], bool]
 _HTML = "text/html; charset=utf-8"
 _NO_STORE = {"cache-control": "no-store"}
+# The page loads only what perfics serves, and no other site may frame it.
+_PAGE_HEADERS = {
+    **_NO_STORE,
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "x-content-type-options": "nosniff",
+}
 
 
 def add_ops_routes(
@@ -113,7 +121,7 @@ def _page(state: ServiceState, ops: Ops, plan: PlanView) -> Response:
         state.reload_error,
         plan,
     )
-    return Response(html, media_type=_HTML, headers=_NO_STORE)
+    return Response(html, media_type=_HTML, headers=_PAGE_HEADERS)
 
 
 def _error(exc: PerficsError) -> Response:
