@@ -10,6 +10,7 @@ request answers 401 with ``WWW-Authenticate: Basic``. ``/metrics`` also accepts 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -72,17 +73,19 @@ def add_ops_routes(
         if ops.metrics is None:
             return _error(_not_found("metrics are off (PERFICS_METRICS=off)"))
         ops.refresh(state.runtime)
-        return Response(ops.metrics.exposition(), media_type=CONTENT_TYPE)
+        body = await asyncio.to_thread(ops.metrics.exposition)
+        return Response(body, media_type=CONTENT_TYPE)
 
     @app.get("/dashboard")
     async def dashboard(request: Request) -> Response:
         allowed(request)
-        return _page(state, ops, PlanView({}))
+        return await asyncio.to_thread(_page, state, ops, PlanView({}))
 
     @app.get("/dashboard/plan")
     async def dashboard_plan(request: Request) -> Response:
         allowed(request)
-        return _page(state, ops, plan_view(state.current().policy, request.query_params))
+        view = plan_view(state.current().policy, request.query_params)
+        return await asyncio.to_thread(_page, state, ops, view)
 
     @app.get("/dashboard/plan.json")
     async def dashboard_plan_json(request: Request) -> Response:
@@ -98,7 +101,8 @@ def add_ops_routes(
     async def dashboard_live(request: Request) -> Response:
         allowed(request)
         ops.refresh(state.runtime)
-        return Response(ops.dashboard.live(ops.metrics), media_type=_HTML, headers=_NO_STORE)
+        html = await asyncio.to_thread(ops.dashboard.live, ops.metrics)
+        return Response(html, media_type=_HTML, headers=_NO_STORE)
 
     @app.get("/dashboard/static/{name}")
     async def dashboard_static(name: str, request: Request) -> Response:
@@ -111,6 +115,8 @@ def add_ops_routes(
 
 
 def _page(state: ServiceState, ops: Ops, plan: PlanView) -> Response:
+    """The whole page (rendered in a worker thread: it plans every task a dozen times and
+    reads every metric)."""
     runtime = state.current()
     ops.refresh(runtime)
     html = ops.dashboard.page(

@@ -14,7 +14,8 @@ the proxy sent (``499``: the client went away), ``stream`` ``true``/``false``, `
 
 Children of the per-request series are resolved once per (model, task, stream) and kept, so a
 request costs a few dictionary lookups and counter increments (README "Monitoring" lists every
-metric; ``benchmarks/README.md`` measures what they add).
+metric; ``benchmarks/README.md`` measures what they add). A scrape renders in a worker thread:
+it takes milliseconds per thousand series, which the event loop should not wait for.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.metrics_core import Metric
@@ -108,6 +110,9 @@ class Metrics:
 
     def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
         self.multiprocess = multiprocess_dir(environ) is not None
+        # No ``_created`` series: a quarter fewer lines per scrape, which the text format's
+        # readers do not use.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry = CollectorRegistry()
         if not self.multiprocess:
             from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR
