@@ -7,6 +7,7 @@ read it; the multiprocess mode of ``perfics serve --workers``."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections import Counter
 from decimal import Decimal
@@ -38,6 +39,16 @@ def scrape(base_url: str, **headers: str) -> dict[str, dict[Labels, float]]:
             labels = tuple(sorted(sample.labels.items()))
             found.setdefault(sample.name, {})[labels] = sample.value
     return found
+
+
+def scrape_when(base_url: str, requests: int) -> dict[str, dict[Labels, float]]:
+    """A scrape once ``requests`` requests are counted: a request is recorded just after its
+    last byte is sent, so its client can be a moment ahead of the figures."""
+    deadline = time.monotonic() + 5
+    while total(samples := scrape(base_url), "perfics_requests_total") < requests:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return samples
 
 
 def total(samples: dict[str, dict[Labels, float]], name: str, **match: str) -> float:
@@ -134,7 +145,7 @@ def test_metrics_equal_what_the_requests_did(served: ServerProcess) -> None:
             model="auto", messages=messages, extra_headers={"X-Perfics-Budget-Usd": "0.0000001"}
         )
 
-    after = scrape(served.base_url)
+    after = scrape_when(served.base_url, len(answered) + 2)
     requests = after["perfics_requests_total"]
     expected = Counter(
         (("model", a["model"]), ("status", "200"), ("stream", a["stream"]), ("task", a["task"]))
@@ -240,7 +251,7 @@ def test_multiprocess_mode_merges_workers_files_and_drops_dead_ones(
         for _ in range(2):
             response = httpx.post(f"{server.base_url}/v1/chat/completions", json=body, timeout=10)
             assert response.status_code == 200
-        samples = scrape(server.base_url)
+        samples = scrape_when(server.base_url, 2)
         pid = server.proc.pid
     finally:
         server.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,16 @@ def by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
     return {span.name: span for span in spans}
 
 
+def finished(server: TracedServer, count: int) -> tuple[ReadableSpan, ...]:
+    """The exported spans once there are ``count``: the request's span ends after its last
+    byte left, so the client may read the exporter before the server thread ended it."""
+    deadline = time.monotonic() + 5
+    while len(spans := server.exporter.get_finished_spans()) < count:
+        assert time.monotonic() < deadline, [span.name for span in spans]
+        time.sleep(0.01)
+    return spans
+
+
 def test_a_request_span_with_a_child_per_internal_call(
     traced: tuple[TracedServer, ScriptedBackend],
 ) -> None:
@@ -84,7 +95,7 @@ def test_a_request_span_with_a_child_per_internal_call(
     two_rounds(alpha)
     response = post(server, f"Explain {SECRET}.")
     assert response.status_code == 200
-    spans = by_name(server.exporter.get_finished_spans())
+    spans = by_name(finished(server, 6))
     assert set(spans) == {
         "POST /v1/chat/completions",
         "draft",
@@ -141,7 +152,7 @@ def test_content_in_spans_only_when_the_policy_logs_it(tmp_path: Path) -> None:
     try:
         two_rounds(alpha)
         assert post(server, f"Explain {SECRET}.").status_code == 200
-        spans = by_name(server.exporter.get_finished_spans())
+        spans = by_name(finished(server, 6))
     finally:
         server.stop()
     request = dict(spans["POST /v1/chat/completions"].attributes or {})
@@ -158,7 +169,7 @@ def test_a_failed_request_ends_its_span_as_an_error(
     server, alpha = traced
     alpha.queue(UpstreamRejected("no", status_code=400))
     assert post(server, "hi").status_code == 400
-    (span,) = server.exporter.get_finished_spans()
+    (span,) = finished(server, 1)
     assert span.status.is_ok is False
     assert dict(span.attributes or {})["http.response.status_code"] == 400
 
