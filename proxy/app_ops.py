@@ -23,9 +23,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.errors import AuthenticationFailed, InvalidRequest, PerficsError, PermissionDenied
-from proxy.ops.dashboard import PlanView, plan_view, static_file
+from proxy.ops.dashboard import static_file
 from proxy.ops.metrics import CONTENT_TYPE
 from proxy.ops.observer import Ops
+from proxy.ops.policy_view import PlanView, plan_view
 from proxy.response import error_json
 from routing.explain import plan_to_json
 
