@@ -25,12 +25,22 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.serve-installed
 
+# Headless Chromium for the dashboard's browser test (tests/ops/test_dashboard.py): Debian's
+# package, driven by Playwright through its executable path; Playwright's own browser
+# downloads are never used. Installed only when missing (CI runs make test as root).
+CHROMIUM ?= /usr/bin/chromium
+$(VENV)/.browser-installed: | $(BIN)/python
+	test -x $(CHROMIUM) || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+		|| (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
+	$(CHROMIUM) --version
+	touch $@
+
 serve: $(VENV)/.serve-installed
 	$(BIN)/perfics serve --policy $(POLICY) --host $(HOST) --port $(PORT)
 
 # The whole suite: lint and strict typing first (seconds), then every test.
-test: lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+test: lint typecheck $(VENV)/.browser-installed
+	PERFICS_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check --no-cache proxy routing tests benchmarks examples

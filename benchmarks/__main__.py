@@ -1,6 +1,7 @@
-"""perfics beside LiteLLM, in one run: latency and throughput, the embedded path, memory.
+"""perfics beside LiteLLM, in one run: latency and throughput, the embedded path, memory, and
+what metrics add (metrics off vs on, side by side).
 
-    python -m benchmarks [--quick] [--only latency,embedded,memory,keys] [--skip-litellm]
+    python -m benchmarks [--quick] [--only latency,embedded,memory,keys,metrics] [--skip-litellm]
                          [--rounds N] [--embedded-threads N] [--results DIR]
 
 Every server is a child process on 127.0.0.1, stopped when the run ends. Tables go to stdout
@@ -19,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import embedded, keys, latency, memory, report
+from benchmarks import embedded, keys, latency, memory, metrics_overhead, report
 from benchmarks.processes import ROOT, Server, start_stub
 from benchmarks.servers import ensure_litellm, perfics_policy, start_litellm, start_perfics
 
-PARTS = ("latency", "embedded", "memory", "keys")
+PARTS = ("latency", "embedded", "memory", "keys", "metrics")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             print("embedded: perfics vs llama-cpp-python in-process ...", flush=True)
             repetitions = 2 if args.quick else 3
             results["embedded"] = embedded.run(workdir, repetitions, args.embedded_threads)
+        if "metrics" in parts:
+            results["metrics"] = metrics_overhead.run(workdir, quick=args.quick, rounds=args.rounds)
     _print(results)
     _print_keys(results)
     args.results.mkdir(parents=True, exist_ok=True)
@@ -166,6 +169,12 @@ def _print(results: dict[str, Any]) -> None:
             "repetitions\n"
         )
         print(report.embedded_table(results["embedded"]))
+    if "metrics" in results:
+        print(
+            "\nMetrics: perfics with metrics off and on, side by side in front of the stub, "
+            "interleaved; added = median minus the stub's\n"
+        )
+        print(metrics_overhead.table(results["metrics"]))
 
 
 def _print_keys(results: dict[str, Any]) -> None:

@@ -63,19 +63,27 @@ def perfics_policy(stub_port: int, *, embedded_threads: int | None = None) -> st
     )
 
 
-def start_perfics(policy_text: str, workdir: Path, *, log_level: str = "info") -> Server:
+def start_perfics(
+    policy_text: str,
+    workdir: Path,
+    *,
+    log_level: str = "info",
+    name: str = "perfics",
+    env: dict[str, str] | None = None,
+) -> Server:
+    """``perfics serve`` on the policy; ``env`` adds variables (``PERFICS_METRICS=off``)."""
     policy = workdir / f"perfics-{free_port()}.yaml"
     policy.write_text(policy_text)
     port = free_port()
     args = [sys.executable, "-m", "proxy.cli", "serve", "--policy", str(policy)]
     args += ["--host", HOST, "--port", str(port), "--log-level", log_level]
     return Server(
-        "perfics",
+        name,
         args,
         port=port,
         ready_path="/readyz",
-        env={"PERFICS_API_KEY": MASTER_KEY},
-        log=workdir / "perfics.log",
+        env={"PERFICS_API_KEY": MASTER_KEY, **(env or {})},
+        log=workdir / f"{name}.log",
     )
 
 

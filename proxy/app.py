@@ -2,7 +2,8 @@
 
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/models/{id}``,
 ``GET /healthz`` (process up), ``GET /readyz`` (a backend ready; to admin callers also the
-policy file, the ready models and the last reload error), ``POST /admin/reload``.
+policy file, the ready models and the last reload error), ``POST /admin/reload``, and the
+operator's ``/metrics`` and ``/dashboard`` (``proxy.app_ops``, under the same admin rule).
 Every error leaves as OpenAI's envelope.
 
 The admin rule and the key routes: ``proxy.app_admin``.
@@ -31,10 +32,13 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from proxy.accounts import Accounts
-from proxy.app_admin import add_admin_routes, authorize_admin, is_admin
+from proxy.app_admin import add_admin_routes, authorize_admin, cross_site, is_admin
 from proxy.app_chat import CHAT_PATH, ChatEndpoint
+from proxy.app_ops import add_ops_routes
 from proxy.backends.base import Backend
 from proxy.errors import InternalError, InvalidRequest, ModelNotFound, PerficsError
+from proxy.ops.observer import Ops
+from proxy.ops.tracing import Tracing
 from proxy.response import error_json
 from proxy.runtime import Runtime, build_runtime, close_runtime, retire
 from proxy.settings import Settings
@@ -55,6 +59,7 @@ class ServiceState:
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     retiring: set[asyncio.Task[None]] = field(default_factory=set)
     draining: set[Runtime] = field(default_factory=set)
+    ops: Ops | None = None
 
     async def _retire(self, old: Runtime) -> None:
         def live() -> list[Runtime]:
@@ -98,9 +103,13 @@ class ServiceState:
                 new = await build_runtime(self.settings, previous=old, backends=self.injected)
             except PolicyError as exc:
                 self.reload_error = str(exc)
+                if self.ops is not None:
+                    self.ops.policy_failed(self.reload_error)
                 log.warning("policy.reload_failed", problems=len(exc.problems))
                 raise
             self.runtime, self.reload_error = new, None
+            if self.ops is not None:
+                self.ops.policy_loaded(new)
             log.info("policy.loaded", source=new.source, models=len(new.backends))
             if old is not None:
                 self.draining.add(old)
@@ -141,10 +150,17 @@ class PerficsApp:
         await self.api(scope, receive, send)
 
 
-def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = None) -> PerficsApp:
-    """The service. ``backends`` injects ready-made backends by model id (tests)."""
-    state = ServiceState(settings, backends)
-    chat = ChatEndpoint(state.current, settings, state.ledger)
+def create_app(
+    settings: Settings,
+    *,
+    backends: Mapping[str, Backend] | None = None,
+    tracing: Tracing | None = None,
+) -> PerficsApp:
+    """The service. ``backends`` injects ready-made backends by model id, ``tracing`` a
+    tracer provider's spans (tests); otherwise tracing follows the ``OTEL_*`` variables."""
+    ops = Ops.create(metrics=settings.metrics, tracing=tracing)
+    state = ServiceState(settings, backends, ops=ops)
+    chat = ChatEndpoint(state.current, settings, state.ledger, ops)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -156,11 +172,14 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
             await close_runtime(state.current())
             raise
         _reload_on_sighup(state)
+        refresher = asyncio.create_task(ops.refresh_forever(lambda: state.runtime))
         yield
+        refresher.cancel()
         if state.accounts is not None:
             await state.accounts.aclose()
         if state.runtime is not None:
             await close_runtime(state.runtime)
+        ops.close()
 
     app = FastAPI(title="perfics", lifespan=lifespan, docs_url=None, redoc_url=None)
 
@@ -220,7 +239,7 @@ def create_app(settings: Settings, *, backends: Mapping[str, Backend] | None = N
         return _json({"status": "reloaded", "policy": runtime.source})
 
     add_admin_routes(app, lambda: state.current().admin_key, state.ledger)
-
+    add_ops_routes(app, state, ops, is_admin, cross_site)
     return PerficsApp(app, chat)
 
 

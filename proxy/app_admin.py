@@ -241,7 +241,7 @@ def _authorize_write(request: Request, admin_key: str | None) -> None:
 
 def authorize_admin(request: Request, admin_key: str | None) -> None:
     """Raise unless the request passes the admin rule (the module docstring)."""
-    if _cross_site(request):
+    if cross_site(request):
         raise PermissionDenied("/admin refuses cross-site browser requests")
     if admin_key:
         if not _has_key(request, admin_key):
@@ -252,7 +252,7 @@ def authorize_admin(request: Request, admin_key: str | None) -> None:
 
 
 def is_admin(request: Request, admin_key: str | None) -> bool:
-    if _cross_site(request):
+    if cross_site(request):
         return False
     return _has_key(request, admin_key) if admin_key else _loopback_peer(request)
 
@@ -268,7 +268,7 @@ def _loopback_peer(request: Request) -> bool:
     return client is not None and client[0] in _LOOPBACK
 
 
-def _cross_site(request: Request) -> bool:
+def cross_site(request: Request) -> bool:
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         return True

@@ -35,6 +35,7 @@ from proxy.errors import (
     UnsupportedMediaType,
 )
 from proxy.events import Committed
+from proxy.ops.observer import Ops, RequestMeter
 from proxy.pipeline import Outcome
 from proxy.response import (
     CompletionFrames,
@@ -68,14 +69,20 @@ class ChatEndpoint:
     with (it raises ``InternalError`` before the policy is loaded)."""
 
     def __init__(
-        self, current: Callable[[], Runtime], settings: Settings, accounts: Callable[[], Accounts]
+        self,
+        current: Callable[[], Runtime],
+        settings: Settings,
+        accounts: Callable[[], Accounts],
+        ops: Ops,
     ) -> None:
         self._current = current
         self._settings = settings
         self._accounts = accounts
+        self._ops = ops
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
+        meter = self._ops.meter()
         try:
             runtime = self._current()
             accounts = self._accounts()
@@ -84,18 +91,22 @@ class ChatEndpoint:
             _check_content_type(headers)
             raw = await _body(receive, headers, limits.max_body_bytes, limits.body_timeout_s)
             chat = parse_chat_request(raw)
+            meter.parsed(chat.stream)
             runtime.acquire()
             try:
-                await _Request(runtime, chat, headers, self._settings, accounts, key).serve(
+                await _Request(runtime, chat, headers, self._settings, accounts, key, meter).serve(
                     receive, send
                 )
             finally:
                 runtime.release()
         except ClientGone:
+            meter.failed(499)
             return
         except PerficsError as exc:
+            meter.failed(exc.status_code, exc)
             await _respond(send, exc.status_code, error_json(exc), _JSON, exc.headers)
         except Exception as exc:
+            meter.failed(500)
             log.error("request.failed", exc_info=exc)
             body = error_json(InternalError("internal server error"))
             await _respond(send, 500, body, _JSON)
@@ -113,6 +124,7 @@ class _Request:
         settings: Settings,
         accounts: Accounts,
         key: KeyRecord | None,
+        meter: RequestMeter,
     ) -> None:
         self.runtime = runtime
         self.chat = chat
@@ -120,6 +132,7 @@ class _Request:
         self.settings = settings
         self.accounts = accounts
         self.key = key
+        self.meter = meter
         self.ticket: Ticket | None = None
         self.decision: Decision | None = None
         self.outcome: Outcome | None = None
@@ -133,6 +146,7 @@ class _Request:
             await self._admit()
             decision = self.decision
             assert decision is not None
+            self.meter.decided(decision, self.runtime, self.chat)
             log.info(
                 "route.planned",
                 model=decision.plan.model,
@@ -154,10 +168,18 @@ class _Request:
                             extra,
                             self.settings,
                             watch,
+                            self.meter,
                         )
                     else:
                         self.outcome = await _complete(
-                            send, self.runtime, decision, self.chat, request_id, extra, watch
+                            send,
+                            self.runtime,
+                            decision,
+                            self.chat,
+                            request_id,
+                            extra,
+                            watch,
+                            self.meter,
                         )
                     status = 200
                 except asyncio.CancelledError:
@@ -244,6 +266,7 @@ async def _complete(
     request_id: str,
     extra: Mapping[str, str],
     watch: _DisconnectWatch,
+    meter: RequestMeter,
 ) -> Outcome:
     outcome = await pipeline.run(runtime, decision, chat)
     _log_done(decision, outcome, chat, stream=False)
@@ -257,6 +280,7 @@ async def _complete(
     headers.update(extra)
     watch.stop()
     await _respond(send, 200, orjson.dumps(body), _JSON, headers)
+    meter.done(outcome)
     return outcome
 
 
@@ -269,6 +293,7 @@ async def _streaming(
     extra: Mapping[str, str],
     settings: Settings,
     watch: _DisconnectWatch,
+    meter: RequestMeter,
 ) -> Outcome | None:
     items = pipeline.stream(runtime, decision, chat)
     try:
@@ -293,11 +318,17 @@ async def _streaming(
         frames = completion.render(items, settings.keepalive_s)
         async with contextlib.aclosing(frames):
             async for frame in frames:
+                if completion.answering:
+                    meter.first_token()
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
         if completion.outcome is not None:
             _log_done(decision, completion.outcome, chat, stream=True)
         watch.stop()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if completion.outcome is not None:
+            meter.done(completion.outcome)
+        else:
+            meter.failed(completion.failed_status or 500)
         return completion.outcome
     finally:
         await items.aclose()

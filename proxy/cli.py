@@ -168,10 +168,10 @@ def add_route(subparsers: Subparsers) -> None:
 
 def _route(args: argparse.Namespace) -> int:
     from routing.cost import format_usd
-    from routing.decision import RequestFacts, decide
+    from routing.decision import decide
     from routing.errors import PolicyError, RoutingError
-    from routing.estimate import estimate_prompt_tokens
     from routing.explain import plan_to_json, plan_to_table
+    from routing.hypothetical import hypothetical_facts
     from routing.policy_loader import load_policy
 
     try:
@@ -179,27 +179,14 @@ def _route(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
-    headers = {
-        name: value
-        for name, value in (
-            ("x-perfics-task", args.task),
-            ("x-perfics-budget-usd", args.budget_usd),
-            ("x-perfics-max-rounds", args.max_rounds),
-        )
-        if value is not None
-    }
-    text = args.prompt or ""
-    if args.prompt is not None:
-        prompt_tokens = estimate_prompt_tokens([{"role": "user", "content": args.prompt}])
-    else:
-        prompt_tokens = args.prompt_tokens or 0
-    facts = RequestFacts(
-        model=args.model,
-        headers=headers,
-        perfics=None,
-        last_user_text=text,
-        prompt_tokens=prompt_tokens,
+    facts = hypothetical_facts(
+        task=args.task,
+        budget_usd=args.budget_usd,
+        max_rounds=args.max_rounds,
+        prompt=args.prompt,
+        prompt_tokens=args.prompt_tokens,
         max_tokens=args.max_tokens,
+        model=args.model,
         needs=args.uses,
     )
     try:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,19 @@ class RoundTrace:
 
 
 @dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One finished model call of a choice, as charged: ``call`` is ``draft``, ``critique``,
+    ``rewrite`` or ``review`` (the acceptance rule's scoring calls), ``round`` 0 for the draft;
+    its wall-clock start and duration. Read by metrics and tracing (``proxy.ops``)."""
+
+    call: str
+    round: int
+    usage: Usage
+    started_ns: int
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Refined:
     text: str
     finish_reason: str
@@ -106,6 +120,7 @@ class Refined:
     trace: tuple[RoundTrace, ...]
     streamed: bool
     logprobs: tuple[TokenLogprob, ...] = ()
+    calls: tuple[CallRecord, ...] = ()
 
 
 async def refine(
@@ -157,25 +172,29 @@ class _Refinement:
         self.prompts = prompts
         self.budget = budget
         self.usage = Usage()
+        self.calls: list[CallRecord] = []
         self.reviewer = Reviewer(
             prompts.accept, backend, messages, _wants_json(params), record_all=record_reviews
         )
 
-    def _charge(self, usage: Usage) -> None:
+    def _charge(self, usage: Usage, call: str, number: int, started_ns: int) -> None:
         self.usage = self.usage + usage
         self.budget.charge(usage.prompt_tokens, usage.completion_tokens)
+        elapsed = (time.time_ns() - started_ns) / 1e9
+        self.calls.append(CallRecord(call, number, usage, started_ns, elapsed))
 
     async def events(self, rounds: int, live: bool) -> AsyncIterator[ChoiceEvent]:
         params, prompts, budget = self.params, self.prompts, self.budget
         capped = budget.applies
         live_draft = live and rounds == 0 and not _wants_json(params)
         draft = _Call(self.backend, self.choice, capped)
+        started = time.time_ns()
         async for event in draft.run(
             self.messages, params, live=live_draft, announce=True, use_stream=live
         ):
             yield event
         answer = draft.completion
-        self._charge(answer.usage)
+        self._charge(answer.usage, "draft", 0, started)
         answer_tokens = answer.usage.completion_tokens
         draft_prompt = answer.usage.prompt_tokens
         planned = params.max_tokens or answer_tokens
@@ -210,6 +229,7 @@ class _Refinement:
                 top_logprobs=None,
             )
             critique_call = _Call(self.backend, self.choice, capped)
+            started = time.time_ns()
             try:
                 async for _ in critique_call.run(
                     critique_messages, critique_params, live=False, use_stream=False
@@ -221,7 +241,7 @@ class _Refinement:
                 stop_reason = "budget"
                 break
             critique = critique_call.completion
-            self._charge(critique.usage)
+            self._charge(critique.usage, "critique", number, started)
             if is_stop_phrase(critique.text, prompts.stop_phrase):
                 trace.append(RoundTrace(number, critique.text, critique.usage))
                 stop_reason = "no_issues"
@@ -246,6 +266,7 @@ class _Refinement:
                 live and number == rounds and prompts.accept == "all" and not _wants_json(params)
             )
             call = _Call(self.backend, self.choice, capped)
+            started = time.time_ns()
             try:
                 async for event in call.run(
                     rewrite_messages, rewrite_params, live=live_rewrite, use_stream=live_rewrite
@@ -258,7 +279,8 @@ class _Refinement:
                 stop_reason = "budget"
                 break
             rewrite = call.completion
-            self._charge(rewrite.usage)
+            self._charge(rewrite.usage, "rewrite", number, started)
+            started = time.time_ns()
             try:
                 review = await self.reviewer.review(answer.text, rewrite.text, critique.text)
             except UpstreamRejected:
@@ -269,7 +291,8 @@ class _Refinement:
                 )
                 stop_reason = "budget"
                 break
-            self._charge(review.usage)
+            if review.usage.total_tokens:
+                self._charge(review.usage, "review", number, started)
             trace.append(
                 RoundTrace(
                     number, critique.text, critique.usage, rewrite.text, rewrite.usage, review
@@ -291,6 +314,7 @@ class _Refinement:
                 trace=tuple(trace),
                 streamed=streamed,
                 logprobs=answer.logprobs,
+                calls=tuple(self.calls),
             ),
         )
 

@@ -11,6 +11,8 @@ PERFICS_KEEPALIVE_S  seconds between SSE comments during hidden rounds (5)
 PERFICS_DATABASE_URL the key and ledger store (over the policy's server.database; default
                      sqlite:///.perfics/perfics.db)
 PERFICS_WORKERS      processes serving one port (1)
+PERFICS_METRICS      on|off: Prometheus metrics at /metrics and the dashboard's live figures (on)
+PERFICS_METRICS_KEY  a key that reads /metrics only (besides the admin rule)
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Settings:
     keepalive_s: float = 5.0
     database_url: str | None = None
     workers: int = 1
+    metrics: bool = True
+    metrics_key: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.keepalive_s <= 10:
@@ -56,9 +60,18 @@ class Settings:
         return cls(**values)
 
 
+_TRUE = frozenset({"1", "true", "on", "yes"})
+_FALSE = frozenset({"0", "false", "off", "no"})
+
+
 def _convert(name: str, raw: str, kind: object) -> Any:
     """``raw`` as the field's type; annotations are strings here (``int | None``)."""
     base = str(kind).split("|")[0].strip()
+    if base == "bool":
+        lowered = raw.strip().lower()
+        if lowered in _TRUE | _FALSE:
+            return lowered in _TRUE
+        raise ValueError(f"PERFICS_{name.upper()}={raw!r} is not on/off")
     try:
         if base == "int":
             return int(raw)

@@ -102,6 +102,11 @@ class LlamaCppBackend:
     def ready(self) -> bool:
         return self._llama is not None
 
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for the model (the queue that ``queue_size`` bounds)."""
+        return self._waiting
+
     async def start(self) -> None:
         if self._llama is None:
             await asyncio.to_thread(self._load)

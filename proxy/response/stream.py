@@ -57,6 +57,8 @@ class CompletionFrames:
         self.role_sent: set[int] = set()
         self.finished: dict[int, Finished] = {}
         self.outcome: Outcome | None = None
+        self.answering = False  # an answer chunk has been rendered
+        self.failed_status: int | None = None  # the status of an error sent as an event
 
     async def render(
         self, items: AsyncGenerator[Event, None], keepalive_s: float
@@ -86,10 +88,12 @@ class CompletionFrames:
                     yield frame
             yield DONE
         except PerficsError as exc:
+            self.failed_status = exc.status_code
             log.warning("stream.failed", error=type(exc).__name__, status=exc.status_code)
             yield error(exc.to_envelope())
             yield DONE
         except Exception:
+            self.failed_status = 500
             log.exception("stream.failed")
             yield error(InternalError("internal error").to_envelope())
             yield DONE
@@ -121,6 +125,7 @@ class CompletionFrames:
         )
 
     def piece(self, index: int, text: str, logprobs: Sequence[TokenLogprob] = ()) -> bytes:
+        self.answering = True
         delta: dict[str, Any] = {"content": text}
         if index not in self.role_sent:
             self.role_sent.add(index)

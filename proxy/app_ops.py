@@ -1,0 +1,161 @@
+"""The operator's routes: ``GET /metrics`` (Prometheus) and the dashboard (``/dashboard``,
+``/dashboard/plan``, ``/dashboard/plan.json``, ``/dashboard/live``, ``/dashboard/static/*``).
+
+Access follows the admin rule (``proxy.app``: the admin key, else a loopback peer; never a
+cross-site browser request). The key may come as ``Authorization: Bearer KEY`` or, so that a
+browser can open the page, as HTTP Basic with the key as password: a refused dashboard
+request answers 401 with ``WWW-Authenticate: Basic``. ``/metrics`` also accepts the metrics key
+(``PERFICS_METRICS_KEY``), which opens nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import orjson
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from proxy.errors import AuthenticationFailed, InvalidRequest, PerficsError, PermissionDenied
+from proxy.ops.dashboard import static_file
+from proxy.ops.metrics import CONTENT_TYPE
+from proxy.ops.observer import Ops
+from proxy.ops.policy_view import PlanView, plan_view
+from proxy.response import error_json
+from routing.explain import plan_to_json
+
+if TYPE_CHECKING:
+    from proxy.app import ServiceState
+
+IsAdmin = Callable[[Request, "str | None"], bool]
+CrossSite = Callable[[Request], bool]
+_HTML = "text/html; charset=utf-8"
+_NO_STORE = {"cache-control": "no-store"}
+# The page loads only what perfics serves, and no other site may frame it.
+_PAGE_HEADERS = {
+    **_NO_STORE,
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "x-content-type-options": "nosniff",
+}
+
+
+def add_ops_routes(
+    app: FastAPI, state: ServiceState, ops: Ops, is_admin: IsAdmin, cross_site: CrossSite
+) -> None:
+    """Mount the routes on ``app``. ``is_admin(request, admin_key)`` is the admin rule;
+    ``cross_site(request)`` tells a cross-site browser request, always refused."""
+
+    def allowed(request: Request, extra_key: str | None = None) -> None:
+        if cross_site(request):
+            raise PermissionDenied("cross-site browser requests are refused")
+        admin_key = state.current().admin_key
+        if is_admin(request, admin_key) or (admin_key and _basic_key(request, admin_key)):
+            return
+        if extra_key and (_bearer(request, extra_key) or _basic_key(request, extra_key)):
+            return
+        if admin_key or extra_key:
+            raise AuthenticationFailed(
+                "invalid or missing admin key",
+                headers={"www-authenticate": 'Basic realm="perfics"'},
+            )
+        raise PermissionDenied("served to loopback clients only; set PERFICS_ADMIN_KEY")
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        allowed(request, state.settings.metrics_key)
+        if ops.metrics is None:
+            return _error(_not_found("metrics are off (PERFICS_METRICS=off)"))
+        ops.refresh(state.runtime)
+        body = await asyncio.to_thread(ops.metrics.exposition)
+        return Response(body, media_type=CONTENT_TYPE)
+
+    @app.get("/dashboard")
+    async def dashboard(request: Request) -> Response:
+        allowed(request)
+        return await asyncio.to_thread(_page, state, ops, PlanView({}))
+
+    @app.get("/dashboard/plan")
+    async def dashboard_plan(request: Request) -> Response:
+        allowed(request)
+        view = plan_view(state.current().policy, request.query_params)
+        return await asyncio.to_thread(_page, state, ops, view)
+
+    @app.get("/dashboard/plan.json")
+    async def dashboard_plan_json(request: Request) -> Response:
+        """The form's plan as ``perfics route --json`` prints it (400 when there is none)."""
+        allowed(request)
+        view = plan_view(state.current().policy, request.query_params)
+        if view.decision is None:
+            return _error(InvalidRequest(view.error or "no plan", code="no_plan"))
+        body = plan_to_json(view.decision.plan, view.decision.declarations)
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    @app.get("/dashboard/live")
+    async def dashboard_live(request: Request) -> Response:
+        allowed(request)
+        ops.refresh(state.runtime)
+        html = await asyncio.to_thread(ops.dashboard.live, ops.metrics)
+        return Response(html, media_type=_HTML, headers=_NO_STORE)
+
+    @app.get("/dashboard/static/{name}")
+    async def dashboard_static(name: str, request: Request) -> Response:
+        allowed(request)
+        found = static_file(name)
+        if found is None:
+            return _error(_not_found(f"no such file: {name}"))
+        content, media_type = found
+        return Response(content, media_type=media_type, headers={"cache-control": "max-age=300"})
+
+
+def _page(state: ServiceState, ops: Ops, plan: PlanView) -> Response:
+    """The whole page (rendered in a worker thread: it plans every task a dozen times and
+    reads every metric)."""
+    runtime = state.current()
+    ops.refresh(runtime)
+    html = ops.dashboard.page(
+        runtime.policy,
+        runtime.source,
+        runtime.ready_models(),
+        ops.metrics,
+        state.reload_error,
+        plan,
+    )
+    return Response(html, media_type=_HTML, headers=_PAGE_HEADERS)
+
+
+def _error(exc: PerficsError) -> Response:
+    return Response(error_json(exc), exc.status_code, exc.headers, media_type="application/json")
+
+
+def _not_found(message: str) -> PerficsError:
+    error = PerficsError(message)
+    error.status_code, error.error_type = 404, "not_found"
+    return error
+
+
+def _bearer(request: Request, key: str) -> bool:
+    supplied = request.headers.get("authorization", "")
+    if not supplied.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(supplied.removeprefix("Bearer ").strip().encode(), key.encode())
+
+
+def _basic_key(request: Request, key: str) -> bool:
+    """HTTP Basic credentials whose password is ``key`` (the user name is not checked)."""
+    supplied = request.headers.get("authorization", "")
+    if not supplied.startswith("Basic "):
+        return False
+    try:
+        decoded = base64.b64decode(supplied.removeprefix("Basic ").strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    password = decoded.partition(b":")[2]
+    return hmac.compare_digest(password, key.encode())
