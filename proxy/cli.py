@@ -121,17 +121,26 @@ def add_serve(subparsers: Subparsers) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from proxy.server import serve
+    from proxy.multiproc import metrics_directory
+    from proxy.settings import Settings
 
-    return serve(
-        policy=args.policy,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        queue_size=args.queue_size,
-        database_url=args.database,
-        workers=args.workers,
-    )
+    try:
+        workers = Settings.from_env(workers=args.workers).workers
+    except ValueError as exc:
+        print(f"perfics: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    with metrics_directory(workers):
+        from proxy.server import serve
+
+        return serve(
+            policy=args.policy,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            queue_size=args.queue_size,
+            database_url=args.database,
+            workers=args.workers,
+        )
 
 
 def add_route(subparsers: Subparsers) -> None:

@@ -13,7 +13,9 @@ Workers: the parent binds the socket, forks the workers and supervises them. A w
 dies is started again (at most once a second); SIGTERM or SIGINT stops them all; SIGHUP is
 passed on, so each worker re-reads the policy. Each worker builds its own app, its own
 backends (an embedded model is loaded once per worker) and its own store connections; keys,
-budgets and the ledger are shared through the store (docs/scaling.md).
+budgets and the ledger are shared through the store (docs/scaling.md). Prometheus metrics run
+in the client's multiprocess mode (``proxy.multiproc``, set up by the command line before the
+client is first imported); the parent drops a dead worker's live gauges.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import uvicorn
 from proxy.app import create_app
 from proxy.http_protocol import protocol_options
 from proxy.logs import configure_logging
+from proxy.ops.metrics import mark_process_dead
 from proxy.settings import Settings
 from proxy.store.base import StoreUnavailable
 from proxy.store.schema import DEFAULT_URL, upgrade
@@ -135,6 +138,7 @@ def _supervise(config: uvicorn.Config, workers: int) -> int:
         except InterruptedError:
             continue
         started = children.pop(pid, None)
+        mark_process_dead(pid)
         if started is None or stopping:
             continue
         print(f"perfics: worker {pid} exited; starting another", file=sys.stderr)

@@ -30,6 +30,8 @@ def pytest_configure(config: pytest.Config) -> None:
     in one scratch SQLite file unless the test names its own (tests that make keys must: a
     key in the shared file would close every other test's server)."""
     scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"perfics-tests-{os.getpid()}.db"
+    for stale in (scratch, *(scratch.with_name(scratch.name + s) for s in ("-wal", "-shm"))):
+        stale.unlink(missing_ok=True)  # a file of an earlier run whose process had this pid
     os.environ.setdefault("PERFICS_DATABASE_URL", f"sqlite:///{scratch}")
 
 

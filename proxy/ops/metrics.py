@@ -40,9 +40,9 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 
 from proxy.backends.base import Backend
+from proxy.multiproc import MULTIPROC_ENV
 from routing.policy import Policy
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 NONE = "none"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 SECONDS_BUCKETS = (

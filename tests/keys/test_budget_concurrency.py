@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.backends.conftest import Stub, label
 from tests.keys.conftest import KeyedServer, keys_policy, make_key
@@ -122,6 +123,16 @@ def test_workers_on_sqlite_never_overspend(upstream: Stub, tmp_path: Path) -> No
         responses = asyncio.run(burst([server.base_url], secret, 100))
         check_budget_held(database, responses)
         assert len(children(server.proc.pid)) == 2
+        # Prometheus sees both workers as one (the client's multiprocess mode).
+        admin = {"authorization": "Bearer admin-secret-1"}
+        scrape = httpx.get(f"{server.base_url}/metrics", headers=admin, timeout=10).text
+        counted = sum(
+            sample.value
+            for family in text_string_to_metric_families(scrape)
+            for sample in family.samples
+            if sample.name == "perfics_requests_total"
+        )
+        assert counted == 100
     finally:
         server.stop()
 
