@@ -14,6 +14,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,11 +24,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.errors import AuthenticationFailed, InvalidRequest, PerficsError, PermissionDenied
-from proxy.ops.dashboard import static_file
+from proxy.keys import key_view
+from proxy.ops.dashboard import KeySpend, static_file
 from proxy.ops.metrics import CONTENT_TYPE
 from proxy.ops.observer import Ops
 from proxy.ops.policy_view import PlanView, plan_view
 from proxy.response import error_json
+from proxy.store.base import StoreUnavailable
 from routing.explain import plan_to_json
 
 if TYPE_CHECKING:
@@ -80,13 +83,15 @@ def add_ops_routes(
     @app.get("/dashboard")
     async def dashboard(request: Request) -> Response:
         allowed(request)
-        return await asyncio.to_thread(_page, state, ops, PlanView({}))
+        spend = await _key_spend(state)
+        return await asyncio.to_thread(_page, state, ops, PlanView({}), spend)
 
     @app.get("/dashboard/plan")
     async def dashboard_plan(request: Request) -> Response:
         allowed(request)
         view = plan_view(state.current().policy, request.query_params)
-        return await asyncio.to_thread(_page, state, ops, view)
+        spend = await _key_spend(state)
+        return await asyncio.to_thread(_page, state, ops, view, spend)
 
     @app.get("/dashboard/plan.json")
     async def dashboard_plan_json(request: Request) -> Response:
@@ -102,7 +107,8 @@ def add_ops_routes(
     async def dashboard_live(request: Request) -> Response:
         allowed(request)
         ops.refresh(state.runtime)
-        html = await asyncio.to_thread(ops.dashboard.live, ops.metrics)
+        spend = await _key_spend(state)
+        html = await asyncio.to_thread(ops.dashboard.live, ops.metrics, spend)
         return Response(html, media_type=_HTML, headers=_NO_STORE)
 
     @app.get("/dashboard/static/{name}")
@@ -115,7 +121,37 @@ def add_ops_routes(
         return Response(content, media_type=media_type, headers={"cache-control": "max-age=300"})
 
 
-def _page(state: ServiceState, ops: Ops, plan: PlanView) -> Response:
+async def _key_spend(state: ServiceState) -> list[KeySpend] | None:
+    """Every key's spend from the store; None when it cannot be read."""
+    if state.accounts is None:
+        return None
+    store = state.accounts.store
+    now = time.time()
+    try:
+        usage = await store.keys(now)
+        ledger = {line.group: line for line in await store.spend("key", None)}
+    except StoreUnavailable:
+        return None
+    lines = []
+    for entry in usage:
+        view = key_view(entry, now)
+        totals = ledger.get(entry.key.name)
+        lines.append(
+            KeySpend(
+                name=entry.key.name,
+                status=view["status"],
+                period=entry.period,
+                spent_usd=entry.spent_usd,
+                remaining_usd=entry.remaining_usd,
+                requests=totals.requests if totals else 0,
+                cost_usd=totals.cost_usd if totals else 0.0,
+                reference_cost_usd=totals.reference_cost_usd if totals else None,
+            )
+        )
+    return lines
+
+
+def _page(state: ServiceState, ops: Ops, plan: PlanView, spend: list[KeySpend] | None) -> Response:
     """The whole page (rendered in a worker thread: it plans every task a dozen times and
     reads every metric)."""
     runtime = state.current()
@@ -127,6 +163,7 @@ def _page(state: ServiceState, ops: Ops, plan: PlanView) -> Response:
         ops.metrics,
         state.reload_error,
         plan,
+        spend,
     )
     return Response(html, media_type=_HTML, headers=_PAGE_HEADERS)
 

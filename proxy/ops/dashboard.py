@@ -6,7 +6,8 @@ Sections: the policy's file, hash and ready models; live figures (``proxy.ops.li
 ``LIVE_SECTIONS``); the plan form (a GET form: ``/dashboard/plan?task=&budget_usd=...``
 renders the page with every candidate) and the policy task by task
 (``proxy.ops.policy_view``), with calibrated and guessed quality figures told apart
-(``routing.quality_provenance``); the reload status and history.
+(``routing.quality_provenance``); spend by key from the ledger (``KeySpend`` rows, read from
+the store by the route); the reload status and history.
 """
 
 from __future__ import annotations
@@ -26,6 +27,21 @@ from routing.quality_provenance import calibrated_quality
 
 STATIC = Path(__file__).parent / "static"
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpend:
+    """One key's line in the spend table: this period's spend and what is left of its budget,
+    and the ledger's totals (requests, cost, what the reference model would have cost)."""
+
+    name: str
+    status: str
+    period: str
+    spent_usd: float
+    remaining_usd: float | None
+    requests: int
+    cost_usd: float
+    reference_cost_usd: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +77,7 @@ class Dashboard:
         metrics: Metrics | None,
         reload_error: str | None,
         plan: PlanView,
+        spend: list[KeySpend] | None = None,
     ) -> str:
         body = [
             f"<header><h1>perfics</h1><p>policy <code>{escape(source)}</code>, "
@@ -69,7 +86,7 @@ class Dashboard:
             '<nav><a href="#live">live</a> <a href="#plan">plan a request</a> '
             '<a href="#policy">policy</a> <a href="#reloads">reloads</a></nav>',
             '<section id="live" data-refresh="/dashboard/live"><h2>Live</h2>',
-            self.live(metrics),
+            self.live(metrics, spend),
             "</section>",
             plan_section(policy, plan),
             policy_section(policy, self.calibrated),
@@ -77,12 +94,14 @@ class Dashboard:
         ]
         return _document("\n".join(body))
 
-    def live(self, metrics: Metrics | None) -> str:
-        """The live figures (the ``/dashboard/live`` fragment)."""
+    def live(self, metrics: Metrics | None, spend: list[KeySpend] | None = None) -> str:
+        """The live figures (the ``/dashboard/live`` fragment); ``spend`` None: the key store
+        could not be read."""
+        keys = _spend_section(spend)
         if metrics is None:
-            return "<p>Metrics are off (PERFICS_METRICS=off).</p>"
+            return "<p>Metrics are off (PERFICS_METRICS=off).</p>" + keys
         samples = Samples.of(metrics.collect())
-        return "\n".join(section(samples, self.rate) for section in LIVE_SECTIONS)
+        return "\n".join([*(section(samples, self.rate) for section in LIVE_SECTIONS), keys])
 
     def _reloads_section(self, reload_error: str | None) -> str:
         status = (
@@ -105,6 +124,44 @@ class Dashboard:
             + table(("when", "result", "file or first problem"), rows)
             + "</section>"
         )
+
+
+def _spend_section(spend: list[KeySpend] | None) -> str:
+    head = "<h3>Spend by key</h3>"
+    if spend is None:
+        return head + '<p class="bad">The key store is unavailable.</p>'
+    if not spend:
+        return head + "<p>No keys yet (<code>perfics keys create</code>).</p>"
+    rows = [
+        (
+            line.name,
+            line.status,
+            line.period,
+            _usd(line.spent_usd),
+            "unlimited" if line.remaining_usd is None else _usd(line.remaining_usd),
+            str(line.requests),
+            _usd(line.cost_usd),
+            "-"
+            if line.reference_cost_usd is None
+            else _usd(line.reference_cost_usd - line.cost_usd),
+        )
+        for line in spend
+    ]
+    header = (
+        "key",
+        "status",
+        "period",
+        "spent this period",
+        "left",
+        "requests (ledger)",
+        "cost (ledger)",
+        "saving vs reference",
+    )
+    return head + table(header, rows, "key-spend")
+
+
+def _usd(value: float) -> str:
+    return f"{value:.6f}".rstrip("0").rstrip(".") if value else "0"
 
 
 def _document(body: str) -> str:

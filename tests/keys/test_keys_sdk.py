@@ -99,6 +99,11 @@ def test_a_key_with_limits_is_served_and_narrows_what_it_may_ask(
     assert row["requests"] == 5  # one answered, four refused: every request is in the ledger
     assert row["cost_usd"] == pytest.approx(team["spent_usd"])
     assert row["saving_usd"] > 0
+    # The dashboard's live figures show it too.
+    live = httpx.get(f"{server.base_url}/dashboard/live", headers=ADMIN)
+    assert live.status_code == 200
+    spend_table = live.text.split('id="key-spend"', 1)[1].split("</table>", 1)[0]
+    assert "team-a" in spend_table and ">5<" in spend_table
 
 
 def test_missing_wrong_revoked_rotated_and_expired_keys_are_refused(
