@@ -77,6 +77,7 @@ def add_ops_routes(
         if ops.metrics is None:
             return _error(_not_found("metrics are off (PERFICS_METRICS=off)"))
         ops.refresh(state.runtime)
+        await _key_gauges(state, ops)
         body = await asyncio.to_thread(ops.metrics.exposition)
         return Response(body, media_type=CONTENT_TYPE)
 
@@ -121,6 +122,20 @@ def add_ops_routes(
         return Response(content, media_type=media_type, headers={"cache-control": "max-age=300"})
 
 
+async def _key_gauges(state: ServiceState, ops: Ops) -> None:
+    """The key gauges as the store has them now (left as they were if it cannot be read)."""
+    if state.accounts is None or ops.metrics is None:
+        return
+    now = time.time()
+    try:
+        usage = await state.accounts.store.keys(now)
+    except StoreUnavailable:
+        return
+    ops.metrics.keys(
+        [(u.key.name, u.period, u.spent_usd, u.key.budget_usd) for u in usage if u.key.usable(now)]
+    )
+
+
 async def _key_spend(state: ServiceState) -> list[KeySpend] | None:
     """Every key's spend from the store; None when it cannot be read."""
     if state.accounts is None:
@@ -129,7 +144,8 @@ async def _key_spend(state: ServiceState) -> list[KeySpend] | None:
     now = time.time()
     try:
         usage = await store.keys(now)
-        ledger = {line.group: line for line in await store.spend("key", None)}
+        since = now - LEDGER_WINDOW_S
+        ledger = {line.group: line for line in await store.spend("key", since)}
     except StoreUnavailable:
         return None
     lines = []
@@ -149,6 +165,10 @@ async def _key_spend(state: ServiceState) -> list[KeySpend] | None:
             )
         )
     return lines
+
+
+LEDGER_WINDOW_S = 30 * 86400
+"""The dashboard's ledger totals cover the last 30 days (one indexed range per refresh)."""
 
 
 def _page(state: ServiceState, ops: Ops, plan: PlanView, spend: list[KeySpend] | None) -> Response:

@@ -275,10 +275,35 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=registry,
         )
+        # Keys are named by the operator (``perfics keys``), so their names are bounded labels.
+        self.key_budget = Gauge(
+            "perfics_key_budget_usd",
+            "A key's budget for its period (keys with a budget)",
+            ["key", "period"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.key_spent = Gauge(
+            "perfics_key_spent_usd",
+            "What a key has spent in its current budget period, from the store",
+            ["key", "period"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
         self._series: dict[tuple[str, str, bool], Series] = {}
         self._statuses: dict[tuple[str, str, str, bool], Any] = {}
         self._hash: str | None = None
         self._gauged: set[tuple[str, ...]] = set()
+
+    def keys(self, spend: list[tuple[str, str, float, float | None]]) -> None:
+        """Set the key gauges from the store: (name, period, spent, budget) per usable key;
+        series of keys no longer listed are dropped."""
+        self.key_budget.clear()
+        self.key_spent.clear()
+        for name, period, spent, budget in spend:
+            self.key_spent.labels(name, period).set(spent)
+            if budget is not None:
+                self.key_budget.labels(name, period).set(budget)
 
     def series(self, model: str, task: str, stream: bool) -> Series:
         key = (model, task, stream)

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.keys.conftest import KeyedServer, keys_policy, make_key, perfics
 
@@ -104,6 +105,16 @@ def test_a_key_with_limits_is_served_and_narrows_what_it_may_ask(
     assert live.status_code == 200
     spend_table = live.text.split('id="key-spend"', 1)[1].split("</table>", 1)[0]
     assert "team-a" in spend_table and ">5<" in spend_table
+    # And /metrics, for the budget alert (examples/monitoring/alerts.yml).
+    scrape = httpx.get(f"{server.base_url}/metrics", headers=ADMIN).text
+    gauges = {
+        (sample.name, sample.labels["key"]): sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name.startswith("perfics_key_")
+    }
+    assert gauges[("perfics_key_budget_usd", "team-a")] == 3
+    assert gauges[("perfics_key_spent_usd", "team-a")] == pytest.approx(team["spent_usd"])
 
 
 def test_missing_wrong_revoked_rotated_and_expired_keys_are_refused(

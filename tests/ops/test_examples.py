@@ -38,6 +38,7 @@ def test_alert_rules_use_served_metrics_and_cover_what_operators_page_on() -> No
         "PerficsHighFallbackRate",
         "PerficsHighP99Latency",
         "PerficsBudgetNearlyExhausted",
+        "PerficsKeyBudgetNearlyExhausted",
         "PerficsBackendDown",
     } <= alerts
 
