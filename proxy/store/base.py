@@ -129,7 +129,7 @@ class Store(ABC):
         return bool(rows)
 
     async def keys(self, now: float) -> list[KeyUsage]:
-        """Every key, oldest first, with its current period's spend and reservations."""
+        """Every key, oldest first, with its current period's spend and what leases hold."""
         async with self.transaction() as tx:
             keys = [
                 _key(row)
