@@ -43,7 +43,7 @@ from proxy.response import error_json
 from proxy.runtime import Runtime, build_runtime, close_runtime, retire
 from proxy.settings import Settings
 from proxy.store.base import StoreUnavailable
-from proxy.store.schema import DEFAULT_URL, open_store, upgrade
+from proxy.store.schema import database_url, open_store, upgrade
 from routing.errors import PolicyError
 
 log = structlog.get_logger(__name__)
@@ -85,7 +85,7 @@ class ServiceState:
         """Open the key and ledger store named by the settings or the policy, its schema
         brought up to date; ``StoreUnavailable`` when it cannot be reached."""
         server = self.current().policy.server
-        url = self.settings.database_url or server.database or DEFAULT_URL
+        url = database_url(self.settings.database_url, server.database)
         await asyncio.to_thread(upgrade, url)
         self.accounts = Accounts(
             await open_store(url),

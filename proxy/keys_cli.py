@@ -38,7 +38,8 @@ from proxy.keys import (
     update_key,
 )
 from proxy.store.base import KeyConflict, Store, StoreUnavailable
-from proxy.store.schema import DEFAULT_URL, open_store, upgrade
+from proxy.store.schema import database_url, open_store, upgrade
+from routing.errors import PolicyError
 
 if TYPE_CHECKING:
     from proxy.cli import Subparsers
@@ -116,24 +117,22 @@ def _key_limits(args: argparse.Namespace) -> KeyLimits:
     ).checked()
 
 
-def database_url(args: argparse.Namespace) -> str:
-    if args.database:
-        return str(args.database)
-    if os.environ.get("PERFICS_DATABASE_URL"):
-        return os.environ["PERFICS_DATABASE_URL"]
-    policy = args.policy or os.environ.get("PERFICS_POLICY") or "policies/default.yaml"
-    if os.path.exists(policy):
-        from routing.policy_loader import load_policy
+def _database(args: argparse.Namespace) -> str:
+    policy_value = None
+    if not args.database and not os.environ.get("PERFICS_DATABASE_URL"):
+        policy = args.policy or os.environ.get("PERFICS_POLICY") or "policies/default.yaml"
+        if os.path.exists(policy):
+            from routing.policy_loader import load_policy
 
-        return load_policy(policy).server.database or DEFAULT_URL
-    return DEFAULT_URL
+            policy_value = load_policy(policy).server.database
+    return database_url(args.database, policy_value)
 
 
 def _run(
     args: argparse.Namespace, action: Callable[[Store, argparse.Namespace], Awaitable[None]]
 ) -> int:
     async def main() -> None:
-        url = database_url(args)
+        url = _database(args)
         await asyncio.to_thread(upgrade, url)
         store = await open_store(url)
         try:
@@ -143,7 +142,7 @@ def _run(
 
     try:
         asyncio.run(main())
-    except (InvalidKeyInput, KeyConflict, StoreUnavailable) as exc:
+    except (InvalidKeyInput, KeyConflict, StoreUnavailable, PolicyError) as exc:
         print(f"perfics: {exc}", file=sys.stderr)
         return EXIT_INVALID
     return EXIT_OK

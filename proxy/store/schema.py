@@ -9,7 +9,9 @@ line; on PostgreSQL an advisory lock lets several proxies start at once.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from proxy.store.base import Store, StoreUnavailable
@@ -17,6 +19,14 @@ from proxy.store.base import Store, StoreUnavailable
 DEFAULT_URL = "sqlite:///.perfics/perfics.db"
 _MIGRATION_LOCK = 0x70657266  # "perf"
 _PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
+
+
+def database_url(
+    given: str | None, policy_value: str | None, environ: Mapping[str, str] = os.environ
+) -> str:
+    """The store to use: a URL given (a flag, ``Settings.database_url``), else
+    ``PERFICS_DATABASE_URL``, else the policy's ``server.database``, else ``DEFAULT_URL``."""
+    return given or environ.get("PERFICS_DATABASE_URL") or policy_value or DEFAULT_URL
 
 
 def shown_url(url: str) -> str:
