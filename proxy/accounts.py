@@ -42,7 +42,7 @@ import structlog
 from proxy.errors import AuthenticationFailed, KeyStoreUnavailable, QuotaExceeded, RateLimited
 from proxy.keys import hash_secret, looks_like_secret
 from proxy.store.base import Store, StoreUnavailable
-from proxy.store.records import WINDOW_S, Grant, KeyRecord, LeaseRequest, LedgerRow
+from proxy.store.records import WINDOW_S, Grant, KeyRecord, LeaseRequest, LedgerRow, Verdict
 from routing.cost import format_usd
 from routing.decision import Decision, KeyScope
 
@@ -62,7 +62,6 @@ class Ticket:
     left before it (None without a budget), and the headers that report the key's rate limits
     (empty without one)."""
 
-    key: KeyRecord
     lease_id: str | None
     period: str
     window: int | None
@@ -192,7 +191,7 @@ class Accounts:
         tokens = plan.estimate.input_tokens(plan.rounds) + plan.estimate.output_tokens(plan.rounds)
         period = key.period_id(now)
         if not key.metered:
-            return Ticket(key, None, period, None, 0, 0.0, None, {})
+            return Ticket(None, period, None, 0, 0.0, None, {})
         window = int(now // WINDOW_S)
         lease = self._lease(key, period, window)
         amount = plan.estimated_cost_usd if key.budget_usd is not None else 0.0
@@ -206,23 +205,23 @@ class Accounts:
             grant = await self._grant(
                 key, lease, now, declared, need_usd, need_requests, need_tokens, amount, tokens
             )
-            if grant.verdict != "ok":
-                raise _refusal(key, grant, lease, declared, amount, tokens, now)
-            if lease.usd < amount - 1e-12:
+            verdict = grant.verdict
+            if verdict == "ok" and lease.usd < amount - 1e-12:
                 # Others here drew on the lease while this request waited for its grant, and
                 # the store had no more than this request needed.
-                refused = Grant("budget", lease.left_after, 0.0, grant.requests, grant.tokens, 0, 0)
-                raise _refusal(key, refused, lease, declared, amount, tokens, now)
+                verdict = "budget"
+            if verdict != "ok":
+                left = lease.left_usd  # the store's, as this grant saw it, and this lease
+                raise _refusal(key, verdict, left, lease, declared, amount, tokens, now)
         left = lease.left_usd
         if declared is not None and left is not None and declared > left:
-            raise _refusal(key, None, lease, declared, amount, tokens, now)
+            raise _refusal(key, "declared_budget", left, lease, declared, amount, tokens, now)
         lease.usd -= amount
         lease.requests -= 1 if key.rpm is not None else 0
         lease.tokens -= tokens if key.tpm is not None else 0
         lease.last_used = time.monotonic()
         limited = key.rpm is not None or key.tpm is not None
         return Ticket(
-            key,
             lease.id if key.budget_usd is not None else None,
             period,
             window if limited else None,
@@ -372,16 +371,16 @@ def _rate_headers(key: KeyRecord, lease: _Lease, now: float) -> dict[str, str]:
 
 def _refusal(
     key: KeyRecord,
-    grant: Grant | None,
+    verdict: Verdict,
+    left_usd: float | None,
     lease: _Lease,
     declared: float | None,
     amount: float,
     tokens: int,
     now: float,
 ) -> Exception:
-    """The error for a refused request (``grant`` None: refused here, on the declared budget)."""
+    """The error for a refused request; ``left_usd`` is what the key has left as seen here."""
     name = key.name
-    verdict = grant.verdict if grant is not None else "declared_budget"
     headers = _rate_headers(key, lease, now)
     if verdict == "revoked":
         return AuthenticationFailed("this API key has been revoked or has expired")
@@ -396,10 +395,7 @@ def _refusal(
             f"rate limit of the key '{name}' reached: {what}; retry in {retry} s",
             headers={**headers, "retry-after": retry},
         )
-    left_usd = lease.usd + (grant.left_usd if grant and grant.left_usd is not None else 0.0)
-    if grant is None:
-        left_usd = lease.left_usd or 0.0
-    left = format_usd(max(left_usd, 0.0))
+    left = format_usd(max(left_usd or 0.0, 0.0))
     if verdict == "declared_budget":
         message = (
             f"the declared budget of {format_usd(declared or 0.0)} USD exceeds what the key "

@@ -69,7 +69,7 @@ def add_keys_parser(subparsers: Subparsers) -> None:
         action.set_defaults(
             handler=lambda a, n=name: _run(a, _rotate if n == "rotate" else _revoke)
         )
-    for parser in (create, listing, update, *actions.choices.values()):
+    for parser in actions.choices.values():
         _store_options(parser)
 
 
@@ -83,9 +83,8 @@ def add_spend_parser(subparsers: Subparsers) -> None:
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
-    if not any(action.dest == "database" for action in parser._actions):
-        parser.add_argument("--database", help="sqlite:///PATH or postgresql://...")
-        parser.add_argument("--policy", default=None, help="read server.database from it")
+    parser.add_argument("--database", help="sqlite:///PATH or postgresql://...")
+    parser.add_argument("--policy", default=None, help="read server.database from it")
 
 
 def _limits(parser: argparse.ArgumentParser) -> None:
