@@ -35,14 +35,14 @@ import os
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
 from proxy.errors import AuthenticationFailed, KeyStoreUnavailable, QuotaExceeded, RateLimited
 from proxy.keys import hash_secret, looks_like_secret
 from proxy.store.base import Store, StoreUnavailable
-from proxy.store.records import WINDOW_S, Grant, KeyRecord, LeaseRequest, LedgerRow, Verdict
+from proxy.store.records import WINDOW_S, KeyRecord, LeaseRequest, LedgerRow, Verdict
 from routing.cost import format_usd
 from routing.decision import Decision, KeyScope
 
@@ -54,6 +54,7 @@ LEASE_SHARE = 0.05
 LEASE_IDLE_S = 1.0
 MAX_PENDING_ROWS = 100_000
 _PRUNE_EVERY_S = 3600.0
+USD_EPSILON = 1e-9  # sums of float costs drift; a nano-dollar short is not short
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,8 @@ class _Lease:
     window_requests: int = 0
     window_tokens: int = 0
     last_used: float = 0.0
+    asked: float = -math.inf  # when the last grant was asked (monotonic)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def left_usd(self) -> float | None:
@@ -197,22 +200,20 @@ class Accounts:
         amount = plan.estimated_cost_usd if key.budget_usd is not None else 0.0
         declarations = decision.declarations
         declared = declarations.budget_usd if declarations.budget_source != "key" else None
-        need_usd = max(amount - lease.usd, 0.0) if key.budget_usd is not None else 0.0
-        need_requests = 1 if key.rpm is not None and lease.requests < 1 else 0
-        need_tokens = max(tokens - lease.tokens, 0) if key.tpm is not None else 0
-        unknown = key.budget_usd is not None and lease.left_after is None
-        if need_usd > 0 or need_requests or need_tokens or unknown:
-            grant = await self._grant(
-                key, lease, now, declared, need_usd, need_requests, need_tokens, amount, tokens
-            )
-            verdict = grant.verdict
-            if verdict == "ok" and lease.usd < amount - 1e-12:
-                # Others here drew on the lease while this request waited for its grant, and
-                # the store had no more than this request needed.
-                verdict = "budget"
-            if verdict != "ok":
-                left = lease.left_usd  # the store's, as this grant saw it, and this lease
-                raise _refusal(key, verdict, left, lease, declared, amount, tokens, now)
+        if _short(key, lease, amount, tokens):
+            # One grant per lease at a time: a burst that finds the lease empty waits for the
+            # first grant (sized for about LEASE_REQUESTS requests) and draws on it, instead of
+            # each request asking the store on its own and being refused once others hold
+            # what is left.
+            waited_from = time.monotonic()
+            async with lease.lock:
+                if _short(key, lease, amount, tokens):
+                    if lease.asked >= waited_from and _out_of_budget(key, lease, amount):
+                        # The store answered a grant asked after this request came, and what
+                        # it had left does not cover this one: refuse without asking again.
+                        left = lease.left_usd
+                        raise _refusal(key, "budget", left, lease, declared, amount, tokens, now)
+                    await self._top_up(key, lease, now, declared, amount, tokens)
         left = lease.left_usd
         if declared is not None and left is not None and declared > left:
             raise _refusal(key, "declared_budget", left, lease, declared, amount, tokens, now)
@@ -243,18 +244,21 @@ class Accounts:
             lease.window_requests = lease.window_tokens = 0
         return lease
 
-    async def _grant(
+    async def _top_up(
         self,
         key: KeyRecord,
         lease: _Lease,
         now: float,
         declared: float | None,
-        need_usd: float,
-        need_requests: int,
-        need_tokens: int,
         amount: float,
         tokens: int,
-    ) -> Grant:
+    ) -> None:
+        """Ask the store for what the lease lacks for this request and about
+        ``LEASE_REQUESTS`` more; raise the refusal when the store cannot give it."""
+        short_usd = amount - lease.usd
+        need_usd = short_usd if key.budget_usd is not None and short_usd > USD_EPSILON else 0.0
+        need_requests = 1 if key.rpm is not None and lease.requests < 1 else 0
+        need_tokens = max(tokens - lease.tokens, 0) if key.tpm is not None else 0
         want_usd = 0.0
         if key.budget_usd is not None and need_usd > 0:
             want_usd = max(need_usd, amount * LEASE_REQUESTS, key.budget_usd * LEASE_SHARE / 100)
@@ -284,6 +288,7 @@ class Accounts:
             now=now,
             ttl_s=self._ttl_s,
         )
+        lease.asked = time.monotonic()
         try:
             grant = await self.store.lease(request)
         except StoreUnavailable as exc:
@@ -294,7 +299,14 @@ class Accounts:
         lease.requests += grant.granted_requests
         lease.tokens += grant.granted_tokens
         lease.window_requests, lease.window_tokens = grant.requests, grant.tokens
-        return grant
+        verdict = grant.verdict
+        if verdict == "ok" and lease.usd < amount - USD_EPSILON:
+            # Requests that found enough on the lease drew on it while this one waited for
+            # its grant, and the store had no more than this request needed.
+            verdict = "budget"
+        if verdict != "ok":
+            left = lease.left_usd  # the store's, as this grant saw it, and this lease
+            raise _refusal(key, verdict, left, lease, declared, amount, tokens, now)
 
     # The ledger --------------------------------------------------------------------------
 
@@ -349,6 +361,23 @@ class Accounts:
             lease.last_used = -math.inf
         await self.flush()
         await self.store.aclose()
+
+
+def _short(key: KeyRecord, lease: _Lease, amount: float, tokens: int) -> bool:
+    """Whether the lease cannot cover this request (or has never asked the store)."""
+    if key.budget_usd is not None and (
+        lease.left_after is None or lease.usd < amount - USD_EPSILON
+    ):
+        return True
+    return (key.rpm is not None and lease.requests < 1) or (
+        key.tpm is not None and lease.tokens < tokens
+    )
+
+
+def _out_of_budget(key: KeyRecord, lease: _Lease, amount: float) -> bool:
+    """Whether the key's budget, as the store last told this process, cannot cover ``amount``."""
+    left = lease.left_usd
+    return key.budget_usd is not None and left is not None and left < amount - USD_EPSILON
 
 
 def _rate_headers(key: KeyRecord, lease: _Lease, now: float) -> dict[str, str]:
