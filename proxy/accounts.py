@@ -36,6 +36,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import structlog
 
@@ -54,6 +55,7 @@ LEASE_SHARE = 0.05
 LEASE_IDLE_S = 1.0
 MAX_PENDING_ROWS = 100_000
 _PRUNE_EVERY_S = 3600.0
+_UNAVAILABLE = "the key store is unavailable; requests that need it are refused until it is back"
 USD_EPSILON = 1e-9  # sums of float costs drift; a nano-dollar short is not short
 
 
@@ -88,6 +90,8 @@ class _Lease:
     window_tokens: int = 0
     last_used: float = 0.0
     asked: float = -math.inf  # when the last grant was asked (monotonic)
+    answer: Verdict | Literal["unavailable"] = "ok"  # what the store answered it
+    answered_window: int = -1  # the rate window it was asked for
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -208,11 +212,11 @@ class Accounts:
             waited_from = time.monotonic()
             async with lease.lock:
                 if _short(key, lease, amount, tokens):
-                    if lease.asked >= waited_from and _out_of_budget(key, lease, amount):
-                        # The store answered a grant asked after this request came, and what
-                        # it had left does not cover this one: refuse without asking again.
-                        left = lease.left_usd
-                        raise _refusal(key, "budget", left, lease, declared, amount, tokens, now)
+                    if lease.asked >= waited_from:
+                        # The store answered a grant asked after this request came: where that
+                        # answer settles this one too, do not ask again (a burst against a
+                        # spent key, or a store that is down, costs one call, not one each).
+                        _answered_already(key, lease, declared, amount, tokens, now)
                     await self._top_up(key, lease, now, declared, amount, tokens)
         left = lease.left_usd
         if declared is not None and left is not None and declared > left:
@@ -288,11 +292,13 @@ class Accounts:
             now=now,
             ttl_s=self._ttl_s,
         )
-        lease.asked = time.monotonic()
+        lease.asked, lease.answered_window = time.monotonic(), lease.window
+        lease.answer = "unavailable"
         try:
             grant = await self.store.lease(request)
         except StoreUnavailable as exc:
             raise _unavailable(exc) from exc
+        lease.answer = grant.verdict
         if grant.left_usd is not None:
             lease.left_after = grant.left_usd - grant.usd
         lease.usd += grant.usd
@@ -374,10 +380,33 @@ def _short(key: KeyRecord, lease: _Lease, amount: float, tokens: int) -> bool:
     )
 
 
-def _out_of_budget(key: KeyRecord, lease: _Lease, amount: float) -> bool:
-    """Whether the key's budget, as the store last told this process, cannot cover ``amount``."""
+def _answered_already(
+    key: KeyRecord,
+    lease: _Lease,
+    declared: float | None,
+    amount: float,
+    tokens: int,
+    now: float,
+) -> None:
+    """Raise what the store's last answer (fresher than this request) means for it, if that
+    answer settles it: the store was unavailable, the key is revoked, its budget as the store
+    left it cannot cover ``amount``, or its minute's requests are used up."""
+    if lease.answer == "unavailable":
+        raise KeyStoreUnavailable(_UNAVAILABLE, headers={"retry-after": "5"})
     left = lease.left_usd
-    return key.budget_usd is not None and left is not None and left < amount - USD_EPSILON
+    if lease.answer == "revoked":
+        verdict: Verdict = "revoked"
+    elif key.budget_usd is not None and left is not None and left < amount - USD_EPSILON:
+        verdict = "budget"
+    elif (
+        lease.answer == "requests"
+        and lease.answered_window == lease.window
+        and (key.rpm is not None and lease.requests < 1)
+    ):
+        verdict = "requests"
+    else:
+        return
+    raise _refusal(key, verdict, left, lease, declared, amount, tokens, now)
 
 
 def _rate_headers(key: KeyRecord, lease: _Lease, now: float) -> dict[str, str]:
@@ -443,7 +472,4 @@ def _refusal(
 
 def _unavailable(exc: StoreUnavailable) -> KeyStoreUnavailable:
     log.error("store.unavailable", error=str(exc))
-    return KeyStoreUnavailable(
-        "the key store is unavailable; requests that need it are refused until it is back",
-        headers={"retry-after": "5"},
-    )
+    return KeyStoreUnavailable(_UNAVAILABLE, headers={"retry-after": "5"})

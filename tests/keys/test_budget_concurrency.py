@@ -156,7 +156,8 @@ def test_a_killed_proxy_loses_no_budget_and_at_most_its_last_batch(
         # Now requests that hang upstream, and the process dies under them.
         slow_dir = tmp_path / "slow"
         slow_dir.mkdir()
-        slow = keys_policy(slow_dir, upstream.url(label("slow30")), lease_ttl_s=3)
+        hanging = label("slow30")
+        slow = keys_policy(slow_dir, upstream.url(hanging), lease_ttl_s=3)
         victim.stop()
         victim = KeyedServer(slow, database)
 
@@ -165,7 +166,10 @@ def test_a_killed_proxy_loses_no_budget_and_at_most_its_last_batch(
 
         async def doomed() -> None:
             task = asyncio.ensure_future(burst([victim.base_url], secret, 8))
-            await asyncio.sleep(1.5)  # all 8 drawn on the lease, waiting upstream
+            # All 8 drawn on the lease, waiting upstream.
+            await asyncio.to_thread(
+                wait_until, lambda: upstream.stats(hanging).get("concurrent", 0) == 8
+            )
             os.kill(victim.proc.pid, signal.SIGKILL)
             await asyncio.gather(task, return_exceptions=True)
 
