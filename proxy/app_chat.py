@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from proxy import logs, pipeline
 from proxy.accounts import Accounts, Ticket
 from proxy.errors import (
+    BackendError,
     InternalError,
     PayloadTooLarge,
     PerficsError,
@@ -136,6 +137,7 @@ class _Request:
         self.ticket: Ticket | None = None
         self.decision: Decision | None = None
         self.outcome: Outcome | None = None
+        self.failure: PerficsError | None = None
         self.started = time.time()
 
     async def serve(self, receive: Receive, send: Send) -> None:
@@ -159,7 +161,7 @@ class _Request:
             with _DisconnectWatch(receive) as watch:
                 try:
                     if self.chat.stream:
-                        self.outcome = await _streaming(
+                        ended = await _streaming(
                             send,
                             self.runtime,
                             decision,
@@ -170,6 +172,12 @@ class _Request:
                             watch,
                             self.meter,
                         )
+                        # After the headers, a failure is an event in a 200 stream; the
+                        # ledger records its status.
+                        if isinstance(ended, Outcome):
+                            self.outcome = ended
+                        else:
+                            self.failure = ended
                     else:
                         self.outcome = await _complete(
                             send,
@@ -181,7 +189,7 @@ class _Request:
                             watch,
                             self.meter,
                         )
-                    status = 200
+                    status = self.failure.status_code if self.failure else 200
                 except asyncio.CancelledError:
                     if not watch.gone:
                         raise
@@ -191,6 +199,7 @@ class _Request:
                     raise ClientGone() from None
         except PerficsError as exc:
             status = exc.status_code
+            self.failure = exc
             exc.headers.setdefault("x-request-id", request_id)
             if self.ticket is not None:
                 exc.headers.update(self.ticket.headers)
@@ -231,9 +240,17 @@ class _Request:
 
     def _row(self, request_id: str, status: int) -> LedgerRow:
         outcome, ticket, decision = self.outcome, self.ticket, self.decision
-        # A request that failed after its admission is charged what it reserved: the calls it
-        # made before failing are not itemised.
-        cost = outcome.cost_usd if outcome is not None else (ticket.amount_usd if ticket else 0.0)
+        failure = self.failure
+        usage = outcome.usage if outcome is not None else None
+        if outcome is not None:
+            cost = outcome.cost_usd
+        elif isinstance(failure, BackendError) and failure.request_cost_usd is not None:
+            # The upstreams failed it: charged what its finished calls cost, no more.
+            cost, usage = failure.request_cost_usd, failure.request_usage
+        else:
+            # Gone before its answer was whole (or failed here): charged what it reserved,
+            # since its last call's tokens, perhaps already streamed, are not known.
+            cost = ticket.amount_usd if ticket else 0.0
         return LedgerRow(
             time=self.started,
             request_id=request_id,
@@ -242,8 +259,8 @@ class _Request:
             task=decision.declarations.task if decision else None,
             rounds=outcome.rounds if outcome else None,
             stop_reason=outcome.stop_reason if outcome else None,
-            prompt_tokens=outcome.usage.prompt_tokens if outcome else 0,
-            completion_tokens=outcome.usage.completion_tokens if outcome else 0,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
             cost_usd=cost,
             reference_cost_usd=outcome.reference_cost_usd if outcome else None,
             latency_ms=round((time.time() - self.started) * 1000),
@@ -294,7 +311,8 @@ async def _streaming(
     settings: Settings,
     watch: _DisconnectWatch,
     meter: RequestMeter,
-) -> Outcome | None:
+) -> Outcome | PerficsError:
+    """Stream the answer; its outcome, or the error sent as an event after the headers."""
     items = pipeline.stream(runtime, decision, chat)
     try:
         # Hold the headers until the answering model has started, so they name it and the
@@ -327,9 +345,10 @@ async def _streaming(
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         if completion.outcome is not None:
             meter.done(completion.outcome)
-        else:
-            meter.failed(completion.failed_status or 500)
-        return completion.outcome
+            return completion.outcome
+        failure = completion.failure or InternalError("the stream ended without its answer")
+        meter.failed(failure.status_code, failure)
+        return failure
     finally:
         await items.aclose()
 

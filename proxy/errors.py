@@ -153,6 +153,10 @@ class BackendError(PerficsError):
     default_code = "upstream_error"
     retryable = True
     spent: Usage | None = None
+    # What the whole request spent, every model it tried included, once this error ends it
+    # (set by the pipeline): the ledger charges that, not the request's estimate.
+    request_usage: Usage | None = None
+    request_cost_usd: float | None = None
 
 
 class UpstreamRejected(BackendError):

@@ -160,6 +160,7 @@ class _Attempts:
         self.spent_elsewhere = self.spent_elsewhere + (exc.spent or Usage()) + _usage(finished)
         position = self._order.index(candidate)
         if not (fall_back and exc.retryable and position + 1 < len(self._order)):
+            exc.request_usage, exc.request_cost_usd = self.spent_elsewhere, self.budget.spent_usd
             raise exc
         self.fallbacks.append(candidate.model)
         log.warning(

@@ -58,7 +58,7 @@ class CompletionFrames:
         self.finished: dict[int, Finished] = {}
         self.outcome: Outcome | None = None
         self.answering = False  # an answer chunk has been rendered
-        self.failed_status: int | None = None  # the status of an error sent as an event
+        self.failure: PerficsError | None = None  # the error sent as an event
 
     async def render(
         self, items: AsyncGenerator[Event, None], keepalive_s: float
@@ -88,14 +88,14 @@ class CompletionFrames:
                     yield frame
             yield DONE
         except PerficsError as exc:
-            self.failed_status = exc.status_code
+            self.failure = exc
             log.warning("stream.failed", error=type(exc).__name__, status=exc.status_code)
             yield error(exc.to_envelope())
             yield DONE
         except Exception:
-            self.failed_status = 500
+            self.failure = InternalError("internal error")
             log.exception("stream.failed")
-            yield error(InternalError("internal error").to_envelope())
+            yield error(self.failure.to_envelope())
             yield DONE
         finally:
             if pending is not None and not pending.done():

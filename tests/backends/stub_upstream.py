@@ -15,6 +15,8 @@ The first path segment picks the behaviour and names the counters: ``/{behaviour
     wait{n}     ok; ``/metrics`` reports ``n`` vLLM requests waiting
     drop        reads the request, then closes the connection without a word (a replica that
                 dies mid-request)
+    okthen{n}   ok for the label's first ``n`` requests, then e503 (a server that goes down
+                between the calls of one refined request)
     greedy{n}   ignores ``max_tokens``: ``n`` one-token words, with usage that says so (a
                 server whose answers a budget cannot trust)
 
@@ -90,7 +92,7 @@ class Handler(BaseHTTPRequestHandler):
             stats["last_request_id"] = self.headers.get("x-request-id")
             stats["last_body"] = body
         try:
-            self.answer(label.split("-")[0], body)
+            self.answer(label.split("-")[0], body, stats["requests"])
         except (BrokenPipeError, ConnectionResetError):
             with LOCK:
                 stats["disconnects"] += 1
@@ -99,7 +101,9 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 stats["concurrent"] -= 1
 
-    def answer(self, behaviour: str, body: dict[str, Any]) -> None:
+    def answer(self, behaviour: str, body: dict[str, Any], nth: int) -> None:
+        if (match := re.fullmatch(r"okthen(\d+)", behaviour)) and nth > int(match[1]):
+            behaviour = "e503"
         if match := re.fullmatch(r"e(\d{3})", behaviour):
             error = {"error": {"message": f"stub says {match[1]}", "type": "invalid_request_error"}}
             return self.send(int(match[1]), json.dumps(error).encode())

@@ -13,7 +13,9 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.backends.conftest import Stub, label
 from tests.keys.conftest import KeyedServer, keys_policy, make_key, perfics
+from tests.keys.test_budget_concurrency import query
 
 ADMIN = {"authorization": "Bearer admin-secret-1"}
 ASK = [{"role": "user", "content": "What is 2+2?"}]
@@ -198,3 +200,44 @@ def test_admin_key_routes_and_bad_input(served: tuple[KeyedServer, str]) -> None
     spend = httpx.get(f"{server.base_url}/admin/spend?by=colour", headers=ADMIN)
     assert spend.status_code == 400 and spend.json()["error"]["param"] == "by"
     assert httpx.get(base, headers=ADMIN).json()["data"][0]["name"] == "ops"  # table intact
+
+
+def test_a_request_the_upstreams_fail_is_charged_what_its_finished_calls_cost(
+    tmp_path: Path, upstream: Stub
+) -> None:
+    """The answering model drafts, then goes down before the critique; the fallback is down
+    too. The key pays for the draft (7 prompt and 3 completion tokens at 1,000 and 2,000 USD
+    per million: 0.013 USD), not the request's estimate (0.675 USD), streaming or not."""
+    down = upstream.url(label("e503"))
+    policy = keys_policy(tmp_path, "UP_BASE")
+    text = policy.read_text().replace('"UP_BASE"', f'"{down}"')
+    database = f"sqlite:///{tmp_path}/failed.db"
+    secret = make_key(database, "--name", "unlucky", "--budget-usd", "10")
+    for stream in (False, True):
+        drafts_then_fails = upstream.url(label("okthen1"))
+        policy.write_text(text.replace(f'"{down}"', f'"{drafts_then_fails}"', 1))
+        server = KeyedServer(policy, database)
+        try:
+            reply = httpx.post(
+                f"{server.base_url}/v1/chat/completions",
+                json={"model": "auto", "messages": ASK, "stream": stream},
+                headers={"authorization": f"Bearer {secret}"},
+                timeout=30,
+            )
+        finally:
+            server.stop()  # writes the ledger and gives the lease back
+        if stream:  # the headers had gone: the failure is an event in the stream
+            assert reply.status_code == 200 and '"error"' in reply.text
+        else:
+            assert reply.status_code in (502, 503), reply.text
+    rows = query(
+        database,
+        "SELECT status, stream, prompt_tokens, completion_tokens, cost_usd FROM ledger ORDER BY id",
+    )
+    assert [(r[0] in (502, 503), r[1], r[2], r[3]) for r in rows] == [
+        (True, 0, 7, 3),
+        (True, 1, 7, 3),
+    ]
+    assert [r[4] for r in rows] == pytest.approx([0.013, 0.013])
+    ((spent, reserved),) = query(database, "SELECT spent_usd, reserved_usd FROM key_spend")
+    assert spent == pytest.approx(0.026) and abs(reserved) < 1e-9
