@@ -32,6 +32,7 @@ from routing.errors import BudgetExceeded, KeyLimit, QuotaExhausted, RoutingErro
 
 if TYPE_CHECKING:
     from proxy.backends.base import Usage
+    from proxy.refine import CallRecord
 
 
 class PerficsError(Exception):
@@ -146,17 +147,21 @@ class KeyStoreUnavailable(PerficsError):
 class BackendError(PerficsError):
     """An upstream failed. ``retryable`` errors let the pipeline fall back to the next model.
     ``spent`` is the usage of the request's calls on this model that did finish before it
-    failed (set by the refinement loop): they were paid for, whatever follows."""
+    failed, ``calls`` those calls (set by the refinement loop): they were paid for, whatever
+    follows."""
 
     status_code = 502
     error_type = "api_error"
     default_code = "upstream_error"
     retryable = True
     spent: Usage | None = None
+    calls: tuple[CallRecord, ...] = ()  # those finished calls, one by one
     # What the whole request spent, every model it tried included, once this error ends it
-    # (set by the pipeline): the ledger charges that, not the request's estimate.
+    # (set by the pipeline): the ledger charges that, not the request's estimate; metrics
+    # count the calls (model, call).
     request_usage: Usage | None = None
     request_cost_usd: float | None = None
+    request_calls: tuple[tuple[str, CallRecord], ...] = ()
 
 
 class UpstreamRejected(BackendError):

@@ -26,7 +26,7 @@ import structlog
 from proxy.backends.base import Usage
 from proxy.errors import BackendError, from_routing_error
 from proxy.events import ChoiceEvent, Committed, Done, Event, Finished, Started
-from proxy.refine import Refined, refine
+from proxy.refine import CallRecord, Refined, refine
 from proxy.runtime import Runtime
 from proxy.wire import ChatCompletionRequest
 from routing.budget import Budget, ModelBudget
@@ -52,6 +52,7 @@ class Outcome:
     cost_usd: float
     reference_cost_usd: float | None
     latency_ms: int
+    failed_calls: tuple[tuple[str, CallRecord], ...] = ()  # (model, call) of models that failed
 
     @property
     def rounds(self) -> int:
@@ -82,10 +83,11 @@ async def run(runtime: Runtime, decision: Decision, request: ChatCompletionReque
     """Serve a non-streaming request to the end."""
     attempts = _Attempts(runtime, decision, request)
     for candidate in attempts:
+        finished: list[Refined] = []  # choices answered before another failed: paid for
         try:
-            results = await _answers(attempts, candidate)
+            results = await _answers(attempts, candidate, finished)
         except BackendError as exc:
-            attempts.failed(candidate, exc)
+            attempts.failed(candidate, exc, finished)
             continue
         return attempts.outcome(candidate, results)
     raise AssertionError("unreachable: the last attempt's failure is raised")
@@ -127,6 +129,7 @@ class _Attempts:
     request: ChatCompletionRequest
     budget: Budget = field(init=False)
     spent_elsewhere: Usage = field(default_factory=Usage)
+    failed_calls: list[tuple[str, CallRecord]] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     _order: tuple[Candidate, ...] = ()
@@ -158,9 +161,12 @@ class _Attempts:
         """Count what ``candidate`` spent, then re-raise ``exc`` unless the next model may
         answer: the error is retryable, nothing was sent, and a next model exists."""
         self.spent_elsewhere = self.spent_elsewhere + (exc.spent or Usage()) + _usage(finished)
+        calls = (*exc.calls, *(call for result in finished for call in result.calls))
+        self.failed_calls.extend((candidate.model, call) for call in calls)
         position = self._order.index(candidate)
         if not (fall_back and exc.retryable and position + 1 < len(self._order)):
             exc.request_usage, exc.request_cost_usd = self.spent_elsewhere, self.budget.spent_usd
+            exc.request_calls = tuple(self.failed_calls)
             raise exc
         self.fallbacks.append(candidate.model)
         log.warning(
@@ -188,15 +194,20 @@ class _Attempts:
                 else None
             ),
             latency_ms=round((time.perf_counter() - self.started) * 1000),
+            failed_calls=tuple(self.failed_calls),
         )
 
 
-async def _answers(attempts: _Attempts, candidate: Candidate) -> list[Refined]:
-    """Every choice's final answer on ``candidate``, in choice order."""
+async def _answers(
+    attempts: _Attempts, candidate: Candidate, finished: list[Refined]
+) -> list[Refined]:
+    """Every choice's final answer on ``candidate``, in choice order; each also goes into
+    ``finished`` as it comes."""
     results: dict[int, Refined] = {}
     async for event in _choice_events(attempts, candidate, live=False):
         if isinstance(event, Finished):
             results[event.choice] = event.result
+            finished.append(event.result)
     return [results[i] for i in sorted(results)]
 
 

@@ -141,7 +141,7 @@ async def refine(
     fit what is left (``ModelBudget.allows_round``, then ``allows_rewrite`` once the critique
     is known), answers are capped at ``params.max_tokens`` (the planned ``a``), and every call
     streams so that an upstream that ignores ``max_tokens`` is cut off at the cap. A
-    ``BackendError`` leaves with ``spent`` set to the usage of the calls that did finish.
+    ``BackendError`` leaves with ``spent`` and ``calls`` set to the calls that did finish.
     ``record_reviews`` asks the acceptance review for every rule's verdict (calibration)."""
     run = _Refinement(backend, messages, params, prompts, budget, record_reviews, choice)
     try:
@@ -149,6 +149,7 @@ async def refine(
             yield event
     except BackendError as exc:
         exc.spent = run.usage if exc.spent is None else exc.spent + run.usage
+        exc.calls = (*exc.calls, *run.calls)
         raise
 
 

@@ -17,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.errors import PerficsError, QueueFull
+from proxy.errors import BackendError, PerficsError, QueueFull
 from proxy.ops.dashboard import Dashboard
 from proxy.ops.metrics import NONE, Metrics
 from proxy.ops.tracing import Tracing, tracing_from_env
 from proxy.pipeline import Outcome
+from proxy.refine import CallRecord
 from proxy.runtime import Runtime
 from proxy.wire import ChatCompletionRequest
 from routing.cost import Prices, cost_usd
@@ -180,9 +181,19 @@ class RequestMeter:
             metrics.status(model, task, str(status), self._stream).inc()
             if isinstance(exc, QueueFull):
                 metrics.queue_rejections.labels(model).inc()
+            if isinstance(exc, BackendError) and exc.request_usage is not None:
+                # What the calls that finished before the failure cost (the ledger charges it).
+                series = metrics.series(model, task, self._stream)
+                series.prompt.inc(exc.request_usage.prompt_tokens)
+                series.completion.inc(exc.request_usage.completion_tokens)
+                series.cost.inc(exc.request_cost_usd or 0.0)
+                self._calls(metrics, task, exc.request_calls)
         if self._span is not None and self._tracing is not None:
             span, token = self._span
-            self._tracing.finish(span, token, status=status, outcome=None, content=None)
+            calls = exc.request_calls if isinstance(exc, BackendError) else ()
+            self._tracing.finish(
+                span, token, status=status, outcome=None, content=None, failed_calls=calls
+            )
 
     def _record(self, metrics: Metrics, decision: Decision, outcome: Outcome) -> None:
         model, task = outcome.model, decision.declarations.task
@@ -200,21 +211,32 @@ class RequestMeter:
             series.reference.inc(outcome.reference_cost_usd)
         for failed in outcome.fallbacks:
             metrics.fallbacks.labels(failed).inc()
-        prices = self._prices.get(model)
         for choice in outcome.choices:
             series.rounds.observe(choice.rounds)
             metrics.stop(series, model, task, choice.stop_reason).inc()
-            for call in choice.calls:
-                count, prompt, completion, cost, duration = metrics.call(
-                    series, model, task, call.call
-                )
-                usage = call.usage
-                count.inc()
-                prompt.inc(usage.prompt_tokens)
-                completion.inc(usage.completion_tokens)
-                if prices is not None:
-                    cost.inc(cost_usd(prices, usage.prompt_tokens, usage.completion_tokens))
-                duration.observe(call.duration_s)
+        self._calls(
+            metrics,
+            task,
+            (
+                *outcome.failed_calls,
+                *((model, call) for choice in outcome.choices for call in choice.calls),
+            ),
+        )
+
+    def _calls(self, metrics: Metrics, task: str, calls: Iterable[tuple[str, CallRecord]]) -> None:
+        """The per-call series: each call under the model that made it (a model that failed
+        before another answered included)."""
+        for model, call in calls:
+            series = metrics.series(model, task, self._stream)
+            count, prompt, completion, cost, duration = metrics.call(series, model, task, call.call)
+            usage = call.usage
+            count.inc()
+            prompt.inc(usage.prompt_tokens)
+            completion.inc(usage.completion_tokens)
+            prices = self._prices.get(model)
+            if prices is not None:
+                cost.inc(cost_usd(prices, usage.prompt_tokens, usage.completion_tokens))
+            duration.observe(call.duration_s)
 
 
 class _NullMeter(RequestMeter):

@@ -24,7 +24,7 @@ from proxy.pipeline import Outcome
 from routing.decision import Decision
 
 if TYPE_CHECKING:
-    from proxy.refine import Refined
+    from proxy.refine import CallRecord, Refined
 
 EXPORTERS = ("otlp", "console")
 _OFF = {"none", ""}
@@ -102,14 +102,19 @@ class Tracing:
         status: int,
         outcome: Outcome | None,
         content: Sequence[Mapping[str, Any]] | None,
+        failed_calls: Sequence[tuple[str, CallRecord]] = (),
     ) -> None:
         """Record ``outcome`` (None: the request failed with ``status``) and each internal
-        call as a child, then end the span. ``content``: the conversation, given only when the
+        call as a child, the calls of models that failed (``failed_calls``, or the outcome's)
+        included, then end the span. ``content``: the conversation, given only when the
         policy logs content."""
         from opentelemetry import context, trace
 
         context.detach(token)  # type: ignore[arg-type]
         span.set_attribute("http.response.status_code", status)
+        parent = trace.set_span_in_context(span)
+        for model, call in outcome.failed_calls if outcome is not None else failed_calls:
+            self._call(parent, model, None, call, None)
         if outcome is None:
             span.set_status(trace.Status(trace.StatusCode.ERROR))
             span.end()
@@ -118,7 +123,6 @@ class Tracing:
         if content is not None:
             span.set_attribute("perfics.prompt", _text(content))
             span.set_attribute("perfics.answer", [choice.text for choice in outcome.choices])
-        parent = trace.set_span_in_context(span)
         for choice, result in enumerate(outcome.choices):
             self._calls(parent, outcome.model, choice, result, with_text=content is not None)
         span.end()
@@ -132,22 +136,30 @@ class Tracing:
                 texts[("critique", trace_round.round)] = trace_round.critique
                 texts[("rewrite", trace_round.round)] = trace_round.rewrite
         for call in result.calls:
-            name = call.call if call.call == "draft" else f"{call.call} {call.round}"
-            attributes: dict[str, Any] = {
-                "perfics.call": call.call,
-                "perfics.round": call.round,
-                "perfics.choice": choice,
-                "gen_ai.request.model": model,
-                "gen_ai.usage.input_tokens": call.usage.prompt_tokens,
-                "gen_ai.usage.output_tokens": call.usage.completion_tokens,
-            }
-            text = texts.get((call.call, call.round))
-            if text is not None:
-                attributes["perfics.output"] = text
-            span = self._tracer.start_span(
-                name, context=parent, start_time=call.started_ns, attributes=attributes
-            )
-            span.end(end_time=call.started_ns + round(call.duration_s * 1e9))
+            self._call(parent, model, choice, call, texts.get((call.call, call.round)))
+
+    def _call(
+        self, parent: Any, model: str, choice: int | None, call: CallRecord, text: str | None
+    ) -> None:
+        """One internal call's span; ``choice`` None for a call of a model that then failed."""
+        name = call.call if call.call == "draft" else f"{call.call} {call.round}"
+        attributes: dict[str, Any] = {
+            "perfics.call": call.call,
+            "perfics.round": call.round,
+            "gen_ai.request.model": model,
+            "gen_ai.usage.input_tokens": call.usage.prompt_tokens,
+            "gen_ai.usage.output_tokens": call.usage.completion_tokens,
+        }
+        if choice is None:
+            attributes["perfics.failed_model"] = True
+        else:
+            attributes["perfics.choice"] = choice
+        if text is not None:
+            attributes["perfics.output"] = text
+        span = self._tracer.start_span(
+            name, context=parent, start_time=call.started_ns, attributes=attributes
+        )
+        span.end(end_time=call.started_ns + round(call.duration_s * 1e9))
 
     def shutdown(self) -> None:
         self.provider.shutdown()

@@ -24,6 +24,7 @@ from proxy.app import create_app
 from proxy.backends.scripted import ScriptedBackend
 from proxy.ops.metrics import mark_process_dead
 from proxy.settings import Settings
+from tests.backends.conftest import Stub, label
 from tests.conftest import POLICIES, ServerProcess
 
 Labels = tuple[tuple[str, str], ...]
@@ -265,3 +266,90 @@ def test_multiprocess_mode_merges_workers_files_and_drops_dead_ones(
     assert [p for p in directory.iterdir() if p.name.startswith("counter_")]
     mark_process_dead(pid, {})  # without the variable: nothing to do
     assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None
+
+
+FAILING_POLICY = """\
+version: 1
+default_task: general
+reference_model: {{id: gpt-4o, input_usd_per_mtok: 2.5, output_usd_per_mtok: 10.0}}
+refinement: {{critique_max_tokens: 50, template_tokens: 20, stop_phrase: "NO ISSUES"}}
+tasks:
+  general: {{max_rounds: 1, answer_tokens: 100}}
+models:
+  - id: drafty
+    backend: openai
+    model: stub
+    api_base: {drafty}
+    context_window: 4096
+    input_usd_per_mtok: 1.0
+    output_usd_per_mtok: 2.0
+    quality: {{default: [9.0, 9.5]}}
+  - id: backup
+    backend: openai
+    model: stub
+    api_base: {backup}
+    context_window: 4096
+    input_usd_per_mtok: 0.1
+    output_usd_per_mtok: 0.2
+    quality: {{default: [4.0, 4.5]}}
+  - id: lonely
+    backend: openai
+    model: stub
+    api_base: {lonely}
+    context_window: 4096
+    input_usd_per_mtok: 1.0
+    output_usd_per_mtok: 2.0
+    quality: {{default: [1.0, 1.5]}}
+"""
+
+
+def test_calls_of_models_that_failed_are_counted(stub: Stub, tmp_path: Path) -> None:
+    """``drafty`` drafts, then goes down before its critique: ``backup`` answers, and the
+    draft ``drafty`` made is in the per-call series under its name (and in the request's cost,
+    as the response's header says). ``lonely``, pinned, drafts and goes down with nothing
+    after it: the request fails, and what its draft cost is counted all the same (the spend
+    ledger charges it)."""
+    policy = tmp_path / "failing.yaml"
+    policy.write_text(
+        FAILING_POLICY.format(
+            drafty=stub.url(label("okthen1")),
+            backup=stub.url(label("ok")),
+            lonely=stub.url(label("okthen1")),
+        )
+    )
+    server = ServerProcess(policy)
+    try:
+        client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)
+        messages: Any = [{"role": "user", "content": "Explain tides."}]
+        raw = client.chat.completions.with_raw_response.create(model="auto", messages=messages)
+        assert raw.headers["x-perfics-model"] == "backup"
+        assert raw.headers["x-perfics-fallbacks"] == "1"
+        answered_cost = float(raw.headers["x-perfics-cost-usd"])
+        with pytest.raises(openai.APIStatusError) as failed:
+            client.chat.completions.create(model="lonely", messages=messages)
+        assert failed.value.status_code in (502, 503)
+        after = scrape_when(server.base_url, 2)
+    finally:
+        server.stop()
+    # The stub's usage: 7 prompt and 3 completion tokens a call.
+    draft_at_1_and_2 = (7 * 1.0 + 3 * 2.0) / 1e6
+    assert total(after, "perfics_calls_total", model="drafty", call="draft") == 1
+    assert total(after, "perfics_calls_total", model="drafty", call="critique") == 0
+    assert total(after, "perfics_calls_total", model="backup") == 3  # draft, critique, rewrite
+    assert total(after, "perfics_calls_total", model="lonely", call="draft") == 1
+    assert total(after, "perfics_call_cost_usd_total", model="lonely") == pytest.approx(
+        draft_at_1_and_2
+    )
+    assert answered_cost == pytest.approx(
+        total(after, "perfics_call_cost_usd_total", model="drafty")
+        + total(after, "perfics_call_cost_usd_total", model="backup"),
+        rel=1e-6,
+    )
+    # The request-level cost: the answered request's (under the model that answered) and the
+    # failed one's finished draft (under the model it was planned on).
+    assert total(after, "perfics_cost_usd_total", model="backup") == pytest.approx(answered_cost)
+    assert total(after, "perfics_cost_usd_total", model="lonely") == pytest.approx(draft_at_1_and_2)
+    assert total(after, "perfics_requests_total", model="lonely", status="200") == 0
+    assert total(after, "perfics_call_cost_usd_total") == pytest.approx(
+        total(after, "perfics_cost_usd_total")
+    )

@@ -174,6 +174,36 @@ def test_a_failed_request_ends_its_span_as_an_error(
     assert dict(span.attributes or {})["http.response.status_code"] == 400
 
 
+def test_calls_of_a_model_that_failed_have_spans(tmp_path: Path) -> None:
+    """``alpha`` drafts, then is unavailable for its critique; ``beta`` answers. The draft was
+    made (and paid for): it has its span, marked as a failed model's."""
+    from proxy.errors import BackendUnavailable
+
+    alpha, beta = ScriptedBackend("alpha"), ScriptedBackend("beta")
+    server = TracedServer(POLICIES / "scripted.yaml", {"alpha": alpha, "beta": beta})
+    try:
+        alpha.queue(Completion("a draft", "stop", Usage(10, 20)), BackendUnavailable("down"))
+        beta.queue("beta's draft", "NO ISSUES")
+        response = post(server, "hi")
+        assert response.status_code == 200, response.text
+        assert response.headers["x-perfics-model"] == "beta"
+        spans = finished(server, 4)
+    finally:
+        server.stop()
+    request = "POST /v1/chat/completions"
+    calls = [dict(span.attributes or {}) for span in spans if span.name != request]
+    failed = [a for a in calls if a.get("perfics.failed_model")]
+    assert [(a["gen_ai.request.model"], a["perfics.call"]) for a in failed] == [("alpha", "draft")]
+    assert (failed[0]["gen_ai.usage.input_tokens"], failed[0]["gen_ai.usage.output_tokens"]) == (
+        10,
+        20,
+    )
+    assert sorted(a["perfics.call"] for a in calls if a["gen_ai.request.model"] == "beta") == [
+        "critique",
+        "draft",
+    ]
+
+
 def test_the_otel_variables_turn_tracing_on() -> None:
     assert tracing_from_env({}) is None
     assert tracing_from_env({"OTEL_TRACES_EXPORTER": "none"}) is None
