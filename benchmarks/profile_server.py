@@ -2,11 +2,14 @@
 not a project dependency).
 
     python -m benchmarks.profile_server [--scenario json-c16] [--requests 8000] [--out FILE]
+                                        [--key]
 
 Starts the stub and perfics as in the latency benchmark, warms up, attaches
 ``py-spy record --format raw`` to the perfics process while the generator sends ``--requests``
 requests, then prints the functions with the most samples, by their own time and including
 what they call. The raw, collapsed stacks stay in ``--out`` (a flame graph tool reads them).
+``--key``: the requests carry a key with a budget and rate limits, kept in a scratch SQLite
+store (what ``python -m benchmarks --only keys`` measures as keys-sqlite).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.keys import make_key
 from benchmarks.latency import HEADERS, scenarios
 from benchmarks.loadgen import Target, build_request, run_load
 from benchmarks.processes import HOST, start_stub
@@ -37,6 +41,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=8000)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--key", action="store_true", help="a budgeted, rate-limited key")
     parser.add_argument("--out", type=Path, default=Path("perfics-profile.txt"))
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -47,9 +52,13 @@ def main() -> int:
         stub = start_stub()
         proxy = None
         try:
-            proxy = start_perfics(perfics_policy(stub.port), Path(scratch))
+            headers, env = HEADERS, {}
+            if args.key:
+                env["PERFICS_DATABASE_URL"] = f"sqlite:///{scratch}/keys.db"
+                headers = {"authorization": f"Bearer {make_key(env['PERFICS_DATABASE_URL'])}"}
+            proxy = start_perfics(perfics_policy(stub.port), Path(scratch), env=env)
             target = Target(HOST, proxy.port)
-            raw = build_request(target, scenario.body(), HEADERS)
+            raw = build_request(target, scenario.body(), headers)
 
             def load(total: int) -> float:
                 result = asyncio.run(

@@ -114,6 +114,9 @@ class Accounts:
         self._interval_s = ledger_interval_s
         self._retention_s = retention_days * 86400
         self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
+        # The models and tasks each key allows, as sets, for the key record they came from.
+        self._allowed: dict[str, tuple[KeyRecord, frozenset[str] | None, frozenset[str] | None]]
+        self._allowed = {}
         self._has_keys: tuple[float, bool] = (-math.inf, False)
         self.process = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._leases: dict[str, _Lease] = {}
@@ -180,10 +183,19 @@ class Accounts:
         """The key's limits for the planner; what its budget has left as last seen here."""
         lease = self._leases.get(key.id)
         left = lease.left_usd if lease is not None else None
+        cached = self._allowed.get(key.id)
+        if cached is None or cached[0] is not key:
+            if len(self._allowed) > 10_000:
+                self._allowed.clear()
+            cached = self._allowed[key.id] = (
+                key,
+                frozenset(key.models) if key.models is not None else None,
+                frozenset(key.tasks) if key.tasks is not None else None,
+            )
         return KeyScope(
             name=key.name,
-            models=frozenset(key.models) if key.models is not None else None,
-            tasks=frozenset(key.tasks) if key.tasks is not None else None,
+            models=cached[1],
+            tasks=cached[2],
             max_rounds=key.max_rounds,
             left_usd=left if left is not None else key.budget_usd,
         )

@@ -236,7 +236,9 @@ class _Request:
             declarations = replace(declarations, budget_usd=max(left, 0.0), budget_source="key")
         elif not binds and declarations.budget_source == "key":
             declarations = replace(declarations, budget_usd=None, budget_source=None)
-        self.decision = replace(self.decision, declarations=declarations)
+        else:
+            return
+        self.decision = Decision(declarations, self.decision.plan, self.decision.prompt_tokens)
 
     def _row(self, request_id: str, status: int) -> LedgerRow:
         outcome, ticket, decision = self.outcome, self.ticket, self.decision

@@ -3,6 +3,7 @@ report line. Money is USD as float; times are seconds since the epoch (UTC)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -50,7 +51,13 @@ class KeyRecord:
 
 
 def period_id(period: Period, now: float) -> str:
-    moment = datetime.fromtimestamp(now, UTC)
+    # Every period starts at a UTC midnight, so the day decides it (and is cheap to cache).
+    return _period_of_day(period, int(now // 86400))
+
+
+@functools.lru_cache(maxsize=16)
+def _period_of_day(period: Period, day: int) -> str:
+    moment = datetime.fromtimestamp(day * 86400, UTC)
     if period == "day":
         return moment.strftime("%Y-%m-%d")
     if period == "week":
