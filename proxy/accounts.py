@@ -89,7 +89,7 @@ class _Lease:
     window_requests: int = 0
     window_tokens: int = 0
     last_used: float = 0.0
-    asked: float = -math.inf  # when the last grant was asked (monotonic)
+    asked: float = -math.inf  # when the last answered grant was asked (monotonic)
     answer: Verdict | Literal["unavailable"] = "ok"  # what the store answered it
     answered_window: int = -1  # the rate window it was asked for
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -304,13 +304,15 @@ class Accounts:
             now=now,
             ttl_s=self._ttl_s,
         )
-        lease.asked, lease.answered_window = time.monotonic(), lease.window
-        lease.answer = "unavailable"
+        # Kept only once the store answers (a request cancelled while it waits leaves no
+        # answer for the others to take).
+        asked, window = time.monotonic(), lease.window
         try:
             grant = await self.store.lease(request)
         except StoreUnavailable as exc:
+            lease.asked, lease.answer, lease.answered_window = asked, "unavailable", window
             raise _unavailable(exc) from exc
-        lease.answer = grant.verdict
+        lease.asked, lease.answer, lease.answered_window = asked, grant.verdict, window
         if grant.left_usd is not None:
             lease.left_after = grant.left_usd - grant.usd
         lease.usd += grant.usd

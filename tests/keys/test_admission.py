@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from proxy.accounts import Accounts
+from proxy.accounts import Accounts, Ticket
 from proxy.errors import KeyStoreUnavailable, QuotaExceeded, RateLimited
 from proxy.keys import KeyLimits, create_key
 from proxy.store.base import Store, StoreUnavailable
@@ -108,3 +108,30 @@ def test_a_burst_against_a_store_that_is_down_waits_for_one_failure(tmp_path: Pa
     # The first call was asked before the others came; the second, asked after, answers them
     # all: two calls, not 100 timeouts one after another.
     assert calls == 2
+
+
+def test_a_request_cancelled_while_asking_leaves_the_others_to_ask(tmp_path: Path) -> None:
+    """The second request asks the store (the first took what the lease held); its client goes
+    away while it waits. The third, waiting behind it, asks for itself and gets the store's
+    real answer (the budget is spent), not an answer that never came."""
+    database = f"sqlite:///{tmp_path}/admission.db"
+    upgrade(database)
+    decision = a_decision(tmp_path)
+    budget = 1.5 * decision.plan.estimated_cost_usd  # one request's estimate, and a half
+
+    async def scenario() -> list[BaseException | object]:
+        store = SlowStore(await open_store(database))
+        key, _ = await create_key(store, "team", KeyLimits(budget_usd=budget))  # type: ignore[arg-type]
+        accounts = Accounts(store, lease_ttl_s=60, ledger_interval_s=1, retention_days=1)  # type: ignore[arg-type]
+        try:
+            requests = [asyncio.ensure_future(accounts.admit(key, decision)) for _ in range(3)]
+            await asyncio.sleep(STORE_DELAY_S * 1.5)  # the first admitted, the second asking
+            requests[1].cancel()
+            return await asyncio.gather(*requests, return_exceptions=True)
+        finally:
+            await accounts.aclose()
+
+    first, second, third = asyncio.run(scenario())
+    assert isinstance(first, Ticket)
+    assert isinstance(second, asyncio.CancelledError)
+    assert isinstance(third, QuotaExceeded), third
