@@ -43,8 +43,8 @@ test: lint typecheck $(VENV)/.browser-installed
 	PERFICS_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check --no-cache proxy routing tests benchmarks examples
-	$(BIN)/ruff format --no-cache --check proxy routing tests benchmarks examples
+	$(BIN)/ruff check --no-cache proxy routing tests benchmarks examples docs
+	$(BIN)/ruff format --no-cache --check proxy routing tests benchmarks examples docs
 	$(BIN)/vulture
 
 typecheck: $(VENV)/.dev-installed
