@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from tests.backends.conftest import Stub  # noqa: E402
 from tests.conftest import ServerProcess  # noqa: E402
 from tests.ops.conftest import write_policy  # noqa: E402
-from tests.ops.test_dashboard import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.ops.test_dashboard import chromium  # noqa: E402
 
 ASKS = [
     ("Explain tides.", None),
@@ -78,21 +78,11 @@ def main() -> int:
 
 
 def screenshot(url: str, out: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900},
-        )
+    with chromium() as context:
         page = context.new_page()
         page.wait_for_timeout(1500)  # the ledger's batch (every second) reaches the store
         page.goto(url, wait_until="networkidle")
         page.screenshot(path=str(out), full_page=True)
-        context.close()
 
 
 if __name__ == "__main__":

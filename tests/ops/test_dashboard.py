@@ -7,6 +7,7 @@ is kept in ``test-artifacts/`` (``PERFICS_TEST_ARTIFACTS``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -79,10 +80,9 @@ def test_plan_json_is_what_perfics_route_prints(served: ServerProcess, ops_polic
     assert impossible.json()["error"]["code"] == "no_plan"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: make .venv/.browser-installed installs it")
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """A Playwright browser context on Debian's Chromium, headless, with a throwaway profile."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
@@ -93,8 +93,18 @@ def browser() -> Iterator[Any]:
             args=CHROMIUM_ARGS,
             viewport={"width": 1280, "height": 900},
         )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: make .venv/.browser-installed installs it")
+    with chromium() as context:
         yield context
-        context.close()
 
 
 @pytest.mark.slow
