@@ -44,6 +44,7 @@ from proxy.errors import AuthenticationFailed, KeyStoreUnavailable, QuotaExceede
 from proxy.keys import hash_secret, looks_like_secret
 from proxy.store.base import Store, StoreUnavailable
 from proxy.store.records import WINDOW_S, KeyRecord, LeaseRequest, LedgerRow, Verdict
+from proxy.store.responses import prune_responses
 from routing.cost import format_usd
 from routing.decision import Decision, KeyScope
 
@@ -108,11 +109,13 @@ class Accounts:
         lease_ttl_s: float,
         ledger_interval_s: float,
         retention_days: float,
+        responses_retention_days: float = 30.0,
     ) -> None:
         self.store = store
         self._ttl_s = lease_ttl_s
         self._interval_s = ledger_interval_s
         self._retention_s = retention_days * 86400
+        self._responses_retention_s = responses_retention_days * 86400
         self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
         # The models and tasks each key allows, as sets, for the key record they came from.
         self._allowed: dict[str, tuple[KeyRecord, frozenset[str] | None, frozenset[str] | None]]
@@ -362,6 +365,7 @@ class Accounts:
             self._pruned = time.monotonic()
             with contextlib.suppress(StoreUnavailable):
                 await self.store.prune(time.time() - self._retention_s)
+                await prune_responses(self.store, time.time() - self._responses_retention_s)
 
     async def _write_batches(self) -> None:
         while True:

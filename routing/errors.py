@@ -7,6 +7,8 @@
     ├── BudgetExceeded           plans exist but none fits the budget (budget_exceeded)
     ├── KeyLimit                 the client's key may not use this model, task or round count
     ├── QuotaExhausted           the key's budget cannot pay for the request (insufficient_quota)
+    ├── CapabilityMissing        no model can serve what the request uses (unsupported_capability)
+    ├── ContextLengthExceeded    the prompt fits no model's context (context_length_exceeded)
     └── NoEligiblePlan           no model can serve the request at all (no_eligible_model)
 
 ``param`` names the offending request field (OpenAI's error ``param``); ``code`` is the
@@ -127,6 +129,17 @@ class CapabilityMissing(RoutingError):
     default_code = "unsupported_capability"
 
     def __init__(self, message: str, *, param: str) -> None:
+        super().__init__(message, param=param)
+
+
+class ContextLengthExceeded(RoutingError):
+    """The prompt (with the answer it needs) fits no candidate model's context window: OpenAI's
+    ``context_length_exceeded``, which client libraries look for to raise their own overflow
+    error. ``param`` is ``messages``, or ``tools`` when only the forced tools overflow it."""
+
+    default_code = "context_length_exceeded"
+
+    def __init__(self, message: str, *, param: str = "messages") -> None:
         super().__init__(message, param=param)
 
 

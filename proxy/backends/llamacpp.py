@@ -29,6 +29,7 @@ import structlog
 from proxy.errors import (
     BackendError,
     BackendUnavailable,
+    ContextLengthExceeded,
     InvalidRequest,
     QueueFull,
     UpstreamRejected,
@@ -149,6 +150,22 @@ class LlamaCppBackend:
                     usage=answer.usage,
                 )
 
+    async def stream_text(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Delta, None]:
+        """Continue ``prompt`` as it is: no chat template, a BOS token first as the model
+        expects; tools and response formats do not apply."""
+        self._check_admission()
+        assert self._llama is not None
+        tokens = self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+        if len(tokens) >= self._spec.context_window:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self._spec.context_window} tokens "
+                f"({self.model_id}). However, your prompt resulted in {len(tokens)} tokens.",
+                param="prompt",
+            )
+        async with self._turn():
+            async for delta in self._run(tokens, params, None):
+                yield delta
+
     def _check_admission(self) -> None:
         """Loaded, and room in the queue (else 429 at once rather than an unbounded wait)."""
         if self._llama is None:
@@ -251,10 +268,9 @@ class LlamaCppBackend:
             ) from exc
         tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         if len(tokens) >= self._spec.context_window:
-            raise UpstreamRejected(
-                f"the prompt is {len(tokens)} tokens; {self.model_id} holds "
-                f"{self._spec.context_window}",
-                param="messages",
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self._spec.context_window} tokens "
+                f"({self.model_id}). However, your messages resulted in {len(tokens)} tokens.",
             )
         return tokens
 

@@ -81,6 +81,10 @@ class ScriptedBackend:
             usage=completion.usage,
         )
 
+    def stream_text(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Delta, None]:
+        """A raw continuation, recorded as a call with the prompt as its one message."""
+        return self.stream([{"role": "user", "content": prompt, "raw": True}], params)
+
     async def _next(self, messages: Sequence[Message]) -> Completion:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
