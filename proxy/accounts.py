@@ -205,20 +205,28 @@ class Accounts:
 
     async def admit(self, key: KeyRecord, decision: Decision) -> Ticket:
         """Draw the plan's estimated cost, one request and its estimated tokens on the key's
-        lease, topping it up from the store when it cannot cover them. Raises ``RateLimited``
-        / ``QuotaExceeded`` (429) or ``KeyStoreUnavailable`` (503); ``QuotaExceeded`` carries
-        ``left_usd`` so the caller may plan once more within it."""
-        now = time.time()
+        lease (``draw``)."""
         plan = decision.plan
         tokens = plan.estimate.input_tokens(plan.rounds) + plan.estimate.output_tokens(plan.rounds)
+        declarations = decision.declarations
+        declared = declarations.budget_usd if declarations.budget_source != "key" else None
+        return await self.draw(key, plan.estimated_cost_usd, tokens, declared)
+
+    async def draw(
+        self, key: KeyRecord, estimate_usd: float, tokens: int, declared: float | None = None
+    ) -> Ticket:
+        """Draw ``estimate_usd``, one request and ``tokens`` on the key's lease, topping it up
+        from the store when it cannot cover them; ``declared`` is the budget the request
+        declared itself. Raises ``RateLimited`` / ``QuotaExceeded`` (429) or
+        ``KeyStoreUnavailable`` (503); ``QuotaExceeded`` carries ``left_usd`` so the caller
+        may plan once more within it."""
+        now = time.time()
         period = key.period_id(now)
         if not key.metered:
             return Ticket(None, period, None, 0, 0.0, None, {})
         window = int(now // WINDOW_S)
         lease = self._lease(key, period, window)
-        amount = plan.estimated_cost_usd if key.budget_usd is not None else 0.0
-        declarations = decision.declarations
-        declared = declarations.budget_usd if declarations.budget_source != "key" else None
+        amount = estimate_usd if key.budget_usd is not None else 0.0
         if _short(key, lease, amount, tokens):
             # One grant per lease at a time: a burst that finds the lease empty waits for the
             # first grant (sized for about LEASE_REQUESTS requests) and draws on it, instead of

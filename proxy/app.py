@@ -29,11 +29,12 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from proxy.accounts import Accounts
 from proxy.app_admin import add_admin_routes, authorize_admin, cross_site, is_admin
 from proxy.app_chat import CHAT_PATH, ChatEndpoint
+from proxy.app_embeddings import EMBEDDINGS_PATH, EmbeddingsEndpoint
 from proxy.app_ops import add_ops_routes
 from proxy.app_responses import add_responses_routes
 from proxy.backends.base import Backend
@@ -132,11 +133,12 @@ def _error(exc: PerficsError) -> Response:
 
 
 class PerficsApp:
-    """The service as one ASGI app. ``POST /v1/chat/completions``, ``/v1/responses`` and
-    ``/v1/completions`` go to their endpoints (mounted here only); every other request, those
-    paths with another method included (405 with ``Allow: POST``), goes to ``api``."""
+    """The service as one ASGI app. ``POST /v1/chat/completions``, ``/v1/responses``,
+    ``/v1/completions`` and ``/v1/embeddings`` go to their endpoints (mounted here only);
+    every other request, those paths with another method included (405 with ``Allow: POST``),
+    goes to ``api``."""
 
-    def __init__(self, api: FastAPI, endpoints: Mapping[str, ChatEndpoint]) -> None:
+    def __init__(self, api: FastAPI, endpoints: Mapping[str, ASGIApp]) -> None:
         self.api = api
         self.endpoints = endpoints
 
@@ -167,12 +169,13 @@ def create_app(
     tracer provider's spans (tests); otherwise tracing follows the ``OTEL_*`` variables."""
     ops = Ops.create(metrics=settings.metrics, tracing=tracing)
     state = ServiceState(settings, backends, ops=ops)
-    endpoints = {
+    endpoints: dict[str, ASGIApp] = {
         CHAT_PATH: ChatEndpoint(state.current, settings, state.ledger, ops),
         RESPONSES_PATH: ChatEndpoint(state.current, settings, state.ledger, ops, parse_responses),
         COMPLETIONS_PATH: ChatEndpoint(
             state.current, settings, state.ledger, ops, parse_completions
         ),
+        EMBEDDINGS_PATH: EmbeddingsEndpoint(state.current, state.ledger),
     }
 
     @asynccontextmanager

@@ -56,7 +56,7 @@ from routing.decision import Decision
 log = structlog.get_logger(__name__)
 
 CHAT_PATH = "/v1/chat/completions"
-_JSON = (b"content-type", b"application/json")
+JSON_TYPE = (b"content-type", b"application/json")
 _EVENT_STREAM = (b"content-type", b"text/event-stream; charset=utf-8")
 # The rest of an oversized or stalled body is not read: the connection cannot be reused.
 _CLOSE = {"connection": "close"}
@@ -127,15 +127,15 @@ class ChatEndpoint:
         self._parse = parse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = _headers(scope)
+        headers = request_headers(scope)
         meter = self._ops.meter()
         try:
             runtime = self._current()
             accounts = self._accounts()
             key = await accounts.caller(headers, runtime.api_key)
             limits = runtime.policy.server
-            _check_content_type(headers)
-            raw = await _body(receive, headers, limits.max_body_bytes, limits.body_timeout_s)
+            check_content_type(headers)
+            raw = await read_body(receive, headers, limits.max_body_bytes, limits.body_timeout_s)
             exchange = await self._parse(raw, key, accounts)
             meter.parsed(exchange.chat.stream)
             runtime.acquire()
@@ -149,12 +149,12 @@ class ChatEndpoint:
             return
         except PerficsError as exc:
             meter.failed(exc.status_code, exc)
-            await _respond(send, exc.status_code, error_json(exc), _JSON, exc.headers)
+            await respond(send, exc.status_code, error_json(exc), JSON_TYPE, exc.headers)
         except Exception as exc:
             meter.failed(500)
             log.error("request.failed", exc_info=exc)
             body = error_json(InternalError("internal server error"))
-            await _respond(send, 500, body, _JSON)
+            await respond(send, 500, body, JSON_TYPE)
 
 
 class _Request:
@@ -345,7 +345,7 @@ async def _complete(
     headers.update(outcome_headers(outcome))
     headers.update(extra)
     watch.stop()
-    await _respond(send, 200, body, _JSON, headers)
+    await respond(send, 200, body, JSON_TYPE, headers)
     meter.done(outcome)
     return outcome
 
@@ -440,7 +440,7 @@ class _DisconnectWatch:
         serving.cancel()
 
 
-def _check_content_type(headers: Mapping[str, str]) -> None:
+def check_content_type(headers: Mapping[str, str]) -> None:
     """JSON bodies only (``application/json``, or a ``+json`` type): a browser can send
     ``text/plain`` or a form across sites without asking, never JSON."""
     media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -451,7 +451,7 @@ def _check_content_type(headers: Mapping[str, str]) -> None:
         )
 
 
-async def _body(
+async def read_body(
     receive: Receive, headers: Mapping[str, str], limit: int, timeout_s: float
 ) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes
@@ -483,7 +483,7 @@ async def _body(
         ) from None
 
 
-def _headers(scope: Scope) -> dict[str, str]:
+def request_headers(scope: Scope) -> dict[str, str]:
     """The request headers by lowercase name (ASGI servers lowercase them); a repeated header
     keeps its first value, as Starlette's ``Headers.get`` does."""
     return {
@@ -496,7 +496,7 @@ def _encoded(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
 
 
-async def _respond(
+async def respond(
     send: Send,
     status: int,
     body: bytes,

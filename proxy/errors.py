@@ -30,7 +30,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from routing.errors import BudgetExceeded, KeyLimit, QuotaExhausted, RoutingError, UnknownModel
+from routing.errors import (
+    BudgetExceeded,
+    KeyLimit,
+    ModelsUnavailable,
+    QuotaExhausted,
+    RoutingError,
+    UnknownModel,
+)
 
 if TYPE_CHECKING:
     from proxy.backends.base import Usage
@@ -222,4 +229,8 @@ def from_routing_error(exc: RoutingError) -> PerficsError:
         return PermissionDenied(exc.message, param=exc.param, code="key_limit")
     if isinstance(exc, BudgetExceeded):
         return InvalidRequest(exc.message, param=exc.param, code="budget_exceeded")
+    if isinstance(exc, ModelsUnavailable):
+        return BackendUnavailable(
+            exc.message, code="model_unavailable", headers={"retry-after": "5"}
+        )
     return InvalidRequest(exc.message, param=exc.param, code=exc.code)

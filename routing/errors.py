@@ -9,6 +9,7 @@
     ├── QuotaExhausted           the key's budget cannot pay for the request (insufficient_quota)
     ├── CapabilityMissing        no model can serve what the request uses (unsupported_capability)
     ├── ContextLengthExceeded    the prompt fits no model's context (context_length_exceeded)
+    ├── ModelsUnavailable        only readiness is missing (model_unavailable, 503)
     └── NoEligiblePlan           no model can serve the request at all (no_eligible_model)
 
 ``param`` names the offending request field (OpenAI's error ``param``); ``code`` is the
@@ -141,6 +142,13 @@ class ContextLengthExceeded(RoutingError):
 
     def __init__(self, message: str, *, param: str = "messages") -> None:
         super().__init__(message, param=param)
+
+
+class ModelsUnavailable(RoutingError):
+    """Models could serve the request, but none of their backends is ready now (503
+    ``model_unavailable``: a retry may succeed)."""
+
+    default_code = "model_unavailable"
 
 
 class NoEligiblePlan(RoutingError):

@@ -43,6 +43,7 @@ from routing.errors import (
     CapabilityMissing,
     ContextLengthExceeded,
     InvalidDeclaration,
+    ModelsUnavailable,
     NoEligiblePlan,
     UnknownModel,
     shown,
@@ -312,7 +313,9 @@ def lacks(missing: frozenset[str]) -> str:
 
 def _no_plan(
     request: PlanRequest, rows: _Rows
-) -> BudgetExceeded | CapabilityMissing | ContextLengthExceeded | NoEligiblePlan:
+) -> (
+    BudgetExceeded | CapabilityMissing | ContextLengthExceeded | ModelsUnavailable | NoEligiblePlan
+):
     reasons: dict[str, str] = {}  # each model's first reason: the model-level one
     for model, _, _, reason, _ in rows.ranges:
         if reason is not None:
@@ -327,6 +330,11 @@ def _no_plan(
         return CapabilityMissing(
             f"{who} {verb} what the request uses: {', '.join(missing)}",
             param=CAPABILITY_PARAMS[first],
+        )
+    if considered and all(r == NOT_READY for r in considered.values()):
+        return ModelsUnavailable(
+            f"no model that can serve task '{request.task}' is ready: "
+            f"{', '.join(considered)}; retry shortly"
         )
     estimate = rows.estimate
     too_long = [m for m, r in considered.items() if r == CONTEXT_WINDOW]

@@ -182,6 +182,25 @@ class TextCompleter(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """One vector per input, in input order, and the call's usage (prompt tokens only)."""
+
+    vectors: tuple[tuple[float, ...], ...]
+    usage: Usage
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A backend that embeds text (a model whose entry lists the ``embeddings``
+    capability)."""
+
+    async def embed(self, inputs: Sequence[str], dimensions: int | None) -> Embeddings:
+        """One vector per input (``dimensions``: shortened to that many, where the model can
+        be asked to)."""
+        ...
+
+
 class RawText:
     """A backend's raw text continuation behind the chat contract, so the pipeline serves
     ``/v1/completions`` as it serves chats: the conversation's one message is the prompt."""

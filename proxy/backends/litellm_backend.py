@@ -42,8 +42,8 @@ from proxy.errors import (
 from proxy.logs import upstream_request_id
 from routing.policy import LiteLLMOptions, ModelSpec
 
-from .base import Completion, Delta, Message, SamplingParams
-from .openai_protocol import StreamState, parse_usage, status_error
+from .base import Completion, Delta, Embeddings, Message, SamplingParams
+from .openai_protocol import StreamState, parse_embeddings, parse_usage, status_error
 
 if TYPE_CHECKING:
     from . import BackendSettings
@@ -136,6 +136,32 @@ class LiteLLMBackend:
             await response.aclose()
         state.done = True
         yield state.finish()
+
+    async def embed(self, inputs: Sequence[str], dimensions: int | None) -> Embeddings:
+        """``litellm.aembedding``, for a provider's embedding model."""
+        litellm = self._litellm
+        if litellm is None:
+            raise BackendUnavailable(f"model {self.model_id} is not started")
+        kwargs: dict[str, Any] = dict(self._options.params)
+        if dimensions is not None:
+            kwargs["dimensions"] = dimensions
+        if self._spec.api_base:
+            kwargs["api_base"] = self._spec.api_base[0]
+        if self._api_key:
+            kwargs["api_key"] = self._api_key
+        try:
+            response = await litellm.aembedding(
+                model=self._spec.model,
+                input=list(inputs),
+                timeout=self._options.timeout_s,
+                **kwargs,
+            )
+        except Exception as exc:
+            translated = self._translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        return parse_embeddings(_plain(response), self.model_id)
 
     async def stream_text(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Delta, None]:
         """Raw text continuation through ``litellm.atext_completion``."""

@@ -50,7 +50,7 @@ from proxy.errors import BackendError, BackendTimeout, BackendUnavailable
 from proxy.logs import upstream_request_id
 from routing.policy import ModelSpec, OpenAIOptions
 
-from .base import Completion, Delta, Message, SamplingParams
+from .base import Completion, Delta, Embeddings, Message, SamplingParams
 from .openai_protocol import (
     ERROR_TEXT_LIMIT,
     StreamState,
@@ -58,6 +58,7 @@ from .openai_protocol import (
     error_message,
     logprobs_of,
     orjson_loads,
+    parse_embeddings,
     parse_usage,
     status_error,
 )
@@ -147,6 +148,27 @@ class OpenAICompatBackend:
         self, messages: Sequence[Message], params: SamplingParams
     ) -> AsyncGenerator[Delta, None]:
         return self._stream(self._body(messages, params, stream=True), "chat/completions")
+
+    async def embed(self, inputs: Sequence[str], dimensions: int | None) -> Embeddings:
+        """The upstream's ``/embeddings`` (vLLM serves embedding models there)."""
+        request: dict[str, Any] = {
+            "model": self._spec.model,
+            "input": list(inputs),
+            "encoding_format": "float",
+        }
+        if dimensions is not None:
+            request["dimensions"] = dimensions
+        body = orjson.dumps(request)
+        async with self._slot():
+            failed: list[Replica] = []
+            while True:
+                async with self._exchange(body, failed, "embeddings") as (replica, response):
+                    try:
+                        raw = await response.read()
+                    except aiohttp.ClientError as exc:
+                        self._failed(failed, replica, exc)
+                        continue
+                return parse_embeddings(orjson_loads(raw, self.model_id), self.model_id)
 
     def stream_text(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Delta, None]:
         """Raw text continuation: the upstream's ``/completions``."""

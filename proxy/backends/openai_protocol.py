@@ -12,7 +12,7 @@ import structlog
 
 from proxy.errors import BackendError, BackendTimeout, ContextLengthExceeded, UpstreamRejected
 
-from .base import Delta, TokenLogprob, Usage
+from .base import Delta, Embeddings, TokenLogprob, Usage
 
 log = structlog.get_logger(__name__)
 
@@ -141,6 +141,18 @@ def status_error(status: int, detail: str, model_id: str, code: str | None = Non
     if status in (400, 413, 422) and is_context_overflow(detail, code):
         return ContextLengthExceeded(f"model {model_id}: {detail}")
     return UpstreamRejected(detail, status_code=status)
+
+
+def parse_embeddings(body: Any, model_id: str) -> Embeddings:
+    """An OpenAI ``list`` of ``embedding`` objects, in input order (they may arrive out of it)."""
+    try:
+        items = sorted(body["data"], key=lambda item: item["index"])
+        vectors = tuple(tuple(float(x) for x in item["embedding"]) for item in items)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BackendError(f"model {model_id} sent embeddings in an unknown shape") from exc
+    usage = body.get("usage") if isinstance(body, dict) else None
+    prompt = usage.get("prompt_tokens", 0) if isinstance(usage, dict) else 0
+    return Embeddings(vectors, Usage(int(prompt), 0))
 
 
 def error_code(body: Any) -> str | None:
