@@ -79,9 +79,9 @@ class Exchange(Protocol):
     def frames(self, decision: Decision, model: str) -> EventFrames: ...
 
 
-Parse = Callable[[bytes, KeyRecord | None, Accounts], Awaitable[Exchange]]
-"""Reads a body into an ``Exchange`` for the caller's key (the Responses API reads the
-conversation it continues from the store)."""
+Parse = Callable[[bytes, KeyRecord | None, Accounts, Runtime], Awaitable[Exchange]]
+"""Reads a body into an ``Exchange`` for the caller's key under the runtime's policy (the
+Responses API reads the conversation it continues from the store)."""
 
 
 class ChatExchange:
@@ -103,7 +103,9 @@ class ChatExchange:
         return CompletionFrames(decision, self.chat, model)
 
 
-async def parse_chat(raw: bytes, key: KeyRecord | None, accounts: Accounts) -> Exchange:
+async def parse_chat(
+    raw: bytes, key: KeyRecord | None, accounts: Accounts, runtime: Runtime
+) -> Exchange:
     return ChatExchange(parse_chat_request(raw))
 
 
@@ -136,7 +138,7 @@ class ChatEndpoint:
             limits = runtime.policy.server
             check_content_type(headers)
             raw = await read_body(receive, headers, limits.max_body_bytes, limits.body_timeout_s)
-            exchange = await self._parse(raw, key, accounts)
+            exchange = await self._parse(raw, key, accounts, runtime)
             meter.parsed(exchange.chat.stream)
             runtime.acquire()
             try:

@@ -26,6 +26,7 @@ from proxy.events import AnswerDelta, Done, Event, Finished, RoundStarted
 from proxy.pipeline import Outcome
 from proxy.response.body import perfics_object, system_fingerprint
 from proxy.response.stream import EventFrames, comment, data, replay_pieces
+from proxy.runtime import Runtime
 from proxy.store.records import KeyRecord
 from proxy.wire import ChatCompletionRequest, decode_body, invalid_from, validate_chat_request
 from routing.decision import Decision
@@ -167,7 +168,7 @@ class CompletionExchange:
 
 
 async def parse_completions(
-    raw: bytes, key: KeyRecord | None, accounts: Accounts
+    raw: bytes, key: KeyRecord | None, accounts: Accounts, runtime: Runtime
 ) -> CompletionExchange:
     return CompletionExchange(parse_completion_request(raw))
 

@@ -279,7 +279,9 @@ class Server(PolicyModel):
     ``ledger_interval_s``: how often ledger rows are written (a crash loses at most that).
     ``ledger_retention_days``: ledger rows older than this are deleted.
     ``responses_retention_days``: stored responses (the Responses API's ``store: true``, what
-    ``previous_response_id`` continues) older than this are deleted."""
+    ``previous_response_id`` continues) older than this are deleted. ``store_responses``
+    false: no response is ever stored (they hold the conversation's text), whatever a request
+    asks, and ``previous_response_id`` is refused."""
 
     api_key_env: Name | None = None
     queue_size: PositiveCount = 16
@@ -292,6 +294,7 @@ class Server(PolicyModel):
     ledger_interval_s: Positive = 1.0
     ledger_retention_days: Positive = 90.0
     responses_retention_days: Positive = 30.0
+    store_responses: bool = True
 
 
 class Tools(PolicyModel):

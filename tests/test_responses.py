@@ -35,7 +35,7 @@ CALL = {
 
 
 class Service:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, server: str = "") -> None:
         policy = tmp_path / "policy.yaml"
         text = (POLICIES / "scripted.yaml").read_text()
         # Rounds off, tools on: the Responses API's own behaviour is under test here.
@@ -44,7 +44,7 @@ class Service:
             "quality: {default: [6.0, 7.0, 7.5]}",
             "quality: {default: [6.0]}\n    capabilities: [tools, json_schema]",
         )
-        policy.write_text(text)
+        policy.write_text(text + server)
         self.alpha = ScriptedBackend("alpha")
         self.beta = ScriptedBackend("beta")
         self.server = InProcessServer(
@@ -257,3 +257,18 @@ def test_other_methods_and_unknown_paths_answer_openais_way(service: Service) ->
         "param": None,
         "code": None,
     }
+
+
+def test_a_policy_may_forbid_storing_conversations(tmp_path: Path) -> None:
+    service = Service(tmp_path, server="server: {store_responses: false}\n")
+    try:
+        service.alpha.queue("x")
+        made = service.client.responses.create(model="auto", input="hi")  # store defaults true
+        assert made.store is False
+        with pytest.raises(openai.NotFoundError):
+            service.client.responses.retrieve(made.id)
+        with pytest.raises(openai.BadRequestError) as caught:
+            service.client.responses.create(model="auto", input="hi", previous_response_id=made.id)
+        assert caught.value.body["param"] == "previous_response_id"  # type: ignore[index]
+    finally:
+        service.server.stop()

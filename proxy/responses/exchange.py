@@ -13,11 +13,12 @@ import orjson
 import structlog
 
 from proxy.accounts import Accounts
-from proxy.errors import KeyStoreUnavailable, NotFound
+from proxy.errors import InvalidRequest, KeyStoreUnavailable, NotFound
 from proxy.pipeline import Outcome
 from proxy.response.stream import EventFrames
 from proxy.responses.render import ResponseFrames, finished_object, response_id
 from proxy.responses.request import Item, ResponsesRequest, parse_responses_request
+from proxy.runtime import Runtime
 from proxy.store.base import StoreUnavailable
 from proxy.store.records import KeyRecord
 from proxy.store.responses import StoredResponse, load_response, save_response
@@ -71,13 +72,24 @@ class ResponsesExchange:
 
 
 async def parse_responses(
-    raw: bytes, key: KeyRecord | None, accounts: Accounts
+    raw: bytes, key: KeyRecord | None, accounts: Accounts, runtime: Runtime
 ) -> ResponsesExchange:
     """The exchange for a ``POST /v1/responses`` body: 404 when ``previous_response_id`` names
-    no response of this caller's."""
+    no response of this caller's. With the policy's ``server.store_responses`` false nothing
+    is stored, and continuing a stored response is a 400."""
+    store_responses = runtime.policy.server.store_responses
     request = parse_responses_request(raw)
     key_id = key.id if key is not None else None
     previous: list[Item] = []
+    if not store_responses:
+        if request.previous_response_id is not None:
+            raise InvalidRequest(
+                "this proxy stores no responses (server.store_responses is false): send the "
+                "whole conversation as input instead of previous_response_id",
+                param="previous_response_id",
+                code="unsupported_parameter",
+            )
+        request = request.model_copy(update={"store": False})
     if request.previous_response_id is not None:
         stored = await stored_response(accounts, request.previous_response_id, key_id)
         if stored is None:
