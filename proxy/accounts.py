@@ -146,7 +146,7 @@ class Accounts:
                 return key
             if key is not None:
                 raise AuthenticationFailed("this API key has been revoked or has expired")
-        if api_key or await self._keys_exist():
+        if api_key or await self.keys_exist():
             raise AuthenticationFailed("invalid or missing API key")
         return None
 
@@ -164,7 +164,10 @@ class Accounts:
         self._keys[digest] = (now, key)
         return key
 
-    async def _keys_exist(self) -> bool:
+    async def keys_exist(self) -> bool:
+        """Whether any key was ever made (``Store.has_keys``), as of at most ``KEY_CACHE_S``
+        ago. Raises ``KeyStoreUnavailable`` when the store cannot say, except on a proxy
+        already seen open."""
         now = time.monotonic()
         checked, exist = self._has_keys
         if now - checked < KEY_CACHE_S:
