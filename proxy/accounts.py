@@ -20,9 +20,14 @@ that a key near its limit may be refused by one process while another still hold
 what is left, for at most a second.
 
 The ledger is written off the request path every ``server.ledger_interval_s``; each batch
-also settles its requests (charges the real cost, releases what they drew) and renews this
-process's leases. A process that dies loses at most its last batch; its leases, no longer
-renewed, are charged whole when ``server.lease_ttl_s`` runs out (``proxy.store.base``).
+also settles its requests (charges the real cost, releases what they drew), renews this
+process's leases and reads back what each of their keys has left. That reading is this
+process's view of a key's budget (``scope``, which the planner refuses a request on without
+asking the store): a grant's answer alone would go stale as soon as requests settle below
+their estimates, leases are given back or the budget is raised, and a key would be refused
+on "nothing left" while the store holds most of its budget. A process that dies loses at
+most its last batch; its leases, no longer renewed, are charged whole when
+``server.lease_ttl_s`` runs out (``proxy.store.base``).
 """
 
 from __future__ import annotations
@@ -78,7 +83,8 @@ class Ticket:
 @dataclass(slots=True)
 class _Lease:
     """What this process holds of one key's budget (in ``period``) and rate ``window``, not
-    yet drawn; ``left_after`` is what the store had left after the last grant."""
+    yet drawn; ``left_after`` is what the store had left besides it, as of the last grant or
+    ledger batch."""
 
     id: str
     period: str
@@ -143,7 +149,7 @@ class Accounts:
                 return key
             if key is not None:
                 raise AuthenticationFailed("this API key has been revoked or has expired")
-        if api_key or await self._keys_exist():
+        if api_key or await self.keys_exist():
             raise AuthenticationFailed("invalid or missing API key")
         return None
 
@@ -161,7 +167,10 @@ class Accounts:
         self._keys[digest] = (now, key)
         return key
 
-    async def _keys_exist(self) -> bool:
+    async def keys_exist(self) -> bool:
+        """Whether any key was ever made (``Store.has_keys``), as of at most ``KEY_CACHE_S``
+        ago. Raises ``KeyStoreUnavailable`` when the store cannot say, except on a proxy
+        already seen open."""
         now = time.monotonic()
         checked, exist = self._has_keys
         if now - checked < KEY_CACHE_S:
@@ -360,15 +369,30 @@ class Accounts:
                 lease.usd = 0.0
         rows, self._pending = self._pending, []
         returns, self._returns = self._returns, []
+        # A grant answered while the batch is written knows better than the batch's reading.
+        viewed = {
+            key_id: (lease, lease.asked)
+            for key_id, lease in self._leases.items()
+            if lease.left_after is not None
+        }
         try:
-            await self.store.record(
-                rows, time.time(), process=self.process, ttl_s=self._ttl_s, returns=returns
+            left = await self.store.record(
+                rows,
+                time.time(),
+                process=self.process,
+                ttl_s=self._ttl_s,
+                returns=returns,
+                budgets=[(key_id, lease.period) for key_id, (lease, _) in viewed.items()],
             )
         except StoreUnavailable as exc:
             self._pending = rows[-MAX_PENDING_ROWS:] + self._pending
             self._returns = returns + self._returns
             log.warning("ledger.write_failed", rows=len(rows), error=str(exc))
             return
+        for key_id, (lease, asked) in viewed.items():
+            fresh = left.get((key_id, lease.period))
+            if fresh is not None and lease.asked == asked:
+                lease.left_after = fresh
         if time.monotonic() - self._pruned > _PRUNE_EVERY_S:
             self._pruned = time.monotonic()
             with contextlib.suppress(StoreUnavailable):

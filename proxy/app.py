@@ -250,7 +250,7 @@ def create_app(
 
     @app.post("/admin/reload")
     async def admin_reload(request: Request) -> Response:
-        authorize_admin(request, state.current().admin_key)
+        await authorize_admin(request, state.current().admin_key, state.ledger())
         try:
             runtime = await state.reload()
         except PolicyError as exc:
