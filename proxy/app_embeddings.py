@@ -31,6 +31,7 @@ from proxy.errors import (
     InternalError,
     InvalidRequest,
     PerficsError,
+    QuotaExceeded,
     from_routing_error,
 )
 from proxy.response import error_json
@@ -39,7 +40,7 @@ from proxy.store.records import KeyRecord, LedgerRow
 from proxy.wire import decode_body, invalid_from
 from routing.cost import cost_usd, format_usd
 from routing.embeddings import EmbeddingPlan, plan_embedding
-from routing.errors import RoutingError
+from routing.errors import BudgetExceeded, RoutingError
 from routing.estimate import CHARS_PER_TOKEN
 
 log = structlog.get_logger(__name__)
@@ -159,6 +160,15 @@ def _plan(
             allowed=scope.models if scope is not None else None,
             budget_usd=scope.left_usd if scope is not None else None,
         )
+    except BudgetExceeded as exc:
+        if scope is None:
+            raise from_routing_error(exc) from exc
+        # What the key has left is what bound, as a chat request's key budget does.
+        raise QuotaExceeded(
+            f"the key '{scope.name}' has {format_usd(max(scope.left_usd or 0.0, 0.0))} USD left "
+            f"this period; the cheapest embedding costs {format_usd(exc.cheapest_cost_usd)} USD",
+            param="budget_usd",
+        ) from exc
     except RoutingError as exc:
         raise from_routing_error(exc) from exc
 

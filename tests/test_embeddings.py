@@ -16,6 +16,7 @@ import pytest
 from proxy.backends.scripted import ScriptedBackend
 from proxy.errors import BackendUnavailable
 from tests.conftest import POLICIES, InProcessServer
+from tests.keys.conftest import make_key
 
 EMBEDDING_MODELS = """
   - id: embed-cheap
@@ -137,3 +138,32 @@ def test_without_an_embedding_model_the_answer_says_so(tmp_path: Path) -> None:
         assert caught.value.body["param"] == "model"  # type: ignore[index]
     finally:
         service.server.stop()
+
+
+def test_a_key_admits_embeddings_against_its_budget(tmp_path: Path) -> None:
+    service = Service(tmp_path)
+    try:
+        # 0.0000003 USD: two 6-token embeddings at embed-cheap's 0.02 USD per million.
+        secret = make_key(
+            f"sqlite:///{service.db}",
+            "--name",
+            "emb",
+            "--budget-usd",
+            "0.0000003",
+            "--period",
+            "total",
+        )
+        keyed = openai.OpenAI(base_url=f"{service.base_url}/v1", api_key=secret, max_retries=0)
+        answered = 0
+        with pytest.raises(openai.RateLimitError) as caught:
+            for _ in range(10):
+                keyed.embeddings.create(model="embed-cheap", input="a cat sat on the mat!")
+                answered += 1
+        assert caught.value.code == "insufficient_quota"
+        assert answered == 2
+        with pytest.raises(openai.AuthenticationError):
+            service.client.embeddings.create(model="auto", input="x")  # keys exist now
+    finally:
+        service.server.stop()
+    rows = [row for row in service.ledger() if row[4] == 200]
+    assert len(rows) == answered
