@@ -78,6 +78,8 @@ _REPEAT_PENALTY = 1.1
 _DONE = object()
 MAX_SEQUENCES = 16
 """The most sequences one context decodes side by side (the wire's bound on ``n``)."""
+_ANY_CHAR = r'char ::= [^"\\] |'  # llama-cpp-python's JSON Schema strings
+_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'  # JSON's own (as in JSON_GBNF)
 _RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's "pick a seed at random": never a sequence's seed
 
 
@@ -752,8 +754,10 @@ def _grammar(response_format: Any) -> Any:
         schema = (response_format.get("json_schema") or {}).get("schema")
         if not schema:
             return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
         try:
-            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            rules = json_schema_to_gbnf(json.dumps(schema))
         except Exception as exc:  # the converter raises AssertionError, ValueError, KeyError
             raise InvalidRequest(
                 f"the JSON schema cannot be turned into a grammar: {type(exc).__name__}: "
@@ -761,4 +765,7 @@ def _grammar(response_format: Any) -> Any:
                 param="response_format",
                 code="invalid_schema",
             ) from None
+        # The converter lets raw control characters into strings, which JSON forbids (a
+        # sampled answer then held a newline inside a string that json.loads refused).
+        return LlamaGrammar.from_string(rules.replace(_ANY_CHAR, _JSON_CHAR), verbose=False)
     return None

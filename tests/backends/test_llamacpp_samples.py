@@ -96,6 +96,24 @@ async def test_stop_strings_end_each_sequence(backend: LlamaCppBackend) -> None:
     assert max(lengths) < 60
 
 
+async def test_every_sequence_keeps_to_the_response_format(backend: LlamaCppBackend) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 20}},
+        "required": ["city"],
+    }
+    params = SamplingParams(
+        max_tokens=40,
+        temperature=0.8,
+        seed=3,
+        response_format={"type": "json_schema", "json_schema": {"schema": schema}},
+    )
+    answers = await backend.sample(CAPITAL, params, 3)
+    for answer in answers:
+        assert answer.finish_reason == "stop", answer
+        assert isinstance(json.loads(answer.text)["city"], str)
+
+
 async def test_a_forced_tool_call_in_every_sequence(backend: LlamaCppBackend) -> None:
     tool = {
         "type": "function",
