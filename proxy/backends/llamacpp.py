@@ -166,6 +166,12 @@ class LlamaCppBackend:
             raise InvalidRequest(f"between 1 and {MAX_SEQUENCES} samples at once", param="n")
         self._check_admission()
         prompt, tools, grammar = await self._prepare(messages, params)
+        if self._spec.context_window - len(prompt) < k:
+            raise UpstreamRejected(
+                f"the prompt is {len(prompt)} tokens; {self.model_id} holds "
+                f"{self._spec.context_window}, too few for {k} answers",
+                param="messages",
+            )
         async with self._turn():
             answers = await _in_worker(
                 lambda stop: self._generate_batch(prompt, params, grammar, k, stop)

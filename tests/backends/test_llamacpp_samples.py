@@ -11,7 +11,7 @@ import pytest
 
 from proxy.backends.base import Sampler, SamplingParams
 from proxy.backends.llamacpp import LlamaCppBackend
-from proxy.errors import InvalidRequest
+from proxy.errors import InvalidRequest, UpstreamRejected
 from routing.policy import ModelSpec
 
 pytestmark = pytest.mark.model
@@ -158,3 +158,13 @@ async def test_k_is_bounded(backend: LlamaCppBackend) -> None:
         await backend.sample(CAPITAL, GREEDY, 17)
     with pytest.raises(InvalidRequest):
         await backend.sample(CAPITAL, GREEDY, 0)
+
+
+async def test_a_prompt_must_leave_each_answer_a_token(backend: LlamaCppBackend) -> None:
+    words = ["word"] * 990
+    while 1024 - len(backend._prompt_tokens([{"role": "user", "content": " ".join(words)}])) > 8:
+        words.append("word")
+    long = [{"role": "user", "content": " ".join(words)}]
+    room = 1024 - len(backend._prompt_tokens(long))
+    with pytest.raises(UpstreamRejected):
+        await backend.sample(long, GREEDY, room + 1)
