@@ -1,7 +1,8 @@
 """perfics beside LiteLLM, in one run: latency and throughput, the embedded path, memory, and
 what metrics add (metrics off vs on, side by side).
 
-    python -m benchmarks [--quick] [--only latency,embedded,memory,keys,metrics] [--skip-litellm]
+    python -m benchmarks [--quick] [--only latency,embedded,memory,keys,metrics,sampling]
+                         [--skip-litellm]
                          [--rounds N] [--embedded-threads N] [--results DIR]
 
 Every server is a child process on 127.0.0.1, stopped when the run ends. Tables go to stdout
@@ -20,11 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import embedded, keys, latency, memory, metrics_overhead, report
+from benchmarks import embedded, keys, latency, memory, metrics_overhead, report, sampling
 from benchmarks.processes import ROOT, Server, start_stub
 from benchmarks.servers import ensure_litellm, perfics_policy, start_litellm, start_perfics
 
-PARTS = ("latency", "embedded", "memory", "keys", "metrics")
+PARTS = ("latency", "embedded", "memory", "keys", "metrics", "sampling")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             results["embedded"] = embedded.run(workdir, repetitions, args.embedded_threads)
         if "metrics" in parts:
             results["metrics"] = metrics_overhead.run(workdir, quick=args.quick, rounds=args.rounds)
+        if "sampling" in parts:
+            print("sampling: k samples in one llama.cpp batch ...", flush=True)
+            repetitions = 2 if args.quick else 3
+            results["sampling"] = sampling.run(repetitions, args.embedded_threads)
     _print(results)
     _print_keys(results)
     args.results.mkdir(parents=True, exist_ok=True)
@@ -175,6 +180,14 @@ def _print(results: dict[str, Any]) -> None:
             "interleaved; added = median minus the stub's\n"
         )
         print(metrics_overhead.table(results["metrics"]))
+    if "sampling" in results:
+        print(
+            "\nSampling: bundled SmolLM2-135M in-process, "
+            f"{results['sampling']['threads']} llama.cpp thread(s), "
+            f"{results['sampling']['max_tokens']} tokens per sequence, temperature 0.8; "
+            "median of the repetitions\n"
+        )
+        print(sampling.table(results["sampling"]))
 
 
 def _print_keys(results: dict[str, Any]) -> None:

@@ -232,6 +232,25 @@ class RawText:
         return backend.stream_text(str(messages[-1]["content"]), params)
 
 
+@runtime_checkable
+class Sampler(Protocol):
+    """A backend that makes several answers to one conversation in one go, cheaper than as
+    many ``complete`` calls (selection's samples, a request's ``n``): the embedded backend in
+    one batch sharing the prompt's KV cache, an OpenAI-compatible upstream with one ``n``
+    request. Optional: backends without it are simply not ``Sampler``s."""
+
+    async def sample(
+        self, messages: Sequence[Message], params: SamplingParams, k: int
+    ) -> list[Completion]:
+        """``k`` completions (1 <= k <= 16), each with its own ``finish_reason``. A request
+        with a ``seed`` gives the same ``k`` answers every time where the backend can promise
+        it (sample ``i`` seeded ``seed + i`` on the embedded backend). Summed, the usages are
+        what the call cost: where the prompt was read once for all, it is counted once (on
+        the first completion), so ``k`` samples never cost more than ``k`` calls. Cancellation
+        as for ``complete``."""
+        ...
+
+
 async def collect(stream: AsyncIterator[Delta]) -> Completion:
     """Drain a stream into one ``Completion`` (for backends that only generate by streaming)."""
     parts: list[str] = []

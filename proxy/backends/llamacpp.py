@@ -23,7 +23,7 @@ import os
 import random
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from . import BackendSettings
 
 log = structlog.get_logger(__name__)
+_T = TypeVar("_T")
 
 # Used when a GGUF carries no chat template, by the model's architecture. Gemma has no system
 # role: system text is folded into the first user turn (``_fold_system``), as Google's own
@@ -78,6 +79,11 @@ _TEMPLATES_BY_ARCHITECTURE = {"gemma": _GEMMA, "gemma2": _GEMMA, "gemma3": _GEMM
 CHAT_FORMATS = {"chatml": _CHATML, "gemma": _GEMMA}
 _REPEAT_PENALTY = 1.1
 _DONE = object()
+MAX_SEQUENCES = 16
+"""The most sequences one context decodes side by side (the wire's bound on ``n``)."""
+_ANY_CHAR = r'char ::= [^"\\] |'  # llama-cpp-python's JSON Schema strings
+_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'  # JSON's own (as in JSON_GBNF)
+_RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's "pick a seed at random": never a sequence's seed
 
 
 class LlamaCppBackend:
@@ -128,6 +134,58 @@ class LlamaCppBackend:
         self, messages: Sequence[Message], params: SamplingParams
     ) -> AsyncGenerator[Delta, None]:
         self._check_admission()
+        prompt, tools, grammar = await self._prepare(messages, params)
+        async with self._turn():
+            deltas = self._run(prompt, params, grammar)
+            if tools is None:
+                async for delta in deltas:
+                    yield delta
+            else:
+                # Whether the answer is a call is known only at its end.
+                answer = _as_call(tools, await collect(deltas))
+                yield Delta(text=answer.text, tool_calls=answer.tool_calls)
+                yield Delta(finish_reason=answer.finish_reason, usage=answer.usage)
+
+    async def sample(
+        self, messages: Sequence[Message], params: SamplingParams, k: int
+    ) -> list[Completion]:
+        """``k`` answers to one conversation, decoded side by side in one batch: the prompt is
+        evaluated once (as ``complete`` evaluates it, reusing the cached prefix) and its KV
+        cache shared by the ``k`` sequences, which then advance one token each per decode.
+
+        Sequence ``i`` samples with its own sampler chain (the settings ``complete`` uses) seeded
+        ``seed + i``, where ``seed`` is the request's, else the model's ``options.seed``, else
+        random; so a request with a seed gets the same ``k`` answers every time, and sequence 0
+        is the answer ``complete`` gives (a temperature-0 ``k = 1`` sample is the greedy
+        draft). Each sequence stops on its own at EOS, a stop string or ``max_tokens``, and has
+        its own ``finish_reason``; a ``response_format`` or forced tool call holds every
+        sequence to its grammar. The context's free room is shared: each sequence writes at
+        most ``(context_window - prompt) // k`` tokens.
+
+        Usage is OpenAI's for one request with ``n = k``: the first completion carries the
+        prompt (and the prompt tokens actually evaluated), the others only their own
+        completion tokens, so the summed usage counts the prompt once. Same lock, queue and
+        cancellation as ``stream``."""
+        if not 1 <= k <= MAX_SEQUENCES:
+            raise InvalidRequest(f"between 1 and {MAX_SEQUENCES} samples at once", param="n")
+        self._check_admission()
+        prompt, tools, grammar = await self._prepare(messages, params)
+        if self._spec.context_window - len(prompt) < k:
+            raise UpstreamRejected(
+                f"the prompt is {len(prompt)} tokens; {self.model_id} holds "
+                f"{self._spec.context_window}, too few for {k} answers",
+                param="messages",
+            )
+        async with self._turn():
+            answers = await _in_worker(
+                lambda stop: self._generate_batch(prompt, params, grammar, k, stop)
+            )
+        return answers if tools is None else [_as_call(tools, a) for a in answers]
+
+    async def _prepare(
+        self, messages: Sequence[Message], params: SamplingParams
+    ) -> tuple[list[int], ToolUse | None, Any]:
+        """The prompt's tokens, the request's tools and the grammar its answer is held to."""
         tools = ToolUse.from_params(params)
         if tools is not None:
             messages = with_tools(messages, tools, template_takes_tools=self._takes_tools)
@@ -138,20 +196,7 @@ class LlamaCppBackend:
         # Built before the lock, so a slow grammar never holds the model (proxy.schema_bounds
         # keeps it fast); a schema llama.cpp cannot convert is the client's to fix.
         grammar = await asyncio.to_thread(_grammar, response_format) if response_format else None
-        async with self._turn():
-            deltas = self._run(prompt, params, grammar)
-            if tools is None:
-                async for delta in deltas:
-                    yield delta
-            else:
-                # Whether the answer is a call is known only at its end.
-                answer = await collect(deltas)
-                calls = tools.to_calls(answer.text)
-                yield Delta(text="" if calls else answer.text, tool_calls=calls or ())
-                yield Delta(
-                    finish_reason="tool_calls" if calls else answer.finish_reason,
-                    usage=answer.usage,
-                )
+        return prompt, tools, grammar
 
     async def stream_text(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Delta, None]:
         """Continue ``prompt`` as it is: no chat template, a BOS token first as the model
@@ -261,6 +306,8 @@ class LlamaCppBackend:
 
             llama.close()
             llama = Llama(**settings, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN)
+        if not self._embeds:
+            _hold_sequences(llama, MAX_SEQUENCES)
         template = (
             CHAT_FORMATS[chat_format]
             if chat_format is not None
@@ -354,53 +401,26 @@ class LlamaCppBackend:
         assert llama is not None
         try:
             room = self._spec.context_window - len(prompt)
-            limit = min(params.max_tokens or room, room)
-            seed = params.seed if params.seed is not None else self._default_seed
-            llama.set_seed(seed if seed is not None else random.getrandbits(31))
+            llama.set_seed(self._seed(params))
             llama_cpp.llama_perf_context_reset(llama.ctx)
             _evaluate_all_but_last(llama, prompt)
-            stops = _StopMatcher(params.stop + self._stop_texts)
-            decoder = codecs.getincrementaldecoder("utf-8")("replace")
-            generated = 0
-            finish = "length"
-            pending: list[TokenLogprob] = []  # logprobs of tokens whose text is held back
-            temperature = 1.0 if params.temperature is None else params.temperature
-            for token in llama.generate(
-                prompt,
-                temp=temperature,
-                top_p=1.0 if params.top_p is None else params.top_p,
-                top_k=40,
-                min_p=0.05,
-                repeat_penalty=_REPEAT_PENALTY,
-                presence_penalty=params.presence_penalty or 0.0,
-                frequency_penalty=params.frequency_penalty or 0.0,
-                grammar=grammar,
-            ):
+            answer = _Answer(params, params.stop + self._stop_texts, room)
+            cancelled = False
+            for token in llama.generate(prompt, **_sampling(params), grammar=grammar):
                 if stop.is_set():
-                    finish = "cancelled"
+                    cancelled = True
                     break
-                if llama_cpp.llama_vocab_is_eog(llama._model.vocab, token):
-                    finish = "stop"
+                delta = answer.take(llama, token, -1)
+                if delta is not None:
+                    emit(delta)
+                if answer.finish is not None:
                     break
-                generated += 1
-                piece = llama.detokenize([token])
-                if params.logprobs:
-                    pending.append(_token_logprob(llama, token, piece, params.top_logprobs or 0))
-                text, matched = stops.feed(decoder.decode(piece))
-                if text:
-                    emit(Delta(text=text, logprobs=tuple(pending)))
-                    pending.clear()
-                if matched:
-                    finish = "stop"
-                    break
-                if generated >= limit:
-                    break
-            if finish != "stop":
-                tail = stops.flush(decoder.decode(b"", final=True))
-                if tail:
-                    emit(Delta(text=tail, logprobs=tuple(pending)))
+            tail = answer.close()
+            if tail is not None:
+                emit(tail)
             perf = llama_cpp.llama_perf_context(llama.ctx)
-            usage = Usage(len(prompt), generated, int(perf.n_p_eval))
+            usage = Usage(len(prompt), answer.generated, int(perf.n_p_eval))
+            finish = "cancelled" if cancelled else answer.finish or "length"
             emit(Delta(finish_reason=finish, usage=usage))
         except Exception as exc:
             log.exception("backend.failed", model=self.model_id)
@@ -408,6 +428,101 @@ class LlamaCppBackend:
             del exc
         finally:
             emit(_DONE)
+
+    def _generate_batch(
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        grammar: Any,
+        k: int,
+        stop: threading.Event,
+    ) -> list[Completion]:
+        """Worker thread: ``k`` sequences decoded side by side (``sample``). Sequence 0 is the
+        context's own sequence, as in ``_generate``; sequences 1 to k - 1 are removed from the
+        cache afterwards and sequence 0 is cut back to the prompt, with llama-cpp-python's
+        record of the evaluated tokens to match, so the next call reuses the prompt's prefix."""
+        import llama_cpp
+        from llama_cpp._internals import LlamaBatch
+
+        llama = self._llama
+        assert llama is not None
+        memory = llama._ctx.memory
+        threads, batch_threads = llama.n_threads, llama.n_threads_batch
+        seed = self._seed(params)
+        samplers = []
+        batch = LlamaBatch(n_tokens=k, embd=0, n_seq_max=1, verbose=False)
+        try:
+            for i in range(k):
+                llama.set_seed((seed + i) % _RANDOM_SEED)
+                samplers.append(llama._init_sampler(**_sampling(params), grammar=grammar))
+            room = (self._spec.context_window - len(prompt)) // k
+            answers = [_Answer(params, params.stop + self._stop_texts, room) for _ in range(k)]
+            cached = _evaluate_all_but_last(llama, prompt)
+            # k tokens a step is decoding, not a prompt: llama.cpp gives any batch of more
+            # than one token the batch thread count (every core, llama-cpp-python's default),
+            # which stalls at each layer's barrier when the machine is busy (default_threads).
+            llama_cpp.llama_set_n_threads(llama.ctx, threads, threads)
+            # The last prompt token alone, as Llama.generate evaluates it (so sequence 0 is the
+            # answer complete() gives); every sequence samples its first token from its logits.
+            _fill(batch, [(prompt[-1], len(prompt) - 1, 0)])
+            llama._ctx.decode(batch)
+            llama.input_ids[len(prompt) - 1] = prompt[-1]
+            llama.n_tokens = len(prompt)
+            for i in range(1, k):
+                llama_cpp.llama_memory_seq_cp(memory, 0, i, -1, -1)
+            rows = dict.fromkeys(range(k), 0)  # sequence -> its logits' row in the last batch
+            texts: list[list[Delta]] = [[] for _ in range(k)]
+            while rows and not stop.is_set():
+                step: list[tuple[int, int, int]] = []
+                for i, row in rows.items():
+                    token = samplers[i].sample(llama._ctx, row)
+                    delta = answers[i].take(llama, token, row)
+                    if delta is not None:
+                        texts[i].append(delta)
+                    if answers[i].finish is None:
+                        step.append((token, len(prompt) + answers[i].generated - 1, i))
+                if not step:
+                    break
+                _fill(batch, step)
+                llama._ctx.decode(batch)
+                rows = {i: row for row, (_, _, i) in enumerate(step)}
+            if stop.is_set():
+                return []
+            completions = []
+            for i, answer in enumerate(answers):
+                tail = answer.close()
+                deltas = texts[i] + ([tail] if tail is not None else [])
+                usage = (
+                    Usage(len(prompt), answer.generated, len(prompt) - cached)
+                    if i == 0
+                    else Usage(0, answer.generated, 0)
+                )
+                completions.append(
+                    Completion(
+                        "".join(d.text for d in deltas),
+                        answer.finish or "length",
+                        usage,
+                        logprobs=tuple(e for d in deltas for e in d.logprobs),
+                    )
+                )
+            return completions
+        except Exception as exc:
+            log.exception("backend.failed", model=self.model_id)
+            raise BackendError(f"model {self.model_id} failed while generating") from exc
+        finally:
+            llama_cpp.llama_set_n_threads(llama.ctx, threads, batch_threads)
+            for i in range(1, k):
+                llama_cpp.llama_memory_seq_rm(memory, i, -1, -1)
+            llama_cpp.llama_memory_seq_rm(memory, 0, llama.n_tokens, -1)
+            llama._requires_eval = True
+            for sampler in samplers:
+                sampler.close()
+            batch.close()  # type: ignore[no-untyped-call]
+
+    def _seed(self, params: SamplingParams) -> int:
+        """The request's seed, else the model's ``options.seed``, else a random one."""
+        seed = params.seed if params.seed is not None else self._default_seed
+        return seed if seed is not None else random.getrandbits(31)
 
     def _score(self, prompt: list[int], answer: list[int]) -> Likelihood:
         """Worker thread: evaluate ``prompt + answer`` and read the answer tokens' log-probs.
@@ -461,12 +576,13 @@ class LlamaCppBackend:
         return Likelihood(total / len(answer), len(answer), Usage(len(tokens), 0, evaluated))
 
 
-def _evaluate_all_but_last(llama: Llama, prompt: list[int]) -> None:
+def _evaluate_all_but_last(llama: Llama, prompt: list[int]) -> int:
     """Bring the KV cache to ``prompt[:-1]``, reusing the prefix it already holds, so that
     ``Llama.generate`` evaluates the last prompt token on its own. llama.cpp's numbers for a
     position depend on how many tokens were evaluated with it; evaluating the last one alone
     every time makes a temperature-0 answer independent of how much of its prompt was cached
-    (the same request streamed and not, or asked twice, answers the same)."""
+    (the same request streamed and not, or asked twice, answers the same). Returns how many
+    prompt tokens the cache already held."""
     head = prompt[:-1]
     cached = 0
     for have, want in zip(llama._input_ids.tolist(), head, strict=False):
@@ -476,15 +592,17 @@ def _evaluate_all_but_last(llama: Llama, prompt: list[int]) -> None:
     llama.n_tokens = cached
     llama.eval(head[cached:])  # trims the cache past ``cached`` first
     llama._requires_eval = True
+    return cached
 
 
-def _token_logprob(llama: Llama, token: int, piece: bytes, top: int) -> TokenLogprob:
+def _token_logprob(llama: Llama, token: int, piece: bytes, top: int, row: int = -1) -> TokenLogprob:
     """OpenAI's logprobs entry for ``token``, from the distribution it was sampled from: the
-    model's own (the last decoded position's logits, before temperature and penalties)."""
+    model's own (the logits of the last batch's output ``row``, before temperature and
+    penalties)."""
     import numpy as np
 
     logits = np.ctypeslib.as_array(
-        llama._ctx.get_logits_ith(-1),
+        llama._ctx.get_logits_ith(row),
         shape=(llama.n_vocab(),),
     )
     peak = float(logits.max())
@@ -503,6 +621,118 @@ def _token_logprob(llama: Llama, token: int, piece: bytes, top: int) -> TokenLog
         **entry(token, piece),
         "top_logprobs": [entry(t, llama.detokenize([t])) for t in ranked],
     }
+
+
+def _hold_sequences(llama: Llama, count: int) -> None:
+    """Give ``llama`` a context that decodes up to ``count`` sequences side by side, sharing
+    one KV cache of ``n_ctx`` cells (``kv_unified``: a prompt shared by the sequences takes its
+    cells once). ``Llama`` always makes a one-sequence context and takes no setting for this,
+    so its context is replaced, with the same parameters otherwise, before any use."""
+    from llama_cpp._internals import LlamaContext
+
+    params = llama.context_params
+    params.n_seq_max = count
+    params.kv_unified = True
+    single = llama._ctx
+    llama._ctx = llama._stack.enter_context(
+        contextlib.closing(LlamaContext(model=llama._model, params=params, verbose=False))
+    )
+    single.close()  # type: ignore[no-untyped-call]
+
+
+def _sampling(params: SamplingParams) -> dict[str, Any]:
+    """The sampler settings of a request, the same for ``Llama.generate`` and each sequence
+    of ``sample``."""
+    return {
+        "temp": 1.0 if params.temperature is None else params.temperature,
+        "top_p": 1.0 if params.top_p is None else params.top_p,
+        "top_k": 40,
+        "min_p": 0.05,
+        "repeat_penalty": _REPEAT_PENALTY,
+        "presence_penalty": params.presence_penalty or 0.0,
+        "frequency_penalty": params.frequency_penalty or 0.0,
+    }
+
+
+def _fill(batch: Any, tokens: Sequence[tuple[int, int, int]]) -> None:
+    """Set ``batch`` to ``(token, position, sequence)`` entries, each with its logits."""
+    raw = batch.batch
+    raw.n_tokens = len(tokens)
+    for row, (token, position, sequence) in enumerate(tokens):
+        raw.token[row] = token
+        raw.pos[row] = position
+        raw.seq_id[row][0] = sequence
+        raw.n_seq_id[row] = 1
+        raw.logits[row] = True
+
+
+async def _in_worker(work: Callable[[threading.Event], _T]) -> _T:
+    """``work(stop)`` in a worker thread. When the awaiting task is cancelled, ``stop`` is set
+    and the cancellation waits for the thread to leave llama.cpp (the caller holds the lock)."""
+    loop = asyncio.get_running_loop()
+    stop = threading.Event()
+    worker = loop.run_in_executor(None, work, stop)
+    try:
+        return await asyncio.shield(worker)
+    except asyncio.CancelledError:
+        stop.set()
+        while not worker.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(worker)
+        raise
+
+
+def _as_call(tools: ToolUse, answer: Completion) -> Completion:
+    """``answer`` as a tool call when its text is one."""
+    calls = tools.to_calls(answer.text)
+    if not calls:
+        return answer
+    return Completion("", "tool_calls", answer.usage, calls, answer.logprobs)
+
+
+class _Answer:
+    """One sequence's answer as its tokens arrive: EOS, stop strings (text that may begin one
+    is held back), UTF-8 split across tokens, logprobs kept with the text they belong to, and
+    the token limit (``max_tokens``, at most ``room``). ``finish`` is None until it ends."""
+
+    def __init__(self, params: SamplingParams, stops: Sequence[str], room: int) -> None:
+        self._limit = min(params.max_tokens or room, room)
+        self._top = params.top_logprobs or 0 if params.logprobs else None
+        self._stops = _StopMatcher(stops)
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._pending: list[TokenLogprob] = []  # logprobs of tokens whose text is held back
+        self.generated = 0
+        self.finish: str | None = None
+
+    def take(self, llama: Llama, token: int, row: int) -> Delta | None:
+        """Add a sampled token (its logits in the last batch's output ``row``); the text that
+        may be sent now."""
+        import llama_cpp
+
+        if llama_cpp.llama_vocab_is_eog(llama._model.vocab, token):
+            self.finish = "stop"
+            return None
+        self.generated += 1
+        piece = llama.detokenize([token])
+        if self._top is not None:
+            self._pending.append(_token_logprob(llama, token, piece, self._top, row))
+        text, matched = self._stops.feed(self._decoder.decode(piece))
+        delta = None
+        if text:
+            delta = Delta(text=text, logprobs=tuple(self._pending))
+            self._pending.clear()
+        if matched:
+            self.finish = "stop"
+        elif self.generated >= self._limit:
+            self.finish = "length"
+        return delta
+
+    def close(self) -> Delta | None:
+        """The text held back, unless the answer ended on EOS or a stop string."""
+        if self.finish == "stop":
+            return None
+        tail = self._stops.flush(self._decoder.decode(b"", final=True))
+        return Delta(text=tail, logprobs=tuple(self._pending)) if tail else None
 
 
 def default_threads() -> int:
@@ -584,8 +814,10 @@ def _grammar(response_format: Any) -> Any:
         schema = (response_format.get("json_schema") or {}).get("schema")
         if not schema:
             return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
         try:
-            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            rules = json_schema_to_gbnf(json.dumps(schema))
         except Exception as exc:  # the converter raises AssertionError, ValueError, KeyError
             raise InvalidRequest(
                 f"the JSON schema cannot be turned into a grammar: {type(exc).__name__}: "
@@ -593,6 +825,9 @@ def _grammar(response_format: Any) -> Any:
                 param="response_format",
                 code="invalid_schema",
             ) from None
+        # The converter lets raw control characters into strings, which JSON forbids (a
+        # sampled answer then held a newline inside a string that json.loads refused).
+        return LlamaGrammar.from_string(rules.replace(_ANY_CHAR, _JSON_CHAR), verbose=False)
     return None
 
 

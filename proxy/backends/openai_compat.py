@@ -46,11 +46,17 @@ import aiohttp
 import orjson
 import structlog
 
-from proxy.errors import BackendError, BackendTimeout, BackendUnavailable
+from proxy.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidRequest,
+    UpstreamRejected,
+)
 from proxy.logs import upstream_request_id
 from routing.policy import ModelSpec, OpenAIOptions
 
-from .base import Completion, Delta, Embeddings, Message, SamplingParams
+from .base import Completion, Delta, Embeddings, Message, SamplingParams, Usage
 from .openai_protocol import (
     ERROR_TEXT_LIMIT,
     StreamState,
@@ -72,6 +78,7 @@ log = structlog.get_logger(__name__)
 # Idle upstream connections are dropped before uvicorn's (vLLM's server) 5-second keep-alive
 # would close them, so a request never lands on a connection the server is closing.
 _KEEPALIVE_S = 4.0
+_MAX_SAMPLES = 16  # the wire's bound on n
 
 
 class OpenAICompatBackend:
@@ -94,6 +101,7 @@ class OpenAICompatBackend:
         )
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(self._options.max_connections)
+        self._takes_n = True  # until the upstream shows it does not (``sample``)
 
     @property
     def replicas(self) -> tuple[Replica, ...]:
@@ -132,17 +140,59 @@ class OpenAICompatBackend:
             await session.close()
 
     async def complete(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
-        body = self._body(messages, params, stream=False)
+        raw = await self._post(self._body(messages, params, stream=False))
+        return _parse_choices(raw, self.model_id)[0]
+
+    async def sample(
+        self, messages: Sequence[Message], params: SamplingParams, k: int
+    ) -> list[Completion]:
+        """``k`` completions: one upstream call with ``n = k`` (vLLM and llama.cpp's server
+        answer it, reading the prompt once), and as many single calls side by side as the
+        upstream's answer falls short of ``k``, or ``k`` of them when it refuses ``n`` (a 4xx
+        to the ``n`` call that a single call does not get). An upstream that fell short or
+        refused is asked with single calls from then on. Single call ``i`` is sent the
+        request's seed plus ``i``. Usage: the ``n`` call's on its first completion (OpenAI
+        reports one per call), each single call's on its own."""
+        if not 1 <= k <= _MAX_SAMPLES:
+            raise InvalidRequest(f"between 1 and {_MAX_SAMPLES} samples at once", param="n")
+        if k == 1:
+            return [await self.complete(messages, params)]
+        answers: list[Completion] = []
+        refused = False  # the upstream answered the n call with a 4xx
+        if self._takes_n:
+            try:
+                raw = await self._post(self._body(messages, params, stream=False, n=k))
+                answers = _parse_choices(raw, self.model_id)[:k]
+            except UpstreamRejected:
+                refused = True
+        singles = [
+            asyncio.ensure_future(self.complete(messages, _seed_plus(params, i)))
+            for i in range(len(answers), k)
+        ]
+        try:
+            answers += await asyncio.gather(*singles)
+        except BaseException:
+            for single in singles:
+                single.cancel()
+            await asyncio.gather(*singles, return_exceptions=True)
+            raise
+        if singles and self._takes_n:
+            log.info("backend.n_not_honoured", model=self.model_id, refused=refused, k=k)
+            self._takes_n = False
+        return answers
+
+    async def _post(self, body: bytes) -> bytes:
+        """A non-streaming call's response body (the replica choice, failover and error
+        translation of ``_exchange``)."""
         async with self._slot():
             failed: list[Replica] = []
             while True:
                 async with self._exchange(body, failed) as (replica, response):
                     try:
-                        raw = await response.read()
+                        return await response.read()
                     except aiohttp.ClientError as exc:
                         self._failed(failed, replica, exc)
                         continue
-                return _parse_completion(raw, self.model_id)
 
     def stream(
         self, messages: Sequence[Message], params: SamplingParams
@@ -220,12 +270,16 @@ class OpenAICompatBackend:
             error=type(exc).__name__ if exc is not None else "EmptyStream",
         )
 
-    def _body(self, messages: Sequence[Message], params: SamplingParams, *, stream: bool) -> bytes:
+    def _body(
+        self, messages: Sequence[Message], params: SamplingParams, *, stream: bool, n: int = 1
+    ) -> bytes:
         body: dict[str, Any] = {
             "model": self._spec.model,
             "messages": messages,
             **params.to_openai(),
         }
+        if n > 1:
+            body["n"] = n
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -397,20 +451,33 @@ async def _sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         yield buffer[5:].strip()
 
 
-def _parse_completion(raw: bytes, model_id: str) -> Completion:
+def _parse_choices(raw: bytes, model_id: str) -> list[Completion]:
+    """A ``chat.completion``'s choices in index order, at least one; the call's usage goes on
+    the first."""
     data = orjson_loads(raw, model_id)
     try:
-        choice = data["choices"][0]
-        message = choice["message"]
-        return Completion(
-            text=message.get("content") or "",
-            finish_reason=choice.get("finish_reason") or "stop",
-            usage=parse_usage(data.get("usage")),
-            tool_calls=tuple(message.get("tool_calls") or ()),
-            logprobs=logprobs_of(choice),
-        )
+        choices = sorted(data["choices"], key=lambda c: c.get("index") or 0)
+        completions = [
+            Completion(
+                text=choice["message"].get("content") or "",
+                finish_reason=choice.get("finish_reason") or "stop",
+                usage=parse_usage(data.get("usage")) if not i else Usage(0, 0, 0),
+                tool_calls=tuple(choice["message"].get("tool_calls") or ()),
+                logprobs=logprobs_of(choice),
+            )
+            for i, choice in enumerate(choices)
+        ]
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise BackendError(f"model {model_id} sent a completion without choices") from exc
+    if not completions:
+        raise BackendError(f"model {model_id} sent a completion without choices")
+    return completions
+
+
+def _seed_plus(params: SamplingParams, offset: int) -> SamplingParams:
+    return (
+        params if params.seed is None or not offset else params.replace(seed=params.seed + offset)
+    )
 
 
 _EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})

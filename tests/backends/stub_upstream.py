@@ -19,13 +19,20 @@ The first path segment picks the behaviour and names the counters: ``/{behaviour
                 between the calls of one refined request)
     greedy{n}   ignores ``max_tokens``: ``n`` one-token words, with usage that says so (a
                 server whose answers a budget cannot trust)
+    oneonly     ok, but one choice whatever ``n`` asks (a server that ignores ``n``)
+    non         ok, but 400 to a request with ``n`` above 1 (a server that refuses ``n``)
+
+A non-streaming request with ``n`` above 1 gets ``n`` choices (from ``ok`` and the behaviours
+built on it): choice ``i`` says the fixed reply followed by `` #i`` (choice 0 is the fixed reply
+itself), and the usage counts the prompt once and every choice's tokens.
 
 Under any behaviour that answers, ``.../v1/embeddings`` gives one vector per input
 (``[characters, 1, index]``) and ``.../v1/completions`` a legacy text completion of the same
 words (streamed or not).
 
 ``GET /stats`` returns, per label: requests, concurrent, max_concurrent, disconnects,
-last_auth (the Authorization header), last_request_id (X-Request-Id) and last_body.
+last_auth (the Authorization header), last_request_id (X-Request-Id), last_body, and the ``n``
+and ``seed`` of every request in order (``ns``, ``seeds``).
 """
 
 from __future__ import annotations
@@ -95,6 +102,8 @@ class Handler(BaseHTTPRequestHandler):
             stats["last_auth"] = self.headers.get("authorization")
             stats["last_request_id"] = self.headers.get("x-request-id")
             stats["last_body"] = body
+            stats.setdefault("ns", []).append(body.get("n"))
+            stats.setdefault("seeds", []).append(body.get("seed"))
         try:
             self.answer(label.split("-")[0], body, stats["requests"])
         except (BrokenPipeError, ConnectionResetError):
@@ -111,6 +120,12 @@ class Handler(BaseHTTPRequestHandler):
         if match := re.fullmatch(r"e(\d{3})", behaviour):
             error = {"error": {"message": f"stub says {match[1]}", "type": "invalid_request_error"}}
             return self.send(int(match[1]), json.dumps(error).encode())
+        n = int(body.get("n") or 1)
+        if behaviour == "non" and n > 1:
+            error = {"error": {"message": "n must be 1", "type": "invalid_request_error"}}
+            return self.send(400, json.dumps(error).encode())
+        if behaviour == "oneonly":
+            n = 1
         if behaviour == "badjson":
             return self.send(200, b"{not json")
         if behaviour == "drop":
@@ -138,12 +153,24 @@ class Handler(BaseHTTPRequestHandler):
             message: dict[str, Any] = {"role": "assistant", "content": "".join(words)}
             if tools:
                 message |= {"content": None, "tool_calls": [TOOL]}
-            choice = {
-                "index": 0,
-                "message": message,
-                "finish_reason": "tool_calls" if tools else "stop",
-            }
-            reply = {"id": "c", "object": "chat.completion", "choices": [choice], "usage": usage}
+            choices = [
+                {
+                    "index": i,
+                    "message": message
+                    if not i
+                    else {**message, "content": f"{''.join(words)} #{i}"},
+                    "finish_reason": "tool_calls" if tools else "stop",
+                }
+                for i in range(n)
+            ]
+            if n > 1:
+                completion = usage["completion_tokens"] * n
+                usage = {
+                    **usage,
+                    "completion_tokens": completion,
+                    "total_tokens": usage["prompt_tokens"] + completion,
+                }
+            reply = {"id": "c", "object": "chat.completion", "choices": choices, "usage": usage}
             return self.send(200, json.dumps(reply).encode())
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
