@@ -1,10 +1,14 @@
-"""Planning: the model and number of refinement rounds with the best PeRFICS score.
+"""Planning: the model and how to spend test-time compute on it (refinement rounds, or samples
+to select from) with the best PeRFICS score.
 
 Candidates are every (model, rounds) with ``rounds <= min(task.max_rounds, len(Q) - 1,
 declared cap)``, the largest call fitting the context (``p + a <= context_window`` for 0 rounds,
 ``p + 2a + k + t`` for more), a ready backend, and an estimated cost within the budget when
-one applies (docs/architecture.md, "Planning rule"). The highest score wins; equal scores
-(exact float equality) go to the lower cost, then fewer rounds, then the model id.
+one applies (docs/architecture.md, "Planning rule"); and every (model, technique, samples)
+listed (``best_of``, ``vote``) with ``samples <= min(task.max_samples, declared cap)``, under
+the draft's context rule, never for a request with several choices or a forced tool call. The
+highest score wins; equal scores (exact float equality) go to the lower cost, then the
+technique (draft, refine, best_of, vote), then fewer rounds or samples, then the model id.
 
 Ineligible candidates are listed too, so ``perfics route --explain`` can say why a model lost.
 ``Candidate.reason`` is one of:
@@ -17,6 +21,9 @@ Ineligible candidates are listed too, so ``perfics route --explain`` can say why
 - ``context window``      ``p + a`` exceeds the model's context window (one row, 0 rounds), or
                           a rewrite's ``p + 2a + k + t`` does (a row for rounds 1 and up)
 - ``rounds above cap``    within the task's rounds and the quality list, above the declared cap
+- ``samples above cap``   within the task's ``max_samples``, above the declared cap
+- ``n > 1``               samples for a request that asks for several choices (never selected)
+- ``forced tool call``    samples for a request that forces a tool call (never selected)
 - ``over budget``         the estimated cost exceeds the budget
 
 Model-level reasons are checked in that order, and only the first applies.
@@ -52,6 +59,7 @@ from routing.estimate import TokenEstimate, answer_tokens
 from routing.perfics import COST_FLOOR_USD, perfics_score
 from routing.policy import Policy
 from routing.policy_index import PolicyIndex, TaskIndex
+from routing.techniques import SELECTION_TECHNIQUES, TECHNIQUES, Technique
 
 NOT_PINNED = "not pinned"
 NOT_ALLOWED = "not allowed for key"
@@ -60,13 +68,17 @@ NO_QUALITY = "no quality for task"
 NOT_READY = "backend not ready"
 CONTEXT_WINDOW = "context window"
 ABOVE_CAP = "rounds above cap"
+SAMPLES_ABOVE_CAP = "samples above cap"
+SEVERAL_CHOICES = "n > 1"
+FORCED_TOOL_CALL = "forced tool call"
 OVER_BUDGET = "over budget"
 
 
 @dataclass(frozen=True, slots=True)
 class PlanRequest:
     """What a plan depends on. ``ready`` None means every backend is ready; ``needs`` are the
-    capabilities the request uses (``routing.backend_options.CAPABILITIES``)."""
+    capabilities the request uses (``routing.backend_options.CAPABILITIES``); ``max_rounds``
+    and ``max_samples`` are declared caps (None: the task's)."""
 
     task: str
     prompt_tokens: int
@@ -74,6 +86,7 @@ class PlanRequest:
     choices: int = 1
     budget_usd: float | None = None
     max_rounds: int | None = None
+    max_samples: int | None = None
     pinned_model: str | None = None
     ready: frozenset[str] | None = None
     needs: frozenset[str] = frozenset()
@@ -83,10 +96,11 @@ class PlanRequest:
 
 
 class Candidate(NamedTuple):
-    """One (model, rounds) considered. ``score`` is None only for ``no quality for task``;
-    ``reason`` is None exactly when ``eligible``; ``offers_tools``: the request's tools are shown
-    to this model (false also when the request sends none). (A named tuple: plans build
-    hundreds.)"""
+    """One (model, technique, rounds or samples) considered: ``technique`` ``draft`` (0 rounds,
+    1 sample), ``refine`` (``rounds`` >= 1, 1 sample), ``best_of`` or ``vote`` (0 rounds,
+    ``samples`` >= 2). ``score`` is None only for ``no quality for task``; ``reason`` is None
+    exactly when ``eligible``; ``offers_tools``: the request's tools are shown to this model
+    (false also when the request sends none). (A named tuple: plans build hundreds.)"""
 
     model: str
     rounds: int
@@ -95,15 +109,21 @@ class Candidate(NamedTuple):
     eligible: bool
     reason: str | None
     offers_tools: bool = False
+    technique: Technique = "draft"
+    samples: int = 1
 
 
 # A model's best eligible candidate, which sorts best first as a plain tuple:
-# (tools hidden, -score, cost, rounds, model, tools offered); "hidden" is only ever true for a
-# request with optional tools, whose candidates that take them rank first.
-_Best = tuple[bool, float, float, int, str, bool]
+# (tools hidden, -score, cost, technique rank, rounds or samples, model, tools offered);
+# "hidden" is only ever true for a request with optional tools, whose candidates that take
+# them rank first. The rank is TECHNIQUES' order: draft 0, refine 1, best_of 2, vote 3.
+_Best = tuple[bool, float, float, int, int, str, bool]
 # Candidates as ranges of rounds: (model, first rounds, last rounds, reason, offers tools);
 # reason None for eligible ones. Costs and scores are recomputed, identically, only when listed.
 _Range = tuple[str, int, int, str | None, bool]
+# A sampled candidate: (model, technique rank, samples, reason, offers tools).
+_Sampled = tuple[str, int, int, str | None, bool]
+_REFINE = TECHNIQUES.index("refine")
 
 
 @dataclass(slots=True)
@@ -116,6 +136,7 @@ class _Rows:
     estimate: TokenEstimate
     best_per_model: list[_Best]
     ranges: list[_Range]
+    sampled: list[_Sampled]
     candidates: tuple[Candidate, ...] | None = None
     attempts: tuple[Candidate, ...] | None = None
 
@@ -125,6 +146,9 @@ class _Rows:
             self.candidate(model, rounds, reason, offers)
             for model, first, last, reason, offers in self.ranges
             for rounds in range(first, last + 1)
+        ] + [
+            self.sampled_candidate(model, TECHNIQUES[rank], samples, reason, offers)
+            for model, rank, samples, reason, offers in self.sampled
         ]
 
     def candidate(
@@ -143,14 +167,32 @@ class _Rows:
                 self.index.weights,
                 self.index.cost_reference_usd,
             )
-        return Candidate(model, rounds, score, cost, reason is None, reason, offers_tools)
+        technique: Technique = "refine" if rounds else "draft"
+        return Candidate(
+            model, rounds, score, cost, reason is None, reason, offers_tools, technique
+        )
+
+    def sampled_candidate(
+        self, model: str, technique: Technique, samples: int, reason: str | None, offers: bool
+    ) -> Candidate:
+        """The candidate (model, technique, samples), its cost and score computed as ``plan``
+        does."""
+        scored = self.index.scored(model, technique)
+        cost = cost_usd(self.index.prices[model], *self.estimate.tokens(0, samples, scored=scored))
+        rated = self.task.by_model[model]
+        quality = next(q for t, k, q in rated.sampled if (t, k) == (technique, samples))
+        score = perfics_score(
+            rated.quality[0], quality, cost, self.index.weights, self.index.cost_reference_usd
+        )
+        return Candidate(model, 0, score, cost, reason is None, reason, offers, technique, samples)
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The winning model and rounds, its score and estimated cost, the task planned for and
-    the token estimate (``estimate``) the costs were computed from; ``offers_tools``: the
-    winner is shown the request's tools."""
+    """The winning model and technique (``rounds`` of refinement, or ``samples`` to select
+    from; ``Candidate`` says which values go together), its score and estimated cost, the task
+    planned for and the token estimate (``estimate``) the costs were computed from;
+    ``offers_tools``: the winner is shown the request's tools."""
 
     model: str
     rounds: int
@@ -160,11 +202,21 @@ class Plan:
     estimate: TokenEstimate
     _rows: _Rows = field(repr=False, compare=False)
     offers_tools: bool = False
+    technique: Technique = "draft"
+    samples: int = 1
+
+    def tokens(self, candidate: Candidate | None = None) -> tuple[int, int]:
+        """``(input, output)`` tokens the estimate gives the winner, or ``candidate`` (one of
+        this plan's): what its estimated cost prices."""
+        chosen = candidate if candidate is not None else self.attempts()[0]
+        scored = self._rows.index.scored(chosen.model, chosen.technique)
+        return self.estimate.tokens(chosen.rounds, chosen.samples, scored=scored)
 
     @property
     def candidates(self) -> tuple[Candidate, ...]:
-        """Every candidate, best first: eligible ones by score (ties: cost, rounds, model id),
-        then ineligible ones by score (None last), cost, rounds, model id."""
+        """Every candidate, best first: eligible ones by score (ties: cost, technique, rounds or
+        samples, model id), then ineligible ones by score (None last), cost, technique, rounds
+        or samples, model id."""
         rows = self._rows
         if rows.candidates is None:
             rows.candidates = tuple(sorted(rows.listed(), key=_order))
@@ -177,20 +229,31 @@ class Plan:
         if rows.attempts is None:
             rows.best_per_model.sort()
             rows.attempts = tuple(
-                Candidate(m, r, -s, c, True, None, offers)
-                for _, s, c, r, m, offers in rows.best_per_model
+                _chosen(m, -s, c, rank, count, offers)
+                for _, s, c, rank, count, m, offers in rows.best_per_model
             )
         return rows.attempts
 
 
-def _order(candidate: Candidate) -> tuple[bool, bool, float, float, int, str]:
+def _chosen(
+    model: str, score: float, cost: float, rank: int, count: int, offers: bool
+) -> Candidate:
+    """The eligible candidate of a ``_Best`` row: ``count`` is rounds up to refine, else
+    samples."""
+    if rank <= _REFINE:
+        return Candidate(model, count, score, cost, True, None, offers, TECHNIQUES[rank])
+    return Candidate(model, 0, score, cost, True, None, offers, TECHNIQUES[rank], count)
+
+
+def _order(candidate: Candidate) -> tuple[bool, bool, float, float, int, int, str]:
     score = candidate.score
     return (
         not candidate.eligible,
         not candidate.offers_tools,
         -score if score is not None else math.inf,
         candidate.estimated_cost_usd,
-        candidate.rounds,
+        TECHNIQUES.index(candidate.technique),
+        candidate.rounds + candidate.samples,
         candidate.model,
     )
 
@@ -225,6 +288,15 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
         needs, optional_tools = needs | {"tools"}, False
     forced_tools = "tools" in needs
     tool_tokens = request.tool_tokens
+    sample_cap = request.max_samples
+    no_sampling = (
+        SEVERAL_CHOICES
+        if request.choices > 1
+        else FORCED_TOOL_CALL
+        if "tools" in request.needs
+        else None
+    )
+    scored_read = 2 * p + a  # a scored sample's prompt, then its prompt and answer read back
     capabilities = index.capabilities
     budget = request.budget_usd
     ready = request.ready
@@ -237,7 +309,8 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
 
     best_per_model: list[_Best] = []
     ranges: list[_Range] = []
-    for model, context_window, price_in, price_out, terms, top in task.rows:
+    sampled: list[_Sampled] = []
+    for model, context_window, price_in, price_out, terms, top, options in task.rows:
         if pinned is not None and model != pinned:
             ranges.append((model, 0, 0, NOT_PINNED, False))
             continue
@@ -282,28 +355,66 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
             if negated < best_negated:
                 best_negated, best_cost, best_rounds = negated, cost, rounds
         if best_rounds >= 0:
-            hidden = optional_tools and not offers
-            best = (hidden, best_negated, best_cost, best_rounds, model, offers)
-            best_per_model.append(best)
             ranges.append((model, 0, last, None, offers))
+        best_rank = _REFINE if best_rounds > 0 else 0
+        best_count = best_rounds
+        if options:
+            # Samples to select from: each technique and size its own row; ties with the
+            # rounds' best go to the lower cost, then the technique's rank, then fewer.
+            for rank, samples, term, scored in options:
+                reason = no_sampling
+                if reason is None and sample_cap is not None and samples > sample_cap:
+                    reason = SAMPLES_ABOVE_CAP
+                if reason is None:
+                    read = samples * (scored_read if scored else p)
+                    cost = (read * price_in + samples * a * price_out) / MTOK
+                    if budget is not None and cost > budget:
+                        reason = OVER_BUDGET
+                    else:
+                        negated = (
+                            weight * log10((cost if cost > floor else floor) / reference) - term
+                        )
+                        if (negated, cost, rank, samples) < (
+                            best_negated,
+                            best_cost,
+                            best_rank,
+                            best_count,
+                        ):
+                            best_negated, best_cost = negated, cost
+                            best_rank, best_count = rank, samples
+                sampled.append((model, rank, samples, reason, offers))
+        if best_count >= 0:
+            hidden = optional_tools and not offers
+            best = (hidden, best_negated, best_cost, best_rank, best_count, model, offers)
+            best_per_model.append(best)
     for model in task.unrated:
         reason = NOT_PINNED if pinned not in (None, model) else NO_QUALITY
         ranges.append((model, 0, 0, reason, False))
 
-    rows = _Rows(task, index, estimate, best_per_model, ranges)
+    rows = _Rows(task, index, estimate, best_per_model, ranges, sampled)
     if not best_per_model:
         raise _no_plan(request, rows)
-    _, negated, cost, rounds, model, offers = min(best_per_model)
+    _, negated, cost, rank, count, model, offers = min(best_per_model)
+    winner = _chosen(model, -negated, cost, rank, count, offers)
     return Plan(
         model=model,
-        rounds=rounds,
+        rounds=winner.rounds,
         score=-negated,
         estimated_cost_usd=cost,
         task=request.task,
         estimate=estimate,
         _rows=rows,
         offers_tools=offers,
+        technique=winner.technique,
+        samples=winner.samples,
     )
+
+
+def spending(candidate: Candidate) -> str:
+    """How ``candidate`` spends its compute, in words: ``2 rounds``, ``best_of 8 samples``."""
+    if candidate.technique in SELECTION_TECHNIQUES:
+        return f"{candidate.technique} {candidate.samples} samples"
+    return f"{candidate.rounds} {'round' if candidate.rounds == 1 else 'rounds'}"
 
 
 def lacks(missing: frozenset[str]) -> str:
@@ -342,11 +453,10 @@ def _no_plan(
         return _context_exceeded(request, rows, too_long)
     over_budget = [c for c in rows.listed() if c.reason == OVER_BUDGET]
     if over_budget and request.budget_usd is not None:
-        cheapest = min(over_budget, key=lambda c: (c.estimated_cost_usd, c.rounds, c.model))
-        rounds = cheapest.rounds
+        cheapest = min(over_budget, key=lambda c: _order(c)[3:])
         return BudgetExceeded(
             f"no plan fits the budget of {format_usd(request.budget_usd)} USD; the cheapest "
-            f"plan ({cheapest.model}, {rounds} {'round' if rounds == 1 else 'rounds'}) costs "
+            f"plan ({cheapest.model}, {spending(cheapest)}) costs "
             f"{format_usd(cheapest.estimated_cost_usd)} USD",
             cheapest_cost_usd=cheapest.estimated_cost_usd,
         )
