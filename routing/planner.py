@@ -410,11 +410,12 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
     )
 
 
-def spending(candidate: Candidate) -> str:
-    """How ``candidate`` spends its compute, in words: ``2 rounds``, ``best_of 8 samples``."""
-    if candidate.technique in SELECTION_TECHNIQUES:
-        return f"{candidate.technique} {candidate.samples} samples"
-    return f"{candidate.rounds} {'round' if candidate.rounds == 1 else 'rounds'}"
+def spending(chosen: Candidate | Plan) -> str:
+    """How a plan or candidate spends its compute, in words: ``2 rounds``, ``best_of 8
+    samples``."""
+    if chosen.technique in SELECTION_TECHNIQUES:
+        return f"{chosen.technique} {chosen.samples} samples"
+    return f"{chosen.rounds} {'round' if chosen.rounds == 1 else 'rounds'}"
 
 
 def lacks(missing: frozenset[str]) -> str:
