@@ -59,7 +59,7 @@ from routing.estimate import TokenEstimate, answer_tokens
 from routing.perfics import COST_FLOOR_USD, perfics_score
 from routing.policy import Policy
 from routing.policy_index import PolicyIndex, TaskIndex
-from routing.techniques import SELECTION_TECHNIQUES, TECHNIQUES, Technique
+from routing.techniques import SAMPLED_PLACE, SELECTION_TECHNIQUES, Technique, place, unplace
 
 NOT_PINNED = "not pinned"
 NOT_ALLOWED = "not allowed for key"
@@ -96,11 +96,12 @@ class PlanRequest:
 
 
 class Candidate(NamedTuple):
-    """One (model, technique, rounds or samples) considered: ``technique`` ``draft`` (0 rounds,
-    1 sample), ``refine`` (``rounds`` >= 1, 1 sample), ``best_of`` or ``vote`` (0 rounds,
-    ``samples`` >= 2). ``score`` is None only for ``no quality for task``; ``reason`` is None
-    exactly when ``eligible``; ``offers_tools``: the request's tools are shown to this model
-    (false also when the request sends none). (A named tuple: plans build hundreds.)"""
+    """One (model, technique, rounds or samples) considered: ``technique`` is ``draft`` (0
+    rounds, 1 sample), ``refine`` (``rounds`` >= 1, 1 sample), or ``selection``: ``best_of`` or
+    ``vote`` (0 rounds, ``samples`` >= 2). ``score`` is None only for ``no quality for task``;
+    ``reason`` is None exactly when ``eligible``; ``offers_tools``: the request's tools are
+    shown to this model (false also when the request sends none). (A named tuple: plans build
+    hundreds.)"""
 
     model: str
     rounds: int
@@ -109,21 +110,27 @@ class Candidate(NamedTuple):
     eligible: bool
     reason: str | None
     offers_tools: bool = False
-    technique: Technique = "draft"
     samples: int = 1
+    selection: Technique | None = None
+
+    @property
+    def technique(self) -> Technique:
+        if self.selection is not None:
+            return self.selection
+        return "refine" if self.rounds else "draft"
 
 
 # A model's best eligible candidate, which sorts best first as a plain tuple:
-# (tools hidden, -score, cost, technique rank, rounds or samples, model, tools offered);
-# "hidden" is only ever true for a request with optional tools, whose candidates that take
-# them rank first. The rank is TECHNIQUES' order: draft 0, refine 1, best_of 2, vote 3.
-_Best = tuple[bool, float, float, int, int, str, bool]
+# (tools hidden, -score, cost, place, model, tools offered); "hidden" is only ever true for a
+# request with optional tools, whose candidates that take them rank first; the place
+# (``routing.techniques.place``) is the rounds for draft and refine, so a policy without
+# techniques plans as it did before them.
+_Best = tuple[bool, float, float, int, str, bool]
 # Candidates as ranges of rounds: (model, first rounds, last rounds, reason, offers tools);
 # reason None for eligible ones. Costs and scores are recomputed, identically, only when listed.
 _Range = tuple[str, int, int, str | None, bool]
-# A sampled candidate: (model, technique rank, samples, reason, offers tools).
-_Sampled = tuple[str, int, int, str | None, bool]
-_REFINE = TECHNIQUES.index("refine")
+# A sampled candidate: (model, place, reason, offers tools).
+_Sampled = tuple[str, int, str | None, bool]
 
 
 @dataclass(slots=True)
@@ -147,8 +154,8 @@ class _Rows:
             for model, first, last, reason, offers in self.ranges
             for rounds in range(first, last + 1)
         ] + [
-            self.sampled_candidate(model, TECHNIQUES[rank], samples, reason, offers)
-            for model, rank, samples, reason, offers in self.sampled
+            self.sampled_candidate(model, found, reason, offers)
+            for model, found, reason, offers in self.sampled
         ]
 
     def candidate(
@@ -167,16 +174,14 @@ class _Rows:
                 self.index.weights,
                 self.index.cost_reference_usd,
             )
-        technique: Technique = "refine" if rounds else "draft"
-        return Candidate(
-            model, rounds, score, cost, reason is None, reason, offers_tools, technique
-        )
+        return Candidate(model, rounds, score, cost, reason is None, reason, offers_tools)
 
     def sampled_candidate(
-        self, model: str, technique: Technique, samples: int, reason: str | None, offers: bool
+        self, model: str, found: int, reason: str | None, offers: bool
     ) -> Candidate:
-        """The candidate (model, technique, samples), its cost and score computed as ``plan``
-        does."""
+        """The candidate (model, technique, samples) at place ``found``, its cost and score
+        computed as ``plan`` does."""
+        technique, _, samples = unplace(found)
         scored = self.index.scored(model, technique)
         cost = cost_usd(self.index.prices[model], *self.estimate.tokens(0, samples, scored=scored))
         rated = self.task.by_model[model]
@@ -184,7 +189,7 @@ class _Rows:
         score = perfics_score(
             rated.quality[0], quality, cost, self.index.weights, self.index.cost_reference_usd
         )
-        return Candidate(model, 0, score, cost, reason is None, reason, offers, technique, samples)
+        return Candidate(model, 0, score, cost, reason is None, reason, offers, samples, technique)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,32 +233,33 @@ class Plan:
         rows = self._rows
         if rows.attempts is None:
             rows.best_per_model.sort()
-            rows.attempts = tuple(
-                _chosen(m, -s, c, rank, count, offers)
-                for _, s, c, rank, count, m, offers in rows.best_per_model
-            )
+            if rows.task.options:
+                rows.attempts = tuple(
+                    _attempt(m, -s, c, at, offers) for _, s, c, at, m, offers in rows.best_per_model
+                )
+            else:  # the place is the rounds
+                rows.attempts = tuple(
+                    Candidate(m, r, -s, c, True, None, offers)
+                    for _, s, c, r, m, offers in rows.best_per_model
+                )
         return rows.attempts
 
 
-def _chosen(
-    model: str, score: float, cost: float, rank: int, count: int, offers: bool
-) -> Candidate:
-    """The eligible candidate of a ``_Best`` row: ``count`` is rounds up to refine, else
-    samples."""
-    if rank <= _REFINE:
-        return Candidate(model, count, score, cost, True, None, offers, TECHNIQUES[rank])
-    return Candidate(model, 0, score, cost, True, None, offers, TECHNIQUES[rank], count)
+def _attempt(model: str, score: float, cost: float, found: int, offers: bool) -> Candidate:
+    """The eligible candidate at place ``found``."""
+    technique, rounds, samples = unplace(found)
+    selection = technique if technique in SELECTION_TECHNIQUES else None
+    return Candidate(model, rounds, score, cost, True, None, offers, samples, selection)
 
 
-def _order(candidate: Candidate) -> tuple[bool, bool, float, float, int, int, str]:
+def _order(candidate: Candidate) -> tuple[bool, bool, float, float, int, str]:
     score = candidate.score
     return (
         not candidate.eligible,
         not candidate.offers_tools,
         -score if score is not None else math.inf,
         candidate.estimated_cost_usd,
-        TECHNIQUES.index(candidate.technique),
-        candidate.rounds + candidate.samples,
+        place(candidate.technique, candidate.rounds, candidate.samples),
         candidate.model,
     )
 
@@ -288,15 +294,6 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
         needs, optional_tools = needs | {"tools"}, False
     forced_tools = "tools" in needs
     tool_tokens = request.tool_tokens
-    sample_cap = request.max_samples
-    no_sampling = (
-        SEVERAL_CHOICES
-        if request.choices > 1
-        else FORCED_TOOL_CALL
-        if "tools" in request.needs
-        else None
-    )
-    scored_read = 2 * p + a  # a scored sample's prompt, then its prompt and answer read back
     capabilities = index.capabilities
     budget = request.budget_usd
     ready = request.ready
@@ -309,8 +306,7 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
 
     best_per_model: list[_Best] = []
     ranges: list[_Range] = []
-    sampled: list[_Sampled] = []
-    for model, context_window, price_in, price_out, terms, top, options in task.rows:
+    for model, context_window, price_in, price_out, terms, top in task.rows:
         if pinned is not None and model != pinned:
             ranges.append((model, 0, 0, NOT_PINNED, False))
             continue
@@ -355,59 +351,100 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
             if negated < best_negated:
                 best_negated, best_cost, best_rounds = negated, cost, rounds
         if best_rounds >= 0:
-            ranges.append((model, 0, last, None, offers))
-        best_rank = _REFINE if best_rounds > 0 else 0
-        best_count = best_rounds
-        if options:
-            # Samples to select from: each technique and size its own row; ties with the
-            # rounds' best go to the lower cost, then the technique's rank, then fewer.
-            for rank, samples, term, scored in options:
-                reason = no_sampling
-                if reason is None and sample_cap is not None and samples > sample_cap:
-                    reason = SAMPLES_ABOVE_CAP
-                if reason is None:
-                    read = samples * (scored_read if scored else p)
-                    cost = (read * price_in + samples * a * price_out) / MTOK
-                    if budget is not None and cost > budget:
-                        reason = OVER_BUDGET
-                    else:
-                        negated = (
-                            weight * log10((cost if cost > floor else floor) / reference) - term
-                        )
-                        if (negated, cost, rank, samples) < (
-                            best_negated,
-                            best_cost,
-                            best_rank,
-                            best_count,
-                        ):
-                            best_negated, best_cost = negated, cost
-                            best_rank, best_count = rank, samples
-                sampled.append((model, rank, samples, reason, offers))
-        if best_count >= 0:
             hidden = optional_tools and not offers
-            best = (hidden, best_negated, best_cost, best_rank, best_count, model, offers)
+            best = (hidden, best_negated, best_cost, best_rounds, model, offers)
             best_per_model.append(best)
+            ranges.append((model, 0, last, None, offers))
     for model in task.unrated:
         reason = NOT_PINNED if pinned not in (None, model) else NO_QUALITY
         ranges.append((model, 0, 0, reason, False))
 
+    sampled = (
+        _samples(request, task, index, estimate, best_per_model, ranges) if task.options else []
+    )
     rows = _Rows(task, index, estimate, best_per_model, ranges, sampled)
     if not best_per_model:
         raise _no_plan(request, rows)
-    _, negated, cost, rank, count, model, offers = min(best_per_model)
-    winner = _chosen(model, -negated, cost, rank, count, offers)
+    _, negated, cost, at, model, offers = min(best_per_model)
+    if at < SAMPLED_PLACE:
+        technique: Technique = "refine" if at else "draft"
+        rounds, samples = at, 1
+    else:
+        technique, rounds, samples = unplace(at)
     return Plan(
         model=model,
-        rounds=winner.rounds,
+        rounds=rounds,
         score=-negated,
         estimated_cost_usd=cost,
         task=request.task,
         estimate=estimate,
         _rows=rows,
         offers_tools=offers,
-        technique=winner.technique,
-        samples=winner.samples,
+        technique=technique,
+        samples=samples,
     )
+
+
+def _samples(
+    request: PlanRequest,
+    task: TaskIndex,
+    index: PolicyIndex,
+    estimate: TokenEstimate,
+    best_per_model: list[_Best],
+    ranges: list[_Range],
+) -> list[_Sampled]:
+    """The task's ``best_of`` and ``vote`` candidates of every model that got past the
+    model-level checks, each its own row; a better one replaces its model's entry in
+    ``best_per_model`` (ties: lower cost, then the place: technique, then fewer). A model whose
+    draft is over budget has every sample over it too (each costs at least a draft)."""
+    p, a = estimate.p, estimate.a
+    cap = request.max_samples
+    budget = request.budget_usd
+    no_sampling = (
+        SEVERAL_CHOICES
+        if request.choices > 1
+        else FORCED_TOOL_CALL
+        if "tools" in request.needs
+        else None
+    )
+    weight, reference = index.weights.cost, index.cost_reference_usd
+    floor = COST_FLOOR_USD
+    log10 = math.log10
+    scored_read = 2 * p + a  # a scored sample's prompt, then its prompt and answer read back
+    listed = task.options
+    sampled: list[_Sampled] = []
+    for position, (hidden, best_negated, best_cost, best_at, model, offers) in enumerate(
+        best_per_model
+    ):
+        options = listed.get(model)
+        if options is None:
+            continue
+        prices = index.prices[model]
+        price_in, price_out = prices.input_usd_per_mtok, prices.output_usd_per_mtok
+        better = False
+        for found, samples, term, scored in options:
+            reason: str | None = no_sampling
+            if reason is None and cap is not None and samples > cap:
+                reason = SAMPLES_ABOVE_CAP
+            if reason is None:
+                read = samples * (scored_read if scored else p)
+                cost = (read * price_in + samples * a * price_out) / MTOK
+                if budget is not None and cost > budget:
+                    reason = OVER_BUDGET
+                else:
+                    negated = weight * log10((cost if cost > floor else floor) / reference) - term
+                    if (negated, cost, found) < (best_negated, best_cost, best_at):
+                        best_negated, best_cost, best_at, better = negated, cost, found, True
+            sampled.append((model, found, reason, offers))
+        if better:
+            best_per_model[position] = (hidden, best_negated, best_cost, best_at, model, offers)
+    for model, first, _, reason, offers in ranges:
+        if first == 0 and reason == OVER_BUDGET and model in listed:
+            for found, samples, _, _ in listed[model]:
+                above = cap is not None and samples > cap
+                why = no_sampling or (SAMPLES_ABOVE_CAP if above else OVER_BUDGET)
+                sampled.append((model, found, why, offers))
+    return sampled
 
 
 def spending(chosen: Candidate | Plan) -> str:

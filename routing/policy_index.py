@@ -18,13 +18,13 @@ from routing.backend_options import BACKENDS
 from routing.cost import Prices
 from routing.estimate import template_tokens
 from routing.perfics import quality_terms
-from routing.techniques import TECHNIQUES, Technique
+from routing.techniques import Technique, place
 
 if TYPE_CHECKING:
     from routing.policy import ModelSpec, Policy, Weights
 
 
-# A selection technique's planning row: (technique's rank in ``TECHNIQUES``, samples k, the
+# A selection technique's planning row: (its ``routing.techniques.place``, samples k, the
 # score's quality part, whether ``k (p + a)`` scoring prefills count).
 SampledOption = tuple[int, int, float, bool]
 
@@ -49,7 +49,8 @@ class RatedModel:
 @dataclass(frozen=True, slots=True)
 class TaskIndex:
     """One task: its rated models in catalog order (and by id; ``rows`` holds the planner's
-    fields as plain tuples, which its loop unpacks faster than attributes), the models
+    fields as plain tuples, which its loop unpacks faster than attributes), the planning rows
+    of the techniques each model lists (``options``, by id: only models with any), the models
     without quality for it, the most rounds any model may plan, and the classifier pattern
     (None: no keywords)."""
 
@@ -57,10 +58,9 @@ class TaskIndex:
     max_rounds: int
     answer_tokens: int
     rated: tuple[RatedModel, ...]
-    rows: tuple[
-        tuple[str, int, float, float, tuple[float, ...], int, tuple[SampledOption, ...]], ...
-    ]
+    rows: tuple[tuple[str, int, float, float, tuple[float, ...], int], ...]
     by_model: dict[str, RatedModel]
+    options: dict[str, tuple[SampledOption, ...]]
     unrated: tuple[str, ...]
     most_rounds: int
     pattern: re.Pattern[str] | None
@@ -122,7 +122,7 @@ def build_index(policy: Policy) -> PolicyIndex:
                     sampled=sampled,
                     options=tuple(
                         (
-                            TECHNIQUES.index(technique),
+                            place(technique, 0, k),
                             k,
                             quality_terms(quality[0], q, policy.weights),
                             technique == "best_of" and spec.id in scorers,
@@ -144,10 +144,10 @@ def build_index(policy: Policy) -> PolicyIndex:
                     entry.output_usd_per_mtok,
                     entry.terms,
                     len(entry.terms) - 1,
-                    entry.options,
                 )
                 for entry in rated
             ),
+            options={entry.model: entry.options for entry in rated if entry.options},
             by_model={entry.model: entry for entry in rated},
             unrated=tuple(unrated),
             most_rounds=max((len(entry.terms) - 1 for entry in rated), default=0),

@@ -23,6 +23,25 @@ SELECTION_TECHNIQUES: tuple[Technique, ...] = ("best_of", "vote")
 
 MIN_SAMPLES = 2
 
+SAMPLED_PLACE = 1 << 20
+"""Where ``best_of`` and ``vote`` places start: above any round count a quality list holds."""
+
+
+def place(technique: Technique, rounds: int, samples: int) -> int:
+    """A plan's place among plans of equal score and cost, as one int that sorts as the
+    contract breaks ties (technique in ``TECHNIQUES``' order, then fewer rounds or samples):
+    its rounds for ``draft`` (0) and ``refine``, else ``2**20 * rank + samples``."""
+    if technique in SELECTION_TECHNIQUES:
+        return SAMPLED_PLACE * TECHNIQUES.index(technique) + samples
+    return rounds
+
+
+def unplace(found: int) -> tuple[Technique, int, int]:
+    """``(technique, rounds, samples)`` of a ``place``."""
+    if found < SAMPLED_PLACE:
+        return ("refine" if found else "draft"), found, 1
+    return TECHNIQUES[found // SAMPLED_PLACE], 0, found % SAMPLED_PLACE
+
 
 class TechniqueQuality(PolicyModel):
     """A task's quality per technique: ``refine`` is ``[Q_0, Q_1, ...]`` as a plain list would

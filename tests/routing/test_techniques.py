@@ -314,3 +314,29 @@ def test_the_policy_fields(techniques: Policy) -> None:
     )
     assert techniques.index.scorers == frozenset({"local"})
     assert techniques.tasks["general"].max_samples == 1
+
+
+def test_a_model_whose_draft_is_over_budget_lists_its_samples_over_it() -> None:
+    # remote at ten times the prices: its draft costs 0.005, over a budget of 0.001.
+    dear = policy_from(
+        TECHNIQUES.replace(
+            "    input_usd_per_mtok: 1.0\n    output_usd_per_mtok: 2.0\n    quality:\n"
+            "      coding: {refine: [4.0, 4.0], best_of: {4: 5.0}",
+            "    input_usd_per_mtok: 10.0\n    output_usd_per_mtok: 20.0\n    quality:\n"
+            "      coding: {refine: [4.0, 4.0], best_of: {4: 5.0}",
+        )
+    )
+    chosen = plan(dear, request(budget_usd=0.001))
+    assert (chosen.model, chosen.technique) == ("local", "draft")
+    remote = {c.technique: c for c in chosen.candidates if c.model == "remote"}
+    assert {t: c.reason for t, c in remote.items()} == {
+        "draft": "over budget",
+        "refine": "over budget",
+        "best_of": "over budget",
+        "vote": "over budget",
+    }
+    assert remote["best_of"].estimated_cost_usd == pytest.approx(0.02, rel=1e-12)  # 4p, 4a
+    capped = plan(dear, request(budget_usd=0.001, max_samples=2))
+    assert {c.reason for c in capped.candidates if c.model == "remote" and c.samples > 1} == {
+        "samples above cap"
+    }
