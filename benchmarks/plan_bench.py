@@ -7,7 +7,10 @@ and round cap, and prints median and p99 time per plan in microseconds, for the 
 (what a request pays before generating) and with the fallback order (``attempts()``) and the
 full candidate list (``candidates``, what ``perfics route --explain`` shows).
 
-    .venv/bin/python -m benchmarks.plan_bench [--requests 5000] [--seed 7]
+With ``--techniques`` every quality entry also lists ``best_of`` at 4 and 8 samples and
+``vote`` at 5, and every task allows 8 samples: 600 scored candidates per request.
+
+    .venv/bin/python -m benchmarks.plan_bench [--requests 5000] [--seed 7] [--techniques]
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ MODELS = 100
 TASKS = 10
 
 
-def build_policy(rng: random.Random) -> Policy:
-    """A valid policy of ``MODELS`` models and ``TASKS`` tasks, prices and quality at random."""
-    tasks = {
+def build_policy(rng: random.Random, techniques: bool = False) -> Policy:
+    """A valid policy of ``MODELS`` models and ``TASKS`` tasks, prices and quality at random;
+    with ``techniques``, selection techniques too (drawn after everything else, so the rest
+    of the policy is the same)."""
+    tasks: dict[str, dict[str, int]] = {
         f"task{t}": {"max_rounds": 2, "answer_tokens": rng.choice([128, 256, 512, 1024])}
         for t in range(TASKS)
     }
@@ -54,9 +59,25 @@ def build_policy(rng: random.Random) -> Policy:
                 "quality": quality,
             }
         )
+    if techniques:
+        for task in tasks.values():
+            task["max_samples"] = 8
+        for model in models:
+            model["quality"] = {
+                name: {
+                    "refine": refine,
+                    "best_of": {4: _better(rng, refine[0]), 8: _better(rng, refine[0])},
+                    "vote": {5: _better(rng, refine[0])},
+                }
+                for name, refine in model["quality"].items()
+            }
     return Policy.model_validate(
         {"version": 1, "default_task": "task0", "tasks": tasks, "models": models}
     )
+
+
+def _better(rng: random.Random, q0: float) -> float:
+    return round(min(10.0, q0 + rng.uniform(0.0, 1.5)), 2)
 
 
 def build_requests(rng: random.Random, count: int) -> list[PlanRequest]:
@@ -101,9 +122,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--techniques", action="store_true", help="list best_of and vote for every model"
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    policy = build_policy(rng)
+    policy = build_policy(rng, args.techniques)
     _ = policy.index  # built at load in the proxy, not per request
     requests = build_requests(rng, args.requests)
     time_us(requests[:200], lambda request: plan(policy, request))  # warm up
@@ -124,8 +148,9 @@ def main() -> None:
             plan(policy, request)
         except RoutingError:
             impossible += 1
+    listed = ", best_of 4 and 8, vote 5" if args.techniques else ""
     print(
-        f"policy: {MODELS} models x {TASKS} tasks, 3 quality entries, up to 2 rounds; "
+        f"policy: {MODELS} models x {TASKS} tasks, 3 quality entries, up to 2 rounds{listed}; "
         f"{len(requests)} requests ({impossible} impossible under their budget)"
     )
     report("plan()", time_us(requests, lambda request: plan(policy, request)))

@@ -209,6 +209,7 @@ class Accounts:
             models=cached[1],
             tasks=cached[2],
             max_rounds=key.max_rounds,
+            max_samples=key.max_samples,
             left_usd=left if left is not None else key.budget_usd,
         )
 
@@ -216,7 +217,7 @@ class Accounts:
         """Draw the plan's estimated cost, one request and its estimated tokens on the key's
         lease (``draw``)."""
         plan = decision.plan
-        tokens = plan.estimate.input_tokens(plan.rounds) + plan.estimate.output_tokens(plan.rounds)
+        tokens = sum(plan.tokens())
         declarations = decision.declarations
         declared = declarations.budget_usd if declarations.budget_source != "key" else None
         return await self.draw(key, plan.estimated_cost_usd, tokens, declared)

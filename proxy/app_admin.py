@@ -13,8 +13,8 @@ rule (``is_admin``).
 
     GET    /admin/keys                  every key, with spend and what is left (no secrets)
     POST   /admin/keys                  {"name", "budget_usd", "period", "rpm", "tpm", "models",
-                                         "tasks", "max_rounds", "expires"} -> the key and its
-                                         "secret", shown once
+                                         "tasks", "max_rounds", "max_samples", "expires"}
+                                         -> the key and its "secret", shown once
     GET    /admin/keys/{id or name}
     PATCH  /admin/keys/{id or name}     the same fields; null sets one back to unlimited
     POST   /admin/keys/{id or name}/rotate   a new secret; the old one stops working
@@ -74,6 +74,7 @@ class KeyFields(BaseModel):
     models: list[str] | None = None
     tasks: list[str] | None = None
     max_rounds: int | None = None
+    max_samples: int | None = None
     expires: str | None = None
 
     def limits(self) -> KeyLimits:
@@ -94,6 +95,7 @@ class KeyFields(BaseModel):
             models=tuple(self.models) if self.models is not None else None,
             tasks=tuple(self.tasks) if self.tasks is not None else None,
             max_rounds=self.max_rounds,
+            max_samples=self.max_samples,
             expires_at=expires,
             clear=clear,
         )

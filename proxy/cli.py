@@ -1,7 +1,7 @@
 """The ``perfics`` command line.
 
     perfics serve [--policy FILE] [--host H] [--port N] [--log-level L] [--queue-size N]
-    perfics route --policy FILE [--task T] [--budget-usd B] [--max-rounds R]
+    perfics route --policy FILE [--task T] [--budget-usd B] [--max-rounds R] [--max-samples K]
                   [--prompt-tokens N | --prompt TEXT] [--max-tokens M] [--model M]
                   [--uses CAP,...] [--json | --explain]
     perfics policy check FILE
@@ -148,15 +148,20 @@ def add_route(subparsers: Subparsers) -> None:
         "route",
         help="print the plan the proxy would make, without calling any model",
         description=(
-            "Print the plan (model, rounds, score, estimated cost) for a request. --task, "
-            "--budget-usd and --max-rounds count as declared by header; --prompt goes to the "
-            "keyword classifier. Exit 3 when no plan is possible."
+            "Print the plan (model, technique, rounds or samples, score, estimated cost) for a "
+            "request. --task, --budget-usd, --max-rounds and --max-samples count as declared "
+            "by header; --prompt goes to the keyword classifier. Exit 3 when no plan is "
+            "possible."
         ),
     )
     route.add_argument("--policy", required=True, help="policy file")
     route.add_argument("--task", help="declared task (as X-Perfics-Task)")
     route.add_argument("--budget-usd", help="budget in USD per request (as X-Perfics-Budget-Usd)")
     route.add_argument("--max-rounds", help="cap on refinement rounds (as X-Perfics-Max-Rounds)")
+    route.add_argument(
+        "--max-samples",
+        help="cap on samples to select from, best_of and vote (as X-Perfics-Max-Samples)",
+    )
     prompt = route.add_mutually_exclusive_group()
     prompt.add_argument("--prompt-tokens", type=_non_negative_int, help="prompt size in tokens")
     prompt.add_argument("--prompt", help="prompt text: estimated, and classified when no task")
@@ -181,6 +186,7 @@ def _route(args: argparse.Namespace) -> int:
     from routing.errors import PolicyError, RoutingError
     from routing.explain import plan_to_json, plan_to_table
     from routing.hypothetical import hypothetical_facts
+    from routing.planner import spending
     from routing.policy_loader import load_policy
 
     try:
@@ -192,6 +198,7 @@ def _route(args: argparse.Namespace) -> int:
         task=args.task,
         budget_usd=args.budget_usd,
         max_rounds=args.max_rounds,
+        max_samples=args.max_samples,
         prompt=args.prompt,
         prompt_tokens=args.prompt_tokens,
         max_tokens=args.max_tokens,
@@ -214,12 +221,12 @@ def _route(args: argparse.Namespace) -> int:
                 task_source=declarations.task_source,
                 budget_usd=declarations.budget_usd,
                 max_rounds=declarations.max_rounds,
+                max_samples=declarations.max_samples,
             )
         )
     else:
-        rounds = "round" if chosen.rounds == 1 else "rounds"
         print(
-            f"{chosen.model}, {chosen.rounds} {rounds}, task {chosen.task} "
+            f"{chosen.model}, {spending(chosen)}, task {chosen.task} "
             f"({declarations.task_source}), score {chosen.score:.4f}, "
             f"estimated {format_usd(chosen.estimated_cost_usd)} USD"
         )

@@ -55,6 +55,7 @@ class KeyLimits:
     models: tuple[str, ...] | None = None
     tasks: tuple[str, ...] | None = None
     max_rounds: int | None = None
+    max_samples: int | None = None
     expires_at: float | None = None
     clear: frozenset[str] = frozenset()
 
@@ -71,6 +72,8 @@ class KeyLimits:
                 raise InvalidKeyInput(f"{name} must be at least 1")
         if self.max_rounds is not None and self.max_rounds < 0:
             raise InvalidKeyInput("max_rounds must be 0 or more")
+        if self.max_samples is not None and self.max_samples < 0:
+            raise InvalidKeyInput("max_samples must be 0 or more")
         for name in ("models", "tasks"):
             values = getattr(self, name)
             if values is not None and (not values or not all(_NAME.match(v) for v in values)):
@@ -82,6 +85,7 @@ class KeyLimits:
             "models",
             "tasks",
             "max_rounds",
+            "max_samples",
             "expires_at",
         }
         if unknown:
@@ -126,6 +130,7 @@ async def create_key(store: Store, name: str, limits: KeyLimits) -> tuple[KeyRec
         models=limits.models,
         tasks=limits.tasks,
         max_rounds=limits.max_rounds,
+        max_samples=limits.max_samples,
     )
     await store.insert_key(key, digest)
     return key, secret
@@ -145,6 +150,7 @@ async def update_key(store: Store, ref: str, name: str | None, limits: KeyLimits
         "models",
         "tasks",
         "max_rounds",
+        "max_samples",
         "expires_at",
     ):
         value = getattr(limits, field)
@@ -195,6 +201,7 @@ def key_view(usage: KeyUsage, now: float) -> dict[str, Any]:
         "models": list(key.models) if key.models is not None else None,
         "tasks": list(key.tasks) if key.tasks is not None else None,
         "max_rounds": key.max_rounds,
+        "max_samples": key.max_samples,
     }
 
 

@@ -2,7 +2,7 @@
 (the proxy need not run; running proxies see a change within a second).
 
     perfics keys create --name NAME [--budget-usd X --period day|week|month|total] [--rpm N]
-                        [--tpm N] [--models a,b] [--tasks t,u] [--max-rounds R]
+                        [--tpm N] [--models a,b] [--tasks t,u] [--max-rounds R] [--max-samples K]
                         [--expires DATE]                      prints the secret, once
     perfics keys list [--json]
     perfics keys update KEY [--name N] [limits as above] [--clear budget_usd,rpm,...]
@@ -94,7 +94,10 @@ def _limits(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tpm", type=int, help="tokens per minute")
     parser.add_argument("--models", help="comma-separated model ids the key may use")
     parser.add_argument("--tasks", help="comma-separated tasks the key may be used for")
-    parser.add_argument("--max-rounds", type=int)
+    parser.add_argument("--max-rounds", type=int, help="cap on refinement rounds")
+    parser.add_argument(
+        "--max-samples", type=int, help="cap on samples to select from (best_of, vote)"
+    )
     parser.add_argument("--expires", help="YYYY-MM-DD (end of that day, UTC)")
 
 
@@ -111,6 +114,7 @@ def _key_limits(args: argparse.Namespace) -> KeyLimits:
         models=names(args.models),
         tasks=names(args.tasks),
         max_rounds=args.max_rounds,
+        max_samples=args.max_samples,
         expires_at=parse_expiry(args.expires) if args.expires else None,
         clear=frozenset(n.strip() for n in clear.split(",") if n.strip()),
     ).checked()
@@ -187,6 +191,7 @@ async def _list(store: Store, args: argparse.Namespace) -> None:
         "rpm",
         "tpm",
         "max_rounds",
+        "max_samples",
         "models",
         "tasks",
         "expires_at",

@@ -1,7 +1,9 @@
 """The backends a policy may name, in one table (``BACKENDS``): for each, its model options
 (a model's ``options``, validated by its ``backend``), its default capabilities, whether it
-takes ``api_base``, and the class that implements it in the proxy. Nothing else lists backend
-names: the policy schema, its checks and ``proxy.backends.build_backend`` all read this table.
+takes ``api_base``, the class that implements it in the proxy, whether that class can score an
+answer's likelihood, and which sampling ``defaults`` it can apply. Nothing else lists backend
+names: the policy schema, its checks, the planner and ``proxy.backends.build_backend`` all read
+this table.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from routing.policy_types import NonNegative, PolicyModel, Positive, PositiveCount
+from routing.techniques import SAMPLING_PARAMS, SamplingParam
 
 
 class LlamaCppOptions(PolicyModel):
@@ -83,22 +86,31 @@ BackendOptions = LlamaCppOptions | OpenAIOptions | LiteLLMOptions
 class BackendKind:
     """One backend: ``options`` validates a model's ``options``; ``capabilities`` apply when a
     model lists none; ``api_base`` is required, optional or forbidden; ``implementation`` is
-    ``module:Class`` in the proxy (read there, never imported here)."""
+    ``module:Class`` in the proxy (read there, never imported here). ``scores``: the class is a
+    ``proxy.backends.base.Scorer`` (it measures an answer's likelihood, so ``best_of`` ranks
+    passing samples by it, and the planner counts those prefills); ``sampling``: the fields of
+    a model's ``defaults`` it can apply."""
 
     options: type[BackendOptions]
     capabilities: tuple[Capability, ...]
     api_base: Literal["required", "optional", "forbidden"]
     implementation: str
+    scores: bool = False
+    sampling: tuple[SamplingParam, ...] = ("temperature", "top_p")
 
 
 BACKENDS: dict[str, BackendKind] = {
     # The embedded model: output held to a grammar, logits read from llama.cpp; tools only
-    # when a policy lists them (for a model trained to call tools).
+    # when a policy lists them (for a model trained to call tools). Any OpenAI-compatible
+    # server takes temperature and top_p; vLLM and llama.cpp also top_k, min_p and a
+    # repetition penalty.
     "llamacpp": BackendKind(
         LlamaCppOptions,
         ("json_schema", "logprobs"),
         "forbidden",
         "proxy.backends.llamacpp:LlamaCppBackend",
+        scores=True,
+        sampling=SAMPLING_PARAMS,
     ),
     "openai": BackendKind(
         OpenAIOptions,
@@ -111,6 +123,7 @@ BACKENDS: dict[str, BackendKind] = {
         ("tools", "json_schema", "logprobs"),
         "required",
         "proxy.backends.openai_compat:VLLMBackend",
+        sampling=SAMPLING_PARAMS,
     ),
     "litellm": BackendKind(
         LiteLLMOptions,

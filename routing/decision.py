@@ -30,7 +30,8 @@ class RequestFacts:
     ``prompt_tokens`` is the contract's estimate of the messages; ``needs`` the capabilities
     the request uses (``tools`` only when the request forces a call); ``optional_tools`` the
     request sends tools the model may decline, which take about ``tool_tokens`` of the
-    context when offered."""
+    context when offered; ``refinable`` false (a raw text completion) plans neither rounds
+    nor samples."""
 
     model: str
     headers: Mapping[str, str]
@@ -48,15 +49,16 @@ class RequestFacts:
 @dataclass(frozen=True, slots=True)
 class KeyScope:
     """What the client's key allows (None: anything): ``left_usd`` is what its budget has left
-    this period, as last known. Its limits narrow the declarations: a declared model, task or
-    round cap beyond them is refused (``KeyLimit``), a declared budget above ``left_usd`` too
-    (``QuotaExhausted``); without declarations they stand in for them."""
+    this period, as last known. Its limits narrow the declarations: a declared model, task,
+    round cap or sample cap beyond them is refused (``KeyLimit``), a declared budget above
+    ``left_usd`` too (``QuotaExhausted``); without declarations they stand in for them."""
 
     name: str
     models: frozenset[str] | None = None
     tasks: frozenset[str] | None = None
     max_rounds: int | None = None
     left_usd: float | None = None
+    max_samples: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +73,17 @@ class Decision:
 
     def worst_case_usd(self, policy: Policy) -> float:
         """What the request could cost at most if nothing capped its answers: every model of
-        the plan tried in turn, each at its planned rounds, each answer as long as the model's
-        context allows. A budget at least this large cannot bind."""
+        the plan tried in turn, each at its planned rounds or samples, each answer as long as
+        the model's context allows. A budget at least this large cannot bind."""
         estimate = self.plan.estimate
         index = policy.index
         total = 0.0
         for attempt in self.plan.attempts():
             spec = index.models[attempt.model]
             longest = replace(estimate, a=max(spec.context_window - estimate.p, estimate.a))
-            total += cost_usd(
-                index.prices[attempt.model],
-                longest.input_tokens(attempt.rounds),
-                longest.output_tokens(attempt.rounds),
-            )
+            scored = index.scored(attempt.model, attempt.technique)
+            tokens = longest.tokens(attempt.rounds, attempt.samples, scored=scored)
+            total += cost_usd(index.prices[attempt.model], *tokens)
         return total
 
     def candidate(self, model: str) -> Candidate:
@@ -99,8 +99,8 @@ def decide(
     ready: frozenset[str] | None = None,
     scope: KeyScope | None = None,
 ) -> Decision:
-    """Resolve the declarations and plan the model and rounds. ``ready`` None: every backend
-    counts as ready (``perfics route``); ``scope`` None: no key limits."""
+    """Resolve the declarations and plan the model and its rounds or samples. ``ready`` None:
+    every backend counts as ready (``perfics route``); ``scope`` None: no key limits."""
     declarations = resolve_declarations(
         policy,
         model=facts.model,
@@ -117,6 +117,7 @@ def decide(
         choices=facts.choices,
         budget_usd=declarations.budget_usd,
         max_rounds=declarations.max_rounds if facts.refinable else 0,
+        max_samples=declarations.max_samples if facts.refinable else 1,
         pinned_model=declarations.pinned_model,
         ready=ready,
         needs=facts.needs,
@@ -163,6 +164,15 @@ def within_key(declarations: Declarations, scope: KeyScope) -> Declarations:
             )
         if declarations.max_rounds is None:
             changes["max_rounds"] = scope.max_rounds
+    if scope.max_samples is not None:
+        if declarations.max_samples is not None and declarations.max_samples > scope.max_samples:
+            raise KeyLimit(
+                f"the key '{name}' allows at most {scope.max_samples} samples; the request "
+                f"declared {declarations.max_samples}",
+                param="max_samples",
+            )
+        if declarations.max_samples is None:
+            changes["max_samples"] = scope.max_samples
     left = scope.left_usd
     if left is not None:
         declared = declarations.budget_usd

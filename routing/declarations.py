@@ -1,9 +1,11 @@
-"""What the client declared: task, budget, round cap and trace, resolved by precedence.
+"""What the client declared: task, budget, round cap, sample cap and trace, resolved by
+precedence.
 
 Each value comes from the first source that gives it: the ``X-Perfics-*`` header, then the
 body's ``perfics`` object, then the alias named by ``model``; the task then falls back to the
-keyword classifier on the last user message, then to the policy's ``default_task``. Budget and
-round cap have no fallback (None: no budget, no cap beyond the task's).
+keyword classifier on the last user message, then to the policy's ``default_task``. Budget,
+round cap and sample cap have no fallback (None: no budget, no cap beyond the task's). A sample
+cap of 0 or 1 plans no samples to select from.
 
 Values are validated whatever their source's rank: an invalid header raises even when the body
 holds a valid value, because the client sent it and would not learn why it was ignored.
@@ -28,8 +30,9 @@ AUTO = "auto"
 TASK_HEADER = "x-perfics-task"
 BUDGET_HEADER = "x-perfics-budget-usd"
 ROUNDS_HEADER = "x-perfics-max-rounds"
+SAMPLES_HEADER = "x-perfics-max-samples"
 TRACE_HEADER = "x-perfics-trace"
-BODY_KEYS = ("task", "budget_usd", "max_rounds", "trace")
+BODY_KEYS = ("task", "budget_usd", "max_rounds", "max_samples", "trace")
 TRUE_HEADER_VALUES = frozenset({"1", "true", "yes"})
 
 _DECIMAL = re.compile(r"^\s*(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*$")
@@ -49,6 +52,7 @@ class Declarations:
     trace: bool
     pinned_model: str | None
     alias: str | None
+    max_samples: int | None = None
 
 
 def resolve_declarations(
@@ -62,8 +66,8 @@ def resolve_declarations(
     """Resolve the request's declarations. ``headers`` keys are lowercase; ``body`` is the
     request's ``perfics`` object. Raises ``UnknownModel`` for a ``model`` that is not ``auto``,
     an alias or a catalog id, and ``InvalidDeclaration`` (``param`` naming the field) for an
-    undeclared task, a budget that is not a non-negative number, a round cap that is not a
-    non-negative integer, a non-boolean trace or an unknown ``perfics`` key."""
+    undeclared task, a budget that is not a non-negative number, a round or sample cap that is
+    not a non-negative integer, a non-boolean trace or an unknown ``perfics`` key."""
     alias_id: str | None = None
     pinned: str | None = None
     if model in policy.aliases:
@@ -90,9 +94,14 @@ def resolve_declarations(
         alias.budget_usd if alias else None,
     )
     rounds, _ = _first(
-        _header_integer(headers.get(ROUNDS_HEADER)),
-        _body_integer(declared.get("max_rounds")),
+        _header_integer(headers.get(ROUNDS_HEADER), ROUNDS_HEADER, "max_rounds"),
+        _body_integer(declared.get("max_rounds"), "max_rounds"),
         alias.max_rounds if alias else None,
+    )
+    samples, _ = _first(
+        _header_integer(headers.get(SAMPLES_HEADER), SAMPLES_HEADER, "max_samples"),
+        _body_integer(declared.get("max_samples"), "max_samples"),
+        alias.max_samples if alias else None,
     )
     return Declarations(
         task=task,
@@ -103,6 +112,7 @@ def resolve_declarations(
         trace=_trace(headers.get(TRACE_HEADER), declared.get("trace")),
         pinned_model=pinned,
         alias=alias_id,
+        max_samples=int(samples) if samples is not None else None,
     )
 
 
@@ -185,24 +195,21 @@ def _body_number(value: object, field: str) -> float | None:
     return float(value)
 
 
-def _header_integer(value: str | None) -> int | None:
+def _header_integer(value: str | None, header: str, field: str) -> int | None:
     if value is None or not value.strip():
         return None
     if not _INTEGER.match(value):
         raise InvalidDeclaration(
-            f"{ROUNDS_HEADER} must be a non-negative integer, got '{shown(value)}'",
-            param="max_rounds",
+            f"{header} must be a non-negative integer, got '{shown(value)}'", param=field
         )
     return int(value)
 
 
-def _body_integer(value: object) -> int | None:
+def _body_integer(value: object, field: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidDeclaration(
-            "perfics.max_rounds must be a non-negative integer", param="max_rounds"
-        )
+        raise InvalidDeclaration(f"perfics.{field} must be a non-negative integer", param=field)
     return value
 
 

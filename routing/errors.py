@@ -3,9 +3,11 @@
     RoutingError                 message, param, code
     ├── PolicyError              the policy file is invalid; ``problems`` lists every problem
     ├── UnknownModel             ``model`` is not auto, an alias or a catalog id (model_not_found)
-    ├── InvalidDeclaration       a declared task, budget, round cap or ``perfics`` key is invalid
+    ├── InvalidDeclaration       a declared task, budget, round or sample cap or ``perfics`` key
+    │                            is invalid
     ├── BudgetExceeded           plans exist but none fits the budget (budget_exceeded)
-    ├── KeyLimit                 the client's key may not use this model, task or round count
+    ├── KeyLimit                 the client's key may not use this model, task, round or sample
+    │                            count
     ├── QuotaExhausted           the key's budget cannot pay for the request (insufficient_quota)
     ├── CapabilityMissing        no model can serve what the request uses (unsupported_capability)
     ├── ContextLengthExceeded    the prompt fits no model's context (context_length_exceeded)
@@ -87,7 +89,8 @@ class UnknownModel(RoutingError):
 
 class InvalidDeclaration(RoutingError):
     """A declared value is invalid. ``param`` names the field: ``task``, ``budget_usd``,
-    ``max_rounds``, ``trace``, ``perfics`` or ``perfics.KEY`` for an unknown key."""
+    ``max_rounds``, ``max_samples``, ``trace``, ``perfics`` or ``perfics.KEY`` for an unknown
+    key."""
 
     default_code = "invalid_value"
 
@@ -107,8 +110,8 @@ class BudgetExceeded(RoutingError):
 
 
 class KeyLimit(RoutingError):
-    """The request asks for what its key does not allow: a model, a task or more rounds;
-    ``param`` names the field (``model``, ``task``, ``max_rounds``)."""
+    """The request asks for what its key does not allow: a model, a task, more rounds or more
+    samples; ``param`` names the field (``model``, ``task``, ``max_rounds``, ``max_samples``)."""
 
     default_code = "key_limit"
 

@@ -6,6 +6,13 @@ refinement rounds (draft ``p`` in, ``a`` out; each round a critique of ``p + a +
 
     in(r)  = p + r(2p + 2a + k + 2t)
     out(r) = a + r(k + a)
+
+For ``k`` samples to select from (``best_of``, ``vote``; ``k`` counts the draft), each sample
+reads the prompt and writes an answer; where the likelihood ranks them (``best_of`` on a
+backend that scores), each is also read back once, prompt and answer::
+
+    in  = k p  (+ k (p + a) scored)
+    out = k a
 """
 
 from __future__ import annotations
@@ -87,3 +94,12 @@ class TokenEstimate:
     def output_tokens(self, rounds: int) -> int:
         """``n · out(r)``, ``out(r) = a + r(k + a)``."""
         return self.n * (self.a + rounds * (self.k + self.a))
+
+    def tokens(self, rounds: int, samples: int = 1, *, scored: bool = False) -> tuple[int, int]:
+        """``(input, output)`` of a plan: ``rounds`` refinement rounds, or ``samples`` > 1
+        samples (then ``n · k p``, plus ``n · k (p + a)`` when ``scored``, in; ``n · k a``
+        out)."""
+        if samples <= 1:
+            return self.input_tokens(rounds), self.output_tokens(rounds)
+        read = samples * (2 * self.p + self.a) if scored else samples * self.p
+        return self.n * read, self.n * samples * self.a

@@ -1,9 +1,9 @@
 """A request that was never sent, described by its declarations: what ``perfics route`` and the
 dashboard's plan form plan for. Both build their facts here, so they plan alike.
 
-``task``, ``budget_usd`` and ``max_rounds`` count as declared by header (as text, validated by
-the declarations as a header would be); ``prompt`` is estimated and goes to the keyword
-classifier; without it, ``prompt_tokens`` is the prompt's size.
+``task``, ``budget_usd``, ``max_rounds`` and ``max_samples`` count as declared by header (as
+text, validated by the declarations as a header would be); ``prompt`` is estimated and goes to
+the keyword classifier; without it, ``prompt_tokens`` is the prompt's size.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ def hypothetical_facts(
     task: str | None = None,
     budget_usd: str | None = None,
     max_rounds: str | None = None,
+    max_samples: str | None = None,
     prompt: str | None = None,
     prompt_tokens: int | None = None,
     max_tokens: int | None = None,
@@ -29,6 +30,7 @@ def hypothetical_facts(
             ("x-perfics-task", task),
             ("x-perfics-budget-usd", budget_usd),
             ("x-perfics-max-rounds", max_rounds),
+            ("x-perfics-max-samples", max_samples),
         )
         if value is not None
     }

@@ -1,10 +1,14 @@
-"""Planning: the model and number of refinement rounds with the best PeRFICS score.
+"""Planning: the model and how to spend test-time compute on it (refinement rounds, or samples
+to select from) with the best PeRFICS score.
 
 Candidates are every (model, rounds) with ``rounds <= min(task.max_rounds, len(Q) - 1,
 declared cap)``, the largest call fitting the context (``p + a <= context_window`` for 0 rounds,
 ``p + 2a + k + t`` for more), a ready backend, and an estimated cost within the budget when
-one applies (docs/architecture.md, "Planning rule"). The highest score wins; equal scores
-(exact float equality) go to the lower cost, then fewer rounds, then the model id.
+one applies (docs/architecture.md, "Planning rule"); and every (model, technique, samples)
+listed (``best_of``, ``vote``) with ``samples <= min(task.max_samples, declared cap)``, under
+the draft's context rule, never for a request with several choices or a forced tool call. The
+highest score wins; equal scores (exact float equality) go to the lower cost, then the
+technique (draft, refine, best_of, vote), then fewer rounds or samples, then the model id.
 
 Ineligible candidates are listed too, so ``perfics route --explain`` can say why a model lost.
 ``Candidate.reason`` is one of:
@@ -17,6 +21,9 @@ Ineligible candidates are listed too, so ``perfics route --explain`` can say why
 - ``context window``      ``p + a`` exceeds the model's context window (one row, 0 rounds), or
                           a rewrite's ``p + 2a + k + t`` does (a row for rounds 1 and up)
 - ``rounds above cap``    within the task's rounds and the quality list, above the declared cap
+- ``samples above cap``   within the task's ``max_samples``, above the declared cap
+- ``n > 1``               samples for a request that asks for several choices (never selected)
+- ``forced tool call``    samples for a request that forces a tool call (never selected)
 - ``over budget``         the estimated cost exceeds the budget
 
 Model-level reasons are checked in that order, and only the first applies.
@@ -52,6 +59,7 @@ from routing.estimate import TokenEstimate, answer_tokens
 from routing.perfics import COST_FLOOR_USD, perfics_score
 from routing.policy import Policy
 from routing.policy_index import PolicyIndex, TaskIndex
+from routing.techniques import SAMPLED_PLACE, SELECTION_TECHNIQUES, Technique, place, unplace
 
 NOT_PINNED = "not pinned"
 NOT_ALLOWED = "not allowed for key"
@@ -60,13 +68,17 @@ NO_QUALITY = "no quality for task"
 NOT_READY = "backend not ready"
 CONTEXT_WINDOW = "context window"
 ABOVE_CAP = "rounds above cap"
+SAMPLES_ABOVE_CAP = "samples above cap"
+SEVERAL_CHOICES = "n > 1"
+FORCED_TOOL_CALL = "forced tool call"
 OVER_BUDGET = "over budget"
 
 
 @dataclass(frozen=True, slots=True)
 class PlanRequest:
     """What a plan depends on. ``ready`` None means every backend is ready; ``needs`` are the
-    capabilities the request uses (``routing.backend_options.CAPABILITIES``)."""
+    capabilities the request uses (``routing.backend_options.CAPABILITIES``); ``max_rounds``
+    and ``max_samples`` are declared caps (None: the task's)."""
 
     task: str
     prompt_tokens: int
@@ -74,6 +86,7 @@ class PlanRequest:
     choices: int = 1
     budget_usd: float | None = None
     max_rounds: int | None = None
+    max_samples: int | None = None
     pinned_model: str | None = None
     ready: frozenset[str] | None = None
     needs: frozenset[str] = frozenset()
@@ -83,9 +96,11 @@ class PlanRequest:
 
 
 class Candidate(NamedTuple):
-    """One (model, rounds) considered. ``score`` is None only for ``no quality for task``;
-    ``reason`` is None exactly when ``eligible``; ``offers_tools``: the request's tools are shown
-    to this model (false also when the request sends none). (A named tuple: plans build
+    """One (model, technique, rounds or samples) considered: ``technique`` is ``draft`` (0
+    rounds, 1 sample), ``refine`` (``rounds`` >= 1, 1 sample), or ``selection``: ``best_of`` or
+    ``vote`` (0 rounds, ``samples`` >= 2). ``score`` is None only for ``no quality for task``;
+    ``reason`` is None exactly when ``eligible``; ``offers_tools``: the request's tools are
+    shown to this model (false also when the request sends none). (A named tuple: plans build
     hundreds.)"""
 
     model: str
@@ -95,15 +110,27 @@ class Candidate(NamedTuple):
     eligible: bool
     reason: str | None
     offers_tools: bool = False
+    samples: int = 1
+    selection: Technique | None = None
+
+    @property
+    def technique(self) -> Technique:
+        if self.selection is not None:
+            return self.selection
+        return "refine" if self.rounds else "draft"
 
 
 # A model's best eligible candidate, which sorts best first as a plain tuple:
-# (tools hidden, -score, cost, rounds, model, tools offered); "hidden" is only ever true for a
-# request with optional tools, whose candidates that take them rank first.
+# (tools hidden, -score, cost, place, model, tools offered); "hidden" is only ever true for a
+# request with optional tools, whose candidates that take them rank first; the place
+# (``routing.techniques.place``) is the rounds for draft and refine, so a policy without
+# techniques plans as it did before them.
 _Best = tuple[bool, float, float, int, str, bool]
 # Candidates as ranges of rounds: (model, first rounds, last rounds, reason, offers tools);
 # reason None for eligible ones. Costs and scores are recomputed, identically, only when listed.
 _Range = tuple[str, int, int, str | None, bool]
+# A sampled candidate: (model, place, reason, offers tools).
+_Sampled = tuple[str, int, str | None, bool]
 
 
 @dataclass(slots=True)
@@ -116,6 +143,7 @@ class _Rows:
     estimate: TokenEstimate
     best_per_model: list[_Best]
     ranges: list[_Range]
+    sampled: list[_Sampled]
     candidates: tuple[Candidate, ...] | None = None
     attempts: tuple[Candidate, ...] | None = None
 
@@ -125,6 +153,9 @@ class _Rows:
             self.candidate(model, rounds, reason, offers)
             for model, first, last, reason, offers in self.ranges
             for rounds in range(first, last + 1)
+        ] + [
+            self.sampled_candidate(model, found, reason, offers)
+            for model, found, reason, offers in self.sampled
         ]
 
     def candidate(
@@ -145,12 +176,28 @@ class _Rows:
             )
         return Candidate(model, rounds, score, cost, reason is None, reason, offers_tools)
 
+    def sampled_candidate(
+        self, model: str, found: int, reason: str | None, offers: bool
+    ) -> Candidate:
+        """The candidate (model, technique, samples) at place ``found``, its cost and score
+        computed as ``plan`` does."""
+        technique, _, samples = unplace(found)
+        scored = self.index.scored(model, technique)
+        cost = cost_usd(self.index.prices[model], *self.estimate.tokens(0, samples, scored=scored))
+        rated = self.task.by_model[model]
+        quality = next(q for t, k, q in rated.sampled if (t, k) == (technique, samples))
+        score = perfics_score(
+            rated.quality[0], quality, cost, self.index.weights, self.index.cost_reference_usd
+        )
+        return Candidate(model, 0, score, cost, reason is None, reason, offers, samples, technique)
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The winning model and rounds, its score and estimated cost, the task planned for and
-    the token estimate (``estimate``) the costs were computed from; ``offers_tools``: the
-    winner is shown the request's tools."""
+    """The winning model and technique (``rounds`` of refinement, or ``samples`` to select
+    from; ``Candidate`` says which values go together), its score and estimated cost, the task
+    planned for and the token estimate (``estimate``) the costs were computed from;
+    ``offers_tools``: the winner is shown the request's tools."""
 
     model: str
     rounds: int
@@ -160,11 +207,21 @@ class Plan:
     estimate: TokenEstimate
     _rows: _Rows = field(repr=False, compare=False)
     offers_tools: bool = False
+    technique: Technique = "draft"
+    samples: int = 1
+
+    def tokens(self, candidate: Candidate | None = None) -> tuple[int, int]:
+        """``(input, output)`` tokens the estimate gives the winner, or ``candidate`` (one of
+        this plan's): what its estimated cost prices."""
+        chosen = candidate if candidate is not None else self.attempts()[0]
+        scored = self._rows.index.scored(chosen.model, chosen.technique)
+        return self.estimate.tokens(chosen.rounds, chosen.samples, scored=scored)
 
     @property
     def candidates(self) -> tuple[Candidate, ...]:
-        """Every candidate, best first: eligible ones by score (ties: cost, rounds, model id),
-        then ineligible ones by score (None last), cost, rounds, model id."""
+        """Every candidate, best first: eligible ones by score (ties: cost, technique, rounds or
+        samples, model id), then ineligible ones by score (None last), cost, technique, rounds
+        or samples, model id."""
         rows = self._rows
         if rows.candidates is None:
             rows.candidates = tuple(sorted(rows.listed(), key=_order))
@@ -176,11 +233,23 @@ class Plan:
         rows = self._rows
         if rows.attempts is None:
             rows.best_per_model.sort()
-            rows.attempts = tuple(
-                Candidate(m, r, -s, c, True, None, offers)
-                for _, s, c, r, m, offers in rows.best_per_model
-            )
+            if rows.task.options:
+                rows.attempts = tuple(
+                    _attempt(m, -s, c, at, offers) for _, s, c, at, m, offers in rows.best_per_model
+                )
+            else:  # the place is the rounds
+                rows.attempts = tuple(
+                    Candidate(m, r, -s, c, True, None, offers)
+                    for _, s, c, r, m, offers in rows.best_per_model
+                )
         return rows.attempts
+
+
+def _attempt(model: str, score: float, cost: float, found: int, offers: bool) -> Candidate:
+    """The eligible candidate at place ``found``."""
+    technique, rounds, samples = unplace(found)
+    selection = technique if technique in SELECTION_TECHNIQUES else None
+    return Candidate(model, rounds, score, cost, True, None, offers, samples, selection)
 
 
 def _order(candidate: Candidate) -> tuple[bool, bool, float, float, int, str]:
@@ -190,7 +259,7 @@ def _order(candidate: Candidate) -> tuple[bool, bool, float, float, int, str]:
         not candidate.offers_tools,
         -score if score is not None else math.inf,
         candidate.estimated_cost_usd,
-        candidate.rounds,
+        place(candidate.technique, candidate.rounds, candidate.samples),
         candidate.model,
     )
 
@@ -290,10 +359,18 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
         reason = NOT_PINNED if pinned not in (None, model) else NO_QUALITY
         ranges.append((model, 0, 0, reason, False))
 
-    rows = _Rows(task, index, estimate, best_per_model, ranges)
+    sampled = (
+        _samples(request, task, index, estimate, best_per_model, ranges) if task.options else []
+    )
+    rows = _Rows(task, index, estimate, best_per_model, ranges, sampled)
     if not best_per_model:
         raise _no_plan(request, rows)
-    _, negated, cost, rounds, model, offers = min(best_per_model)
+    _, negated, cost, at, model, offers = min(best_per_model)
+    if at < SAMPLED_PLACE:
+        technique: Technique = "refine" if at else "draft"
+        rounds, samples = at, 1
+    else:
+        technique, rounds, samples = unplace(at)
     return Plan(
         model=model,
         rounds=rounds,
@@ -303,7 +380,79 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
         estimate=estimate,
         _rows=rows,
         offers_tools=offers,
+        technique=technique,
+        samples=samples,
     )
+
+
+def _samples(
+    request: PlanRequest,
+    task: TaskIndex,
+    index: PolicyIndex,
+    estimate: TokenEstimate,
+    best_per_model: list[_Best],
+    ranges: list[_Range],
+) -> list[_Sampled]:
+    """The task's ``best_of`` and ``vote`` candidates of every model that got past the
+    model-level checks, each its own row; a better one replaces its model's entry in
+    ``best_per_model`` (ties: lower cost, then the place: technique, then fewer). A model whose
+    draft is over budget has every sample over it too (each costs at least a draft)."""
+    p, a = estimate.p, estimate.a
+    cap = request.max_samples
+    budget = request.budget_usd
+    no_sampling = (
+        SEVERAL_CHOICES
+        if request.choices > 1
+        else FORCED_TOOL_CALL
+        if "tools" in request.needs
+        else None
+    )
+    weight, reference = index.weights.cost, index.cost_reference_usd
+    floor = COST_FLOOR_USD
+    log10 = math.log10
+    scored_read = 2 * p + a  # a scored sample's prompt, then its prompt and answer read back
+    listed = task.options
+    sampled: list[_Sampled] = []
+    for position, (hidden, best_negated, best_cost, best_at, model, offers) in enumerate(
+        best_per_model
+    ):
+        options = listed.get(model)
+        if options is None:
+            continue
+        prices = index.prices[model]
+        price_in, price_out = prices.input_usd_per_mtok, prices.output_usd_per_mtok
+        better = False
+        for found, samples, term, scored in options:
+            reason: str | None = no_sampling
+            if reason is None and cap is not None and samples > cap:
+                reason = SAMPLES_ABOVE_CAP
+            if reason is None:
+                read = samples * (scored_read if scored else p)
+                cost = (read * price_in + samples * a * price_out) / MTOK
+                if budget is not None and cost > budget:
+                    reason = OVER_BUDGET
+                else:
+                    negated = weight * log10((cost if cost > floor else floor) / reference) - term
+                    if (negated, cost, found) < (best_negated, best_cost, best_at):
+                        best_negated, best_cost, best_at, better = negated, cost, found, True
+            sampled.append((model, found, reason, offers))
+        if better:
+            best_per_model[position] = (hidden, best_negated, best_cost, best_at, model, offers)
+    for model, first, _, reason, offers in ranges:
+        if first == 0 and reason == OVER_BUDGET and model in listed:
+            for found, samples, _, _ in listed[model]:
+                above = cap is not None and samples > cap
+                why = no_sampling or (SAMPLES_ABOVE_CAP if above else OVER_BUDGET)
+                sampled.append((model, found, why, offers))
+    return sampled
+
+
+def spending(chosen: Candidate | Plan) -> str:
+    """How a plan or candidate spends its compute, in words: ``2 rounds``, ``best_of 8
+    samples``."""
+    if chosen.technique in SELECTION_TECHNIQUES:
+        return f"{chosen.technique} {chosen.samples} samples"
+    return f"{chosen.rounds} {'round' if chosen.rounds == 1 else 'rounds'}"
 
 
 def lacks(missing: frozenset[str]) -> str:
@@ -342,11 +491,10 @@ def _no_plan(
         return _context_exceeded(request, rows, too_long)
     over_budget = [c for c in rows.listed() if c.reason == OVER_BUDGET]
     if over_budget and request.budget_usd is not None:
-        cheapest = min(over_budget, key=lambda c: (c.estimated_cost_usd, c.rounds, c.model))
-        rounds = cheapest.rounds
+        cheapest = min(over_budget, key=lambda c: _order(c)[3:])
         return BudgetExceeded(
             f"no plan fits the budget of {format_usd(request.budget_usd)} USD; the cheapest "
-            f"plan ({cheapest.model}, {rounds} {'round' if rounds == 1 else 'rounds'}) costs "
+            f"plan ({cheapest.model}, {spending(cheapest)}) costs "
             f"{format_usd(cheapest.estimated_cost_usd)} USD",
             cheapest_cost_usd=cheapest.estimated_cost_usd,
         )

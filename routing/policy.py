@@ -9,6 +9,7 @@ every problem with its file and line. ``Policy.index`` holds what planning needs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -18,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     PrivateAttr,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -50,6 +52,7 @@ from routing.policy_types import (
     as_tuple,
     one_or_many,
 )
+from routing.techniques import SamplingDefaults, Selection, Technique, TechniqueQuality
 
 __all__ = [
     "Admin",
@@ -63,8 +66,11 @@ __all__ = [
     "Policy",
     "ReferenceModel",
     "Refinement",
+    "SamplingDefaults",
+    "Selection",
     "Server",
     "Task",
+    "TechniqueQuality",
     "Weights",
     "load_policy",
     "parse_policy",
@@ -150,10 +156,12 @@ class Refinement(PolicyModel):
 
 
 class Task(PolicyModel):
-    """A task category: its cap on refinement rounds, its expected answer length (``a``) and
-    the classifier's keywords (whole words or phrases, case-insensitive)."""
+    """A task category: its cap on refinement rounds, its cap on samples to select from
+    (``max_samples``: 1, the default, plans no ``best_of`` or ``vote``), its expected answer
+    length (``a``) and the classifier's keywords (whole words or phrases, case-insensitive)."""
 
     max_rounds: Count
+    max_samples: PositiveCount = 1
     answer_tokens: PositiveCount
     keywords: Annotated[tuple[Text, ...], BeforeValidator(as_tuple)] = ()
 
@@ -164,6 +172,7 @@ class Alias(PolicyModel):
     task: Name | None = None
     budget_usd: NonNegative | None = None
     max_rounds: Count | None = None
+    max_samples: Count | None = None
 
 
 class Hardware(PolicyModel):
@@ -184,8 +193,11 @@ class ModelSpec(PolicyModel):
     """One catalog model. Priced directly (``input_usd_per_mtok`` and ``output_usd_per_mtok``)
     or through ``hardware``; a policy requires one (a ``ModelSpec`` built alone may have
     neither, and then ``prices()`` raises ``ValueError``). ``quality`` maps task names or
-    ``default`` to Q_0, Q_1, ... on a 0-10 scale. ``capabilities`` lists what the model can
-    serve (None: its backend's defaults). ``options`` are validated by ``backend``."""
+    ``default`` to Q_0, Q_1, ... on a 0-10 scale, or to a ``TechniqueQuality`` mapping
+    (``{refine: [Q_0, ...], best_of: {k: Q}, vote: {k: Q}}``). ``capabilities`` lists what the
+    model can serve (None: its backend's defaults). ``options`` are validated by ``backend``;
+    ``defaults`` are the sampling fields applied when a request sends none (those its backend
+    can apply: ``routing.backend_options.BACKENDS``)."""
 
     id: Name
     backend: Annotated[str, AfterValidator(_known_backend)]
@@ -198,9 +210,38 @@ class ModelSpec(PolicyModel):
     input_usd_per_mtok: NonNegative | None = None
     output_usd_per_mtok: NonNegative | None = None
     hardware: Hardware | None = None
-    quality: dict[str, QualityList] = Field(default_factory=dict)
+    quality: dict[str, QualityList | TechniqueQuality] = Field(default_factory=dict)
     capabilities: Annotated[tuple[Capability, ...] | None, BeforeValidator(as_tuple)] = None
     options: BackendOptions = Field(default=None, validate_default=True)
+    defaults: SamplingDefaults = SamplingDefaults()
+
+    @field_validator("quality", mode="before")
+    @classmethod
+    def _quality_entries(cls, value: object) -> object:
+        # Each entry is validated as the one form its shape says (a mapping: techniques; else
+        # a list), so a problem is reported at its own path rather than once per form.
+        if not isinstance(value, Mapping):
+            return value
+        entries: dict[object, object] = {}
+        errors: list[NestedError] = []
+        for key, entry in value.items():
+            adapter = _TECHNIQUE_QUALITY if isinstance(entry, Mapping) else _QUALITY_LIST
+            try:
+                entries[key] = adapter.validate_python(entry, strict=True)
+            except ValidationError as exc:
+                errors.extend(
+                    (
+                        (key, *(part for part in e["loc"] if part != "[key]")),
+                        e["type"],
+                        e["msg"],
+                        e.get("input"),
+                        e.get("ctx"),
+                    )
+                    for e in exc.errors(include_url=False)
+                )
+        if errors:
+            raise _nested_error(errors)
+        return entries
 
     @field_validator("options", mode="before")
     @classmethod
@@ -254,8 +295,18 @@ class ModelSpec(PolicyModel):
         return frozenset(listed if listed is not None else BACKENDS[self.backend].capabilities)
 
     def quality_for(self, task: str) -> tuple[float, ...] | None:
-        """Q_0, Q_1, ... for ``task``: its own list, else ``default``, else None (the model is
-        not eligible for the task)."""
+        """Q_0, Q_1, ... for ``task`` (a ``TechniqueQuality``'s ``refine``): its own entry,
+        else ``default``, else None (the model is not eligible for the task)."""
+        found = self._entry(task)
+        return found.refine if isinstance(found, TechniqueQuality) else found
+
+    def sampled_quality(self, task: str) -> tuple[tuple[Technique, int, float], ...]:
+        """``(technique, k, Q)`` for every ``best_of`` and ``vote`` size the entry serving
+        ``task`` lists (``TechniqueQuality.sampled``); empty for a plain list."""
+        found = self._entry(task)
+        return found.sampled() if isinstance(found, TechniqueQuality) else ()
+
+    def _entry(self, task: str) -> tuple[float, ...] | TechniqueQuality | None:
         found = self.quality.get(task)
         return found if found is not None else self.quality.get("default")
 
@@ -318,6 +369,7 @@ class Policy(PolicyModel):
     cost_reference_usd: Positive = 0.001
     reference_model: ReferenceModel | None = None
     refinement: Refinement = Refinement()
+    selection: Selection = Selection()
     tasks: Annotated[dict[Name, Task], Field(min_length=1)]
     aliases: dict[Name, Alias] = Field(default_factory=dict)
     models: Annotated[tuple[ModelSpec, ...], BeforeValidator(as_tuple), Field(min_length=1)]
@@ -363,6 +415,10 @@ def parse_policy(text: str, filename: str) -> Policy:
     from routing.policy_loader import parse_policy as parse
 
     return parse(text, filename)
+
+
+_QUALITY_LIST: TypeAdapter[tuple[float, ...]] = TypeAdapter(QualityList)
+_TECHNIQUE_QUALITY = TypeAdapter(TechniqueQuality)
 
 
 def _nested_error(errors: list[NestedError]) -> PydanticCustomError:

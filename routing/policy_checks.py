@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 from routing.backend_options import BACKENDS
+from routing.techniques import SAMPLING_PARAMS
 
 Loc = tuple[str | int, ...]
 
@@ -92,10 +93,10 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 
 def model_checks(model: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Problems within one model entry that span its fields: ``api_base`` (required, optional or
-    forbidden by the backend: ``routing.backend_options.BACKENDS``) and pricing (direct prices
-    together, and not alongside ``hardware``), and an embedded model that embeds having no
-    quality (it cannot also generate). A model without any pricing is a policy-level
-    problem."""
+    forbidden by the backend: ``routing.backend_options.BACKENDS``), sampling ``defaults`` the
+    backend cannot apply (the same table), pricing (direct prices together, and not alongside
+    ``hardware``), and an embedded model that embeds having no quality (it cannot also
+    generate). A model without any pricing is a policy-level problem."""
     problems: list[tuple[Loc, str]] = []
     backend = model.get("backend")
     kind = BACKENDS.get(backend) if isinstance(backend, str) else None
@@ -104,6 +105,17 @@ def model_checks(model: Mapping[str, Any]) -> list[tuple[Loc, str]]:
         problems.append((("api_base",), f"required for backend {backend}"))
     if kind is not None and kind.api_base == "forbidden" and api_base is not None:
         problems.append((("api_base",), f"not allowed for backend {backend} (it runs in-process)"))
+    defaults = model.get("defaults")
+    if kind is not None and _is_map(defaults):
+        for name in SAMPLING_PARAMS:
+            if defaults.get(name) is not None and name not in kind.sampling:
+                problems.append(
+                    (
+                        ("defaults", name),
+                        f"backend {backend} cannot apply {name} "
+                        f"(it applies: {', '.join(kind.sampling)})",
+                    )
+                )
     given_in = model.get("input_usd_per_mtok") is not None
     given_out = model.get("output_usd_per_mtok") is not None
     if given_in != given_out:

@@ -1,6 +1,7 @@
 """What planning needs of a policy, computed once when the policy is loaded, so that a plan
 costs no pydantic work and no repeated arithmetic: prices per model, the request-independent
-part of the PeRFICS score per (model, task, rounds), and the classifier's patterns.
+part of the PeRFICS score per (model, task, rounds) and per (model, task, technique, samples),
+and the classifier's patterns.
 
 ``template_tokens`` (``t``) is measured from the refinement prompts themselves with the
 contract's estimate, and the policy's ``refinement.template_tokens`` is a floor: a policy that
@@ -13,18 +14,27 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from routing.backend_options import BACKENDS
 from routing.cost import Prices
 from routing.estimate import template_tokens
 from routing.perfics import quality_terms
+from routing.techniques import Technique, place
 
 if TYPE_CHECKING:
     from routing.policy import ModelSpec, Policy, Weights
 
 
+# A selection technique's planning row: (its ``routing.techniques.place``, samples k, the
+# score's quality part, whether ``k (p + a)`` scoring prefills count).
+SampledOption = tuple[int, int, float, bool]
+
+
 @dataclass(frozen=True, slots=True)
 class RatedModel:
     """A model with quality for a task. ``terms[r]`` is the score's performance and refinement
-    part for ``r`` rounds, for every ``r <= min(task.max_rounds, len(quality) - 1)``."""
+    part for ``r`` rounds, for every ``r <= min(task.max_rounds, len(quality) - 1)``;
+    ``sampled`` holds ``(technique, k, Q)`` for every listed ``best_of`` and ``vote`` size with
+    ``k <= task.max_samples``, and ``options`` their planning rows, in the same order."""
 
     model: str
     context_window: int
@@ -32,12 +42,15 @@ class RatedModel:
     output_usd_per_mtok: float
     quality: tuple[float, ...]
     terms: tuple[float, ...]
+    sampled: tuple[tuple[Technique, int, float], ...] = ()
+    options: tuple[SampledOption, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class TaskIndex:
     """One task: its rated models in catalog order (and by id; ``rows`` holds the planner's
-    fields as plain tuples, which its loop unpacks faster than attributes), the models
+    fields as plain tuples, which its loop unpacks faster than attributes), the planning rows
+    of the techniques each model lists (``options``, by id: only models with any), the models
     without quality for it, the most rounds any model may plan, and the classifier pattern
     (None: no keywords)."""
 
@@ -47,6 +60,7 @@ class TaskIndex:
     rated: tuple[RatedModel, ...]
     rows: tuple[tuple[str, int, float, float, tuple[float, ...], int], ...]
     by_model: dict[str, RatedModel]
+    options: dict[str, tuple[SampledOption, ...]]
     unrated: tuple[str, ...]
     most_rounds: int
     pattern: re.Pattern[str] | None
@@ -54,7 +68,9 @@ class TaskIndex:
 
 @dataclass(frozen=True, slots=True)
 class PolicyIndex:
-    """Per-policy planning data; ``score = terms[r] - cost_term(C)`` (``routing.perfics``)."""
+    """Per-policy planning data; ``score = terms[r] - cost_term(C)`` (``routing.perfics``).
+    ``scorers``: the models whose backend measures likelihood, so their ``best_of`` samples
+    are ranked by it (``scored``)."""
 
     models: dict[str, ModelSpec]
     prices: dict[str, Prices]
@@ -65,12 +81,19 @@ class PolicyIndex:
     weights: Weights
     cost_reference_usd: float
     refuse_unoffered_tools: bool = False
+    scorers: frozenset[str] = frozenset()
+
+    def scored(self, model: str, technique: str) -> bool:
+        """Whether ``technique``'s samples on ``model`` are scored: ``k (p + a)`` more tokens
+        in (``routing.estimate.TokenEstimate.tokens``)."""
+        return technique == "best_of" and model in self.scorers
 
 
 def build_index(policy: Policy) -> PolicyIndex:
     """Precompute ``policy``'s planning data. The policy must be valid (cross-checked)."""
     models = {spec.id: spec for spec in policy.models}
     prices = {spec.id: spec.prices() for spec in policy.models}
+    scorers = frozenset(spec.id for spec in policy.models if BACKENDS[spec.backend].scores)
     tasks: dict[str, TaskIndex] = {}
     for name, task in policy.tasks.items():
         rated: list[RatedModel] = []
@@ -82,6 +105,9 @@ def build_index(policy: Policy) -> PolicyIndex:
                 continue
             top = min(task.max_rounds, len(quality) - 1)
             model_prices = prices[spec.id]
+            sampled = tuple(
+                entry for entry in spec.sampled_quality(name) if entry[1] <= task.max_samples
+            )
             rated.append(
                 RatedModel(
                     model=spec.id,
@@ -92,6 +118,16 @@ def build_index(policy: Policy) -> PolicyIndex:
                     terms=tuple(
                         quality_terms(quality[0], quality[r], policy.weights)
                         for r in range(top + 1)
+                    ),
+                    sampled=sampled,
+                    options=tuple(
+                        (
+                            place(technique, 0, k),
+                            k,
+                            quality_terms(quality[0], q, policy.weights),
+                            technique == "best_of" and spec.id in scorers,
+                        )
+                        for technique, k, q in sampled
                     ),
                 )
             )
@@ -111,6 +147,7 @@ def build_index(policy: Policy) -> PolicyIndex:
                 )
                 for entry in rated
             ),
+            options={entry.model: entry.options for entry in rated if entry.options},
             by_model={entry.model: entry for entry in rated},
             unrated=tuple(unrated),
             most_rounds=max((len(entry.terms) - 1 for entry in rated), default=0),
@@ -132,6 +169,7 @@ def build_index(policy: Policy) -> PolicyIndex:
         weights=policy.weights,
         cost_reference_usd=policy.cost_reference_usd,
         refuse_unoffered_tools=policy.tools.unsupported == "refuse",
+        scorers=scorers,
     )
 
 

@@ -68,6 +68,8 @@ def test_route_json(capsys: pytest.CaptureFixture[str], policy: str) -> None:
     assert set(body) == {
         "model",
         "rounds",
+        "technique",
+        "samples",
         "score",
         "estimated_cost_usd",
         "task",
@@ -80,13 +82,140 @@ def test_route_json(capsys: pytest.CaptureFixture[str], policy: str) -> None:
         "general",
         "default",
     )
+    assert (body["technique"], body["samples"]) == ("refine", 1)
     assert body["estimated_cost_usd"] == 0.0033
     assert body["score"] == pytest.approx(0.849074, abs=1e-6)
     assert len(body["candidates"]) == 6
     assert all(
-        set(c) == {"model", "rounds", "score", "estimated_cost_usd", "eligible", "reason"}
+        set(c)
+        == {
+            "model",
+            "rounds",
+            "technique",
+            "samples",
+            "score",
+            "estimated_cost_usd",
+            "eligible",
+            "reason",
+        }
         for c in body["candidates"]
     )
+    assert [c["technique"] for c in body["candidates"] if c["model"] == "small"] == [
+        "refine",
+        "refine",
+        "draft",
+    ]
+
+
+def test_route_plans_and_explains_techniques(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tests.routing.test_techniques import TECHNIQUES
+
+    path = tmp_path / "techniques.yaml"
+    path.write_text(TECHNIQUES)
+    policy = str(path)
+    # tests/routing/test_techniques.py computes every figure by hand.
+    status, out, _ = run(capsys, "route", "--policy", policy, "--prompt-tokens", "100", "--json")
+    body = json.loads(out)
+    assert status == 0
+    assert (body["model"], body["technique"], body["samples"], body["rounds"]) == (
+        "local",
+        "best_of",
+        8,
+        0,
+    )
+    assert body["estimated_cost_usd"] == 0.0064
+    sampled = {
+        (c["model"], c["technique"], c["samples"]): c["estimated_cost_usd"]
+        for c in body["candidates"]
+        if c["samples"] > 1
+    }
+    assert sampled == {
+        ("local", "best_of", 8): 0.0064,
+        ("local", "best_of", 4): 0.0032,
+        ("local", "vote", 4): 0.002,
+        ("remote", "best_of", 4): 0.002,
+        ("remote", "vote", 4): 0.002,
+    }
+
+    status, out, _ = run(
+        capsys, "route", "--policy", policy, "--prompt-tokens", "100", "--max-samples", "4"
+    )
+    assert status == 0
+    assert out.startswith("remote, best_of 4 samples, task coding (default), score 0.6099")
+
+    status, out, _ = run(
+        capsys,
+        "route",
+        "--policy",
+        policy,
+        "--prompt-tokens",
+        "100",
+        "--max-samples",
+        "4",
+        "--explain",
+    )
+    lines = out.splitlines()
+    assert status == 0
+    assert lines[0].endswith("; round cap none; sample cap 4")
+    assert lines[1].split() == [
+        "model",
+        "technique",
+        "rounds",
+        "samples",
+        "Q",
+        "cost_usd",
+        "score",
+        "status",
+    ]
+    assert lines[2].split() == [
+        "*",
+        "remote",
+        "best_of",
+        "0",
+        "4",
+        "5",
+        "0.002",
+        "0.6099",
+        "eligible",
+    ]
+    rows = [line.split() for line in lines[3:]]
+    assert [
+        "local",
+        "best_of",
+        "0",
+        "8",
+        "6",
+        "0.0064",
+        "0.8097",
+        "samples",
+        "above",
+        "cap",
+    ] in rows
+    assert ["local", "vote", "0", "4", "5", "0.002", "0.6099", "eligible"] in rows
+
+    status, out, _ = run(
+        capsys,
+        "route",
+        "--policy",
+        policy,
+        "--prompt-tokens",
+        "100",
+        "--uses",
+        "tools",
+        "--explain",
+    )
+    assert status == 0
+    forced = [line.split() for line in out.splitlines()[2:] if "forced" in line]
+    assert [row[:4] for row in forced] == [
+        ["remote", "best_of", "0", "4"],
+        ["remote", "vote", "0", "4"],
+    ]
+    assert all(row[-3:] == ["forced", "tool", "call"] for row in forced)
+
+    status, _, err = run(capsys, "route", "--policy", policy, "--max-samples", "lots")
+    assert status == 3 and "x-perfics-max-samples must be a non-negative integer" in err
 
 
 def test_route_flags_are_declarations(capsys: pytest.CaptureFixture[str], policy: str) -> None:

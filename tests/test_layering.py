@@ -112,3 +112,22 @@ def test_the_backend_table_names_every_implementation() -> None:
         assert callable(backend.from_policy), name
         implemented.add(module.rsplit(".", 1)[1])
     assert implemented == BACKEND_MODULES
+
+
+def test_the_backend_table_says_which_implementations_score() -> None:
+    """``BackendKind.scores`` (the planner counts ``best_of``'s scoring prefills where true)
+    holds exactly for the implementations with ``Scorer``'s ``likelihood``."""
+    import importlib
+
+    from proxy.backends.base import Scorer
+    from routing.backend_options import BACKENDS
+
+    def implementation(name: str) -> type:
+        module, _, cls = BACKENDS[name].implementation.partition(":")
+        found: type = getattr(importlib.import_module(module), cls)
+        return found
+
+    method = next(name for name in vars(Scorer) if not name.startswith("_"))
+    assert method == "likelihood"
+    scoring = {name for name in BACKENDS if callable(getattr(implementation(name), method, None))}
+    assert scoring == {name for name, kind in BACKENDS.items() if kind.scores} == {"llamacpp"}

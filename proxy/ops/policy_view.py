@@ -2,7 +2,8 @@
 sent, planned by ``routing.decision.decide`` on ``routing.hypothetical`` facts, exactly as
 ``perfics route --json``) and, per task, what the planner picks at a few prompt sizes and
 budgets, every candidate at one size (``perfics route --explain``'s table), and quality
-against cost with calibrated and guessed figures told apart."""
+against cost with calibrated and guessed figures told apart; and how ``best_of`` and ``vote``
+make their samples (the policy's ``selection``)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,20 @@ from routing.decision import Decision, decide
 from routing.errors import RoutingError
 from routing.explain import SCORE_DECIMALS, plan_to_table
 from routing.hypothetical import hypothetical_facts
+from routing.planner import spending
 from routing.policy import Policy
 
 PROMPT_SIZES = (50, 500, 2000)
 CHART_PROMPT_TOKENS = 500
-FORM_FIELDS = ("task", "budget_usd", "max_rounds", "prompt", "prompt_tokens", "max_tokens")
+FORM_FIELDS = (
+    "task",
+    "budget_usd",
+    "max_rounds",
+    "max_samples",
+    "prompt",
+    "prompt_tokens",
+    "max_tokens",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +50,7 @@ def plan_view(policy: Policy, form: Mapping[str, str]) -> PlanView:
             task=values["task"] or None,
             budget_usd=values["budget_usd"] or None,
             max_rounds=values["max_rounds"] or None,
+            max_samples=values["max_samples"] or None,
             prompt=values["prompt"] or None,
             prompt_tokens=_count(values["prompt_tokens"], "prompt_tokens", 0),
             max_tokens=_count(values["max_tokens"], "max_tokens", 1),
@@ -82,6 +93,7 @@ def plan_section(policy: Policy, plan: PlanView) -> str:
         f"{options}</select></label>",
         field("budget_usd", "budget USD", "none"),
         field("max_rounds", "rounds cap", "none"),
+        field("max_samples", "samples cap", "none"),
         field("max_tokens", "max_tokens", "none"),
         field("prompt_tokens", "prompt tokens (without a prompt)", "0"),
         f'<label class="wide">prompt<textarea name="prompt" rows="3">'
@@ -95,14 +107,17 @@ def plan_section(policy: Policy, plan: PlanView) -> str:
         parts.append(
             f'<p id="plan-summary">Task <b>{escape(chosen.task)}</b> '
             f"({escape(declared.task_source)}), {plan.decision.prompt_tokens} prompt tokens: "
-            f"<b>{escape(chosen.model)}</b>, {chosen.rounds} rounds, score "
+            f"<b>{escape(chosen.model)}</b>, <b>{escape(chosen.technique)}</b>, "
+            f"{escape(spending(chosen))}, score "
             f"{round(chosen.score, SCORE_DECIMALS)}, estimated "
             f"{format_usd(chosen.estimated_cost_usd)} USD.</p>"
         )
         rows = [
             (
                 candidate.model,
+                candidate.technique,
                 str(candidate.rounds),
+                str(candidate.samples),
                 str(round(candidate.score, SCORE_DECIMALS)) if candidate.score is not None else "-",
                 format_usd(candidate.estimated_cost_usd),
                 "yes" if candidate.eligible else "no",
@@ -112,7 +127,16 @@ def plan_section(policy: Policy, plan: PlanView) -> str:
         ]
         parts.append(
             table(
-                ("model", "rounds", "score", "estimated USD", "eligible", "reason"),
+                (
+                    "model",
+                    "technique",
+                    "rounds",
+                    "samples",
+                    "score",
+                    "estimated USD",
+                    "eligible",
+                    "reason",
+                ),
                 rows,
                 "plan-result",
             )
@@ -128,6 +152,7 @@ def policy_section(policy: Policy, calibrated: frozenset[tuple[str, str]]) -> st
         "round cap, default max_tokens). In the charts, filled points on solid lines are "
         "quality figures measured by <code>perfics calibrate</code>; hollow points on dashed "
         "lines are guesses written by hand.</p>",
+        _selection(policy),
     ]
     for task in policy.tasks:
         parts.append(_task_block(policy, task, calibrated))
@@ -156,7 +181,7 @@ def _task_block(policy: Policy, task: str, calibrated: frozenset[tuple[str, str]
             if isinstance(found, Decision):
                 chosen = found.plan
                 cells.append(
-                    f"{chosen.model}, {chosen.rounds} rounds, "
+                    f"{chosen.model}, {spending(chosen)}, "
                     f"{format_usd(chosen.estimated_cost_usd)} USD"
                 )
             else:
@@ -205,11 +230,24 @@ def _chart_lines(
                 picked=(c.model, c.rounds) == (plan.model, plan.rounds),
             )
             for c in sorted(plan.candidates, key=lambda c: c.rounds)
-            if c.model == spec.id and c.rounds < len(quality)
+            if c.model == spec.id and c.samples == 1 and c.rounds < len(quality)
         )
         if points:
             lines.append(ModelLine(spec.id, (spec.id, key) in calibrated, points))
     return lines
+
+
+def _selection(policy: Policy) -> str:
+    """The ``selection`` settings, and which tasks may plan samples at all."""
+    selection = policy.selection
+    sampled = [name for name, task in policy.tasks.items() if task.max_samples > 1]
+    tasks = ", ".join(escape(name) for name in sampled) if sampled else "none (max_samples 1)"
+    checks = "run" if selection.checks else "never run (selection.checks: false)"
+    return (
+        f'<p id="selection">Samples to select from (best_of, vote): tasks {tasks}; drawn at '
+        f"temperature {selection.temperature:g}; code examples in prompts {checks}, "
+        f"{selection.time_limit_s:g} s at most per request.</p>"
+    )
 
 
 def _decide(policy: Policy, task: str, prompt_tokens: int, budget: float | None) -> Decision | str:

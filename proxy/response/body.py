@@ -115,7 +115,8 @@ def chunk_body(
 
 
 def perfics_object(decision: Decision, outcome: Outcome, *, trace: bool) -> dict[str, Any]:
-    """The body's ``perfics`` object (its ``trace`` only when asked for)."""
+    """The body's ``perfics`` object (its ``trace`` only when asked for). ``technique`` and
+    ``samples_planned`` are the answering model's plan, as the decision headers say."""
     answering = decision.candidate(outcome.model)
     body: dict[str, Any] = {
         "model": outcome.model,
@@ -124,6 +125,8 @@ def perfics_object(decision: Decision, outcome: Outcome, *, trace: bool) -> dict
         "score": round(answering.score or 0.0, 6),
         "rounds": outcome.rounds,
         "rounds_planned": outcome.rounds_planned,
+        "technique": answering.technique,
+        "samples_planned": answering.samples,
         "stop_reason": outcome.stop_reason,
         "cost_usd": float(format_usd(outcome.cost_usd)),
         "estimated_cost_usd": float(format_usd(answering.estimated_cost_usd)),

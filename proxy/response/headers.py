@@ -5,7 +5,9 @@ on non-streaming ones (a stream's headers leave before the work is done). USD va
 ``routing.cost.format_usd`` strings: plain decimals, no exponent, at most 12 decimals.
 ``x-perfics-tools`` (only when the request sent tools): ``offered`` when the answering model
 was shown them, ``not-offered`` when it answered in text without them (it cannot call tools,
-or its context cannot hold them).
+or its context cannot hold them). ``x-perfics-technique`` (``draft|refine|best_of|vote``) and
+``x-perfics-samples-planned`` (1 unless ``best_of`` or ``vote``) say how the answering model's
+plan spends its compute, beside ``x-perfics-rounds-planned``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def decision_headers(
         "x-perfics-task-source": declarations.task_source,
         "x-perfics-score": f"{candidate.score:.6f}",
         "x-perfics-rounds-planned": str(candidate.rounds),
+        "x-perfics-technique": candidate.technique,
+        "x-perfics-samples-planned": str(candidate.samples),
         "x-perfics-estimated-cost-usd": format_usd(candidate.estimated_cost_usd),
         "x-perfics-fallbacks": str(len(fallbacks)),
     }

@@ -35,7 +35,7 @@ from proxy.store.records import (
 
 _KEY_COLUMNS = (
     "id, name, hint, created_at, expires_at, revoked_at, budget_usd, period, rpm, tpm, "
-    "models, tasks, max_rounds"
+    "models, tasks, max_rounds, max_samples"
 )
 _INSERT_LEDGER = (
     f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
@@ -59,7 +59,18 @@ _EMPTY_USD = 1e-12
 # query's parameters).
 _LEFT_CHUNK = 400
 UPDATABLE = frozenset(
-    {"name", "budget_usd", "period", "rpm", "tpm", "models", "tasks", "max_rounds", "expires_at"}
+    {
+        "name",
+        "budget_usd",
+        "period",
+        "rpm",
+        "tpm",
+        "models",
+        "tasks",
+        "max_rounds",
+        "max_samples",
+        "expires_at",
+    }
 )
 
 
@@ -104,7 +115,7 @@ class Store(ABC):
                 raise KeyConflict(f"a key named {key.name!r} exists")
             await tx.execute(
                 f"INSERT INTO api_keys ({_KEY_COLUMNS}, secret_hash) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*_key_values(key), secret_hash),
             )
 
@@ -356,6 +367,7 @@ def _key_values(key: KeyRecord) -> tuple[object, ...]:
         None if key.models is None else json.dumps(list(key.models)),
         None if key.tasks is None else json.dumps(list(key.tasks)),
         key.max_rounds,
+        key.max_samples,
     )
 
 
@@ -374,6 +386,7 @@ def _key(row: Sequence[Any]) -> KeyRecord:
         models,
         tasks,
         rounds,
+        samples,
     ) = row
     return KeyRecord(
         id=id_,
@@ -389,4 +402,5 @@ def _key(row: Sequence[Any]) -> KeyRecord:
         models=None if models is None else tuple(json.loads(models)),
         tasks=None if tasks is None else tuple(json.loads(tasks)),
         max_rounds=rounds,
+        max_samples=samples,
     )

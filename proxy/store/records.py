@@ -18,7 +18,8 @@ WINDOW_S = 60
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
     """A client key as stored: never its secret, only ``hint`` (its first and last characters).
-    ``models``/``tasks`` None: any. ``budget_usd`` applies per ``period`` (UTC calendar)."""
+    ``models``/``tasks`` None: any. ``budget_usd`` applies per ``period`` (UTC calendar).
+    ``max_rounds`` / ``max_samples`` None: no cap beyond the policy's."""
 
     id: str
     name: str
@@ -33,6 +34,7 @@ class KeyRecord:
     models: tuple[str, ...] | None = None
     tasks: tuple[str, ...] | None = None
     max_rounds: int | None = None
+    max_samples: int | None = None
 
     @property
     def metered(self) -> bool:

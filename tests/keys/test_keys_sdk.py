@@ -192,6 +192,27 @@ def test_a_key_whose_requests_cost_less_than_estimated_is_not_refused_once_they_
     assert raw.http_response.status_code == 200
 
 
+def test_a_keys_sample_cap_narrows_what_a_request_may_declare(
+    served: tuple[KeyedServer, str],
+) -> None:
+    server, database = served
+    sdk = client(server, make_key(database, "--name", "few", "--max-samples", "2"))
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        sdk.chat.completions.create(
+            model="auto", messages=ASK, extra_headers={"X-Perfics-Max-Samples": "3"}
+        )
+    assert denied.value.body["param"] == "max_samples"
+    assert "allows at most 2 samples; the request declared 3" in denied.value.message
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="auto", messages=ASK, extra_body={"perfics": {"max_samples": 2}}
+    )
+    assert raw.parse().choices[0].message.content
+    assert (raw.headers["x-perfics-technique"], raw.headers["x-perfics-samples-planned"]) == (
+        "refine",
+        "1",
+    )
+
+
 def test_admin_key_routes_and_bad_input(served: tuple[KeyedServer, str]) -> None:
     server, _ = served
     base = f"{server.base_url}/admin/keys"
@@ -202,13 +223,20 @@ def test_admin_key_routes_and_bad_input(served: tuple[KeyedServer, str]) -> None
     assert body["secret"].startswith("pk-") and body["remaining_usd"] == 1.5
     listed = httpx.get(base, headers=ADMIN).json()["data"]
     assert [k["name"] for k in listed] == ["ops"] and "secret" not in listed[0]
-    changed = httpx.patch(f"{base}/ops", json={"rpm": None, "max_rounds": 1}, headers=ADMIN)
+    changed = httpx.patch(
+        f"{base}/ops", json={"rpm": None, "max_rounds": 1, "max_samples": 3}, headers=ADMIN
+    )
     assert changed.status_code == 200
-    assert (changed.json()["rpm"], changed.json()["max_rounds"]) == (None, 1)
+    view = changed.json()
+    assert (view["rpm"], view["max_rounds"], view["max_samples"]) == (None, 1, 3)
+    cleared = httpx.patch(f"{base}/ops", json={"max_samples": None}, headers=ADMIN)
+    assert cleared.json()["max_samples"] is None
     for bad, param in (
         ({"name": "x'; DROP TABLE api_keys;--"}, "name"),
         ({"name": "ok", "budget_usd": -1}, "budget_usd"),
         ({"name": "ok", "period": "year"}, "period"),
+        ({"name": "ok", "max_samples": -2}, "max_samples"),
+        ({"name": "ok", "max_samples": "4"}, "max_samples"),
         ({"name": "ok", "colour": "red"}, "colour"),
         ({"name": "ops"}, "name"),  # taken
     ):

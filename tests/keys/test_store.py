@@ -4,6 +4,7 @@ version, and what happens when the database cannot be reached, at start and whil
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -15,11 +16,15 @@ import pytest
 from proxy.store.schema import open_store, upgrade
 from tests.backends.conftest import Stub, label
 from tests.conftest import ROOT
-from tests.keys.conftest import KeyedServer, keys_policy, make_key
+from tests.keys.conftest import KeyedServer, keys_policy, make_key, perfics
 from tests.keys.test_budget_concurrency import query
 from tests.postgres_server import PostgresServer
 
 ASK = [{"role": "user", "content": "What is 2+2?"}]
+
+
+MIGRATIONS = ROOT / "proxy" / "store" / "migrations" / "versions"
+HEAD = max(path.name.split("_", 1)[0] for path in MIGRATIONS.glob("[0-9]*_*.py"))
 
 
 def databases(tmp_path: Path, postgres: PostgresServer, name: str) -> list[str]:
@@ -29,13 +34,14 @@ def databases(tmp_path: Path, postgres: PostgresServer, name: str) -> list[str]:
 def test_upgrade_from_empty_and_from_the_previous_version(
     tmp_path: Path, postgres: PostgresServer
 ) -> None:
+    assert HEAD >= "0004"
     for database in databases(tmp_path, postgres, "migrations"):
         upgrade(database, "0001")
         assert query(database, "SELECT version_num FROM perfics_schema_version") == [("0001",)]
         # A key made under 0001 survives the upgrade and works after it.
         secret = make_key(database, "--name", "kept")  # the command upgrades to head first
-        assert query(database, "SELECT version_num FROM perfics_schema_version") == [("0002",)]
-        assert query(database, "SELECT name FROM api_keys") == [("kept",)]
+        assert query(database, "SELECT version_num FROM perfics_schema_version") == [(HEAD,)]
+        assert query(database, "SELECT name, max_samples FROM api_keys") == [("kept", None)]
         assert query(database, "SELECT COUNT(*) FROM ledger") == [(0,)]
         upgrade(database)  # idempotent
 
@@ -50,6 +56,32 @@ def test_upgrade_from_empty_and_from_the_previous_version(
             return key.name if key else None
 
         assert asyncio.run(lookup(database, secret)) == "kept"
+
+
+def test_a_keys_sample_cap_is_kept_changed_and_cleared(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    for database in databases(tmp_path, postgres, "samples"):
+        upgrade(database, "0003")
+        make_key(database, "--name", "before")  # upgrades to head: the column is added
+        make_key(database, "--name", "capped", "--max-samples", "4", "--max-rounds", "1")
+
+        def listed(database: str = database) -> dict[str, object]:
+            views = json.loads(perfics("keys", "list", "--json", database=database).stdout)
+            return {view["name"]: view["max_samples"] for view in views}
+
+        assert listed() == {"before": None, "capped": 4}
+        changed = perfics("keys", "update", "capped", "--max-samples", "2", database=database)
+        assert changed.returncode == 0, changed.stderr
+        assert listed() == {"before": None, "capped": 2}
+        cleared = perfics("keys", "update", "capped", "--clear", "max_samples", database=database)
+        assert cleared.returncode == 0, cleared.stderr
+        assert listed() == {"before": None, "capped": None}
+        assert query(database, "SELECT max_rounds FROM api_keys WHERE name = 'capped'") == [(1,)]
+        refused = perfics(
+            "keys", "create", "--name", "bad", "--max-samples", "-1", database=database
+        )
+        assert refused.returncode == 2 and "max_samples must be 0 or more" in refused.stderr
 
 
 def test_an_unreachable_database_stops_the_start_with_its_reason(tmp_path: Path) -> None:

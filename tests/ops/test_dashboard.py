@@ -172,19 +172,30 @@ def test_the_dashboard_in_a_real_browser(
     assert [
         [
             row[0],
-            int(row[1]),
-            float(row[2]) if row[2] != "-" else None,
-            float(row[3]),
-            row[4] == "yes",
-            row[5] if len(row) > 5 and row[5] else None,
+            row[1],
+            int(row[2]),
+            int(row[3]),
+            float(row[4]) if row[4] != "-" else None,
+            float(row[5]),
+            row[6] == "yes",
+            row[7] if len(row) > 7 and row[7] else None,
         ]
         for row in rows
     ] == [
-        [c["model"], c["rounds"], c["score"], c["estimated_cost_usd"], c["eligible"], c["reason"]]
+        [
+            c["model"],
+            c["technique"],
+            c["rounds"],
+            c["samples"],
+            c["score"],
+            c["estimated_cost_usd"],
+            c["eligible"],
+            c["reason"],
+        ]
         for c in expected["candidates"]
     ]
     summary = page.locator("#plan-summary").inner_text()
-    assert f"{expected['model']}, {expected['rounds']} rounds" in summary
+    assert f"{expected['model']}, {expected['technique']}, {expected['rounds']} round" in summary
     assert page.locator("textarea[name=prompt]").input_value().startswith("Write a function")
 
     page.goto(f"{served.base_url}/dashboard", wait_until="networkidle")

@@ -29,7 +29,7 @@ tasks:
   coding:  {max_rounds: 2, answer_tokens: 200, keywords: [python, unit test, c++, function]}
 aliases:
   gpt-4o: {task: general}
-  cheap: {budget_usd: 0.0004, max_rounds: 1}
+  cheap: {budget_usd: 0.0004, max_rounds: 1, max_samples: 2}
   coder: {task: coding}
 models:
   - id: big

@@ -89,6 +89,21 @@ def test_budget_and_rounds_precedence(two_models: Policy) -> None:
     assert largest.budget_usd == sys.float_info.max
 
 
+def test_sample_cap_precedence(two_models: Policy) -> None:
+    assert resolve(two_models).max_samples is None
+    assert resolve(two_models, model="cheap").max_samples == 2
+    assert resolve(two_models, model="cheap", body={"max_samples": 8}).max_samples == 8
+    header = resolve(
+        two_models,
+        model="cheap",
+        headers={"x-perfics-max-samples": " 1 "},
+        body={"max_samples": 8},
+    )
+    assert header.max_samples == 1
+    assert resolve(two_models, headers={"x-perfics-max-samples": ""}).max_samples is None
+    assert resolve(two_models, body={"max_samples": 0}).max_samples == 0
+
+
 def test_model_auto_alias_or_pinned(two_models: Policy) -> None:
     pinned = resolve(two_models, model="small")
     assert (pinned.pinned_model, pinned.alias) == ("small", None)
@@ -122,6 +137,12 @@ def test_model_auto_alias_or_pinned(two_models: Policy) -> None:
         ({}, {"max_rounds": 1.0}, "max_rounds"),
         ({}, {"max_rounds": False}, "max_rounds"),
         ({}, {"max_rounds": -1}, "max_rounds"),
+        ({"x-perfics-max-samples": "-1"}, None, "max_samples"),
+        ({"x-perfics-max-samples": "eight"}, None, "max_samples"),
+        ({"x-perfics-max-samples": "4"}, {"max_samples": "4"}, "max_samples"),
+        ({}, {"max_samples": 4.0}, "max_samples"),
+        ({}, {"max_samples": True}, "max_samples"),
+        ({}, {"max_samples": -3}, "max_samples"),
         ({}, {"trace": "yes"}, "trace"),
         ({}, {"tsak": "general"}, "perfics.tsak"),
     ],

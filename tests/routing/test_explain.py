@@ -16,6 +16,8 @@ def test_json_has_exactly_the_design_keys(two_models: Policy) -> None:
     assert list(body) == [
         "model",
         "rounds",
+        "technique",
+        "samples",
         "score",
         "estimated_cost_usd",
         "task",
@@ -29,6 +31,8 @@ def test_json_has_exactly_the_design_keys(two_models: Policy) -> None:
         assert list(candidate) == [
             "model",
             "rounds",
+            "technique",
+            "samples",
             "score",
             "estimated_cost_usd",
             "eligible",
@@ -37,6 +41,8 @@ def test_json_has_exactly_the_design_keys(two_models: Policy) -> None:
     assert body["candidates"][-1] == {
         "model": "big",
         "rounds": 0,
+        "technique": "draft",
+        "samples": 1,
         "score": None,
         "estimated_cost_usd": 0.0002,  # (100 * 1.0 + 50 * 2.0) / 1e6
         "eligible": False,
@@ -58,10 +64,20 @@ def test_table_marks_the_winner_and_states_the_estimate(two_models: Policy) -> N
     table = plan_to_table(chosen, two_models, task_source="default", budget_usd=0.002)
     lines = table.splitlines()
     assert lines[0] == (
-        "task general (default); tokens p=100 a=200 k=100 t=50; budget 0.002 USD; round cap none"
+        "task general (default); tokens p=100 a=200 k=100 t=50; budget 0.002 USD; round cap "
+        "none; sample cap none"
     )
-    assert lines[1].split() == ["model", "rounds", "Q_r", "cost_usd", "score", "status"]
-    assert lines[2].split() == ["*", "big", "1", "7", "0.0019", "0.7694", "eligible"]
+    assert lines[1].split() == [
+        "model",
+        "technique",
+        "rounds",
+        "samples",
+        "Q",
+        "cost_usd",
+        "score",
+        "status",
+    ]
+    assert lines[2].split() == ["*", "big", "refine", "1", "1", "7", "0.0019", "0.7694", "eligible"]
     assert len(lines) == 2 + len(chosen.candidates)
     assert lines[-1].split()[-2:] == ["over", "budget"]
     assert len({line.index("big") if "big" in line else None for line in lines[2:]} - {None}) == 1

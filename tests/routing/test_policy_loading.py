@@ -219,9 +219,11 @@ def test_the_design_example_loads() -> None:
         cost_reference_usd: 0.001
         reference_model: {id: gpt-4o, input_usd_per_mtok: 2.5, output_usd_per_mtok: 10.0}
         refinement: {critique_max_tokens: 256, template_tokens: 64, stop_phrase: "NO ISSUES"}
+        selection: {temperature: 0.8}
         tasks:
           general: {max_rounds: 1, answer_tokens: 300}
-          coding:  {max_rounds: 2, answer_tokens: 400, keywords: [python, function, bug, code]}
+          coding:  {max_rounds: 2, max_samples: 8, answer_tokens: 400,
+                    keywords: [python, function, bug, code]}
         aliases:
           gpt-4o: {task: general}
         models:
@@ -230,11 +232,81 @@ def test_the_design_example_loads() -> None:
             model: bundled:smollm2-135m
             context_window: 2048
             hardware: {usd_per_hour: 0.05, prefill_tokens_per_s: 1500, decode_tokens_per_s: 130}
-            quality: {default: [3.0, 3.2]}
+            defaults: {temperature: 0.2, top_p: 0.9}   # sampling when the client sends none
+            quality:
+              default: [3.0, 3.2]
+              coding: {refine: [0.3, 0.3], best_of: {8: 1.5}}
         """
     )
     policy = parse_policy(text, "design.yaml")
     assert policy.tasks["coding"].keywords == ("python", "function", "bug", "code")
+    assert policy.tasks["coding"].max_samples == 8 and policy.tasks["general"].max_samples == 1
+    spec = policy.models[0]
+    assert spec.quality_for("coding") == (0.3, 0.3)
+    assert spec.sampled_quality("coding") == (("best_of", 8, 1.5),)
+    assert spec.defaults.given() == {"temperature": 0.2, "top_p": 0.9}
+    assert policy.selection.temperature == 0.8 and policy.selection.checks is True
+
+
+def test_selection_defaults() -> None:
+    selection = parse_policy(VALID, "p.yaml").selection
+    assert (selection.temperature, selection.checks, selection.time_limit_s) == (0.8, True, 10.0)
+
+
+def test_technique_quality_problems_at_their_own_paths() -> None:
+    def quality(entry: str) -> list[str]:
+        return problems(edit("quality: {default: [3.0, 3.2]}", f"quality: {{coding: {entry}}}"))
+
+    assert quality("{best_of: {4: 5.0}}") == [
+        "p.yaml:14: models.0.quality.coding.refine: required field is missing"
+    ]
+    assert quality("{refine: [3.0], best_of: {1: 5.0, 0: 5.0}}") == [
+        "p.yaml:14: models.0.quality.coding.best_of: sample counts (the keys) must be at least "
+        "2, got 0, 1"
+    ]
+    assert quality("{refine: [3.0], best_of: {4: 11}}") == [
+        "p.yaml:14: models.0.quality.coding.best_of.4: must be <= 10, got 11"
+    ]
+    assert quality('{refine: [3.0], vote: {"5": 5.0}}') == [
+        "p.yaml:14: models.0.quality.coding.vote.5: must be an integer, got '5'"
+    ]
+    assert quality("{refine: [3.0], majority: {5: 5.0}}") == [
+        "p.yaml:14: models.0.quality.coding.majority: unknown key"
+    ]
+    assert quality("{refine: []}") == [
+        "p.yaml:14: models.0.quality.coding.refine: must not be empty"
+    ]
+    assert quality("[3.0, 12]") == ["p.yaml:14: models.0.quality.coding.1: must be <= 10, got 12"]
+    assert quality("high") == ["p.yaml:14: models.0.quality.coding: must be a list, got 'high'"]
+
+
+def test_sampling_defaults_and_the_backends_that_apply_them() -> None:
+    assert problems(
+        edit("    quality:", "    defaults: {temperature: 2.5, top_p: 0, seed: 3}\n    quality:")
+    ) == [
+        "p.yaml:14: models.0.defaults.seed: unknown key",
+        "p.yaml:14: models.0.defaults.temperature: must be <= 2, got 2.5",
+        "p.yaml:14: models.0.defaults.top_p: must be > 0, got 0",
+    ]
+    remote = edit(
+        "    backend: llamacpp\n    model: bundled:smollm2-135m\n",
+        "    backend: openai\n    model: m\n    api_base: http://127.0.0.1:9/v1\n",
+    )
+    assert problems(
+        remote.replace("    quality:", "    defaults: {temperature: 0.2, top_k: 40}\n    quality:")
+    ) == [
+        "p.yaml:15: models.0.defaults.top_k: backend openai cannot apply top_k (it applies: "
+        "temperature, top_p)"
+    ]
+
+
+def test_max_samples_fields() -> None:
+    assert problems(
+        edit("general: {max_rounds: 1,", "general: {max_rounds: 1, max_samples: 0,")
+    ) == ["p.yaml:4: tasks.general.max_samples: must be >= 1, got 0"]
+    assert problems(edit("gpt-4o: {task: general}", "gpt-4o: {max_samples: -1}")) == [
+        "p.yaml:7: aliases.gpt-4o.max_samples: must be >= 0, got -1"
+    ]
 
 
 def test_litellm_params_may_not_override_what_the_proxy_sets() -> None:
