@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from proxy.accounts import Accounts
 from proxy.errors import InvalidRequest
-from proxy.events import AnswerDelta, Done, Event, Finished, RoundStarted
+from proxy.events import AnswerDelta, Done, Event, Finished, RoundStarted, Sampled
 from proxy.pipeline import Outcome
 from proxy.response.body import perfics_object, system_fingerprint
 from proxy.response.stream import EventFrames, comment, data, replay_pieces
@@ -198,6 +198,8 @@ class _CompletionChunks(EventFrames):
     async def frames(self, item: Event) -> list[bytes]:
         if isinstance(item, RoundStarted):
             return [comment(f"perfics round {item.round}/{item.of}")]
+        if isinstance(item, Sampled):
+            return [comment(f"perfics sampling {item.made}/{item.of}")]
         if isinstance(item, AnswerDelta):
             self.answering = True
             return [self.chunk([_choice(item.choice, item.text, None)])]

@@ -4,6 +4,7 @@
 
     Started(choice)                     a choice's first model call began producing output
     RoundStarted(choice, round, of)     a hidden refinement round began
+    Sampled(choice, made, of)           selection: ``made`` of the ``of`` planned answers exist
     AnswerDelta(choice, text, logprobs) a piece of a choice's final answer, streamed live
     Finished(choice, result)            a choice's final answer (``proxy.refine.Refined``)
     Committed(model, fallbacks)         the pipeline: the answering model has begun, after
@@ -35,6 +36,13 @@ class RoundStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class Sampled:
+    choice: int
+    made: int
+    of: int
+
+
+@dataclass(frozen=True, slots=True)
 class AnswerDelta:
     choice: int
     text: str
@@ -58,5 +66,5 @@ class Done:
     outcome: Outcome
 
 
-ChoiceEvent = Started | RoundStarted | AnswerDelta | Finished
+ChoiceEvent = Started | RoundStarted | Sampled | AnswerDelta | Finished
 Event = ChoiceEvent | Committed | Done

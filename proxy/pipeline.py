@@ -23,11 +23,13 @@ from typing import cast
 
 import structlog
 
-from proxy.backends.base import Backend, RawText, Usage
+from proxy.backends.base import Backend, RawText, Sampler, Usage
 from proxy.errors import BackendError, from_routing_error
 from proxy.events import ChoiceEvent, Committed, Done, Event, Finished, Started
 from proxy.refine import CallRecord, Refined, refine
 from proxy.runtime import Runtime
+from proxy.selection.checks import RequestChecks
+from proxy.selection.select import batched_choices, select
 from proxy.wire import ChatCompletionRequest
 from routing.budget import Budget, ModelBudget
 from routing.cost import cost_usd
@@ -233,7 +235,33 @@ def _choice_events(
         base = base.replace(
             max_tokens=spending.answer_cap(decision.prompt_tokens, decision.plan.estimate.a)
         )
+    base = base.with_defaults(runtime.policy.index.models[candidate.model].defaults.given())
     messages = request.backend_messages()
+    if candidate.technique in ("best_of", "vote"):
+        selection = runtime.policy.selection
+        checks = RequestChecks.build(
+            messages, base, code=selection.checks, time_limit_s=selection.time_limit_s
+        )
+        return select(
+            backend,
+            messages,
+            base,
+            technique=candidate.technique,
+            samples=candidate.samples,
+            checks=checks,
+            temperature=selection.temperature,
+            budget=spending,
+        )
+    if (
+        request.n > 1
+        and candidate.rounds == 0
+        and not live
+        and not spending.applies
+        and base.tools is None
+        and isinstance(backend, Sampler)
+    ):
+        # Choices that are drafts: made together, sharing the prompt.
+        return batched_choices(backend, messages, base, request.n)
     choices = [
         refine(
             backend,

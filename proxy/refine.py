@@ -111,6 +111,10 @@ class CallRecord:
 
 @dataclass(frozen=True, slots=True)
 class Refined:
+    """A choice's final answer and how it came about: the rounds of refinement, or (selection)
+    the ``samples`` made and the rule that chose (``selected_by``: ``checks``, ``agreement``,
+    ``likelihood`` or ``draft``; None without selection)."""
+
     text: str
     finish_reason: str
     tool_calls: tuple[Mapping[str, Any], ...]
@@ -121,6 +125,8 @@ class Refined:
     streamed: bool
     logprobs: tuple[TokenLogprob, ...] = ()
     calls: tuple[CallRecord, ...] = ()
+    samples: int = 1
+    selected_by: str | None = None
 
 
 async def refine(

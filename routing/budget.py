@@ -79,6 +79,15 @@ class ModelBudget:
         usd = cost_usd(self.prices, prompt + self._scoring(p, a), a)
         return self.budget.allows(usd)
 
+    def allows_samples(self, prompt_tokens: int, answer_tokens: int, samples: int) -> bool:
+        """Whether ``samples`` more answers fit what is left, each read as ``p`` in and
+        written as ``a`` out (a backend that shares the prompt across them reads it once: it
+        costs less, never more), plus scoring ``p + a`` each when the model ranks by
+        likelihood."""
+        p, a = prompt_tokens, answer_tokens
+        usd = cost_usd(self.prices, samples * (p + self._scoring(p, a) // 2), samples * a)
+        return self.budget.allows(usd)
+
     def answer_cap(self, prompt_tokens: int, planned: int) -> int:
         """The most tokens the next answer may have: the planned ``a``, fewer when what is
         left would not pay for ``a`` after reading ``prompt_tokens`` (at least 1)."""

@@ -37,15 +37,29 @@ class SamplingParams:
     parallel_tool_calls: bool | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
 
     def to_openai(self) -> dict[str, Any]:
-        """The set fields as OpenAI request keys (what an upstream or litellm is sent)."""
+        """The set fields as OpenAI request keys (what an upstream or litellm is sent);
+        ``top_k``, ``min_p`` and the repeat penalty (``repetition_penalty``) are vLLM's and
+        llama.cpp server's extensions, set only from a model's ``defaults`` where its backend
+        takes them."""
         body: dict[str, Any] = {
             name: value for name in _OPENAI_FIELDS if (value := getattr(self, name)) is not None
         }
         if self.stop:
             body["stop"] = list(self.stop)
+        if self.repeat_penalty is not None:
+            body["repetition_penalty"] = self.repeat_penalty
         return body
+
+    def with_defaults(self, defaults: Mapping[Any, float | int]) -> SamplingParams:
+        """These settings with ``defaults`` (a model's ``defaults``) filling the fields the
+        client left unset."""
+        unset = {name: value for name, value in defaults.items() if getattr(self, name) is None}
+        return self.replace(**unset) if unset else self
 
     def replace(self, **changes: Any) -> SamplingParams:
         values = {name: getattr(self, name) for name in self.__slots__}
@@ -66,6 +80,8 @@ _OPENAI_FIELDS = (
     "parallel_tool_calls",
     "logprobs",
     "top_logprobs",
+    "top_k",
+    "min_p",
 )
 
 

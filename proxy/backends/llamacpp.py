@@ -646,9 +646,11 @@ def _sampling(params: SamplingParams) -> dict[str, Any]:
     return {
         "temp": 1.0 if params.temperature is None else params.temperature,
         "top_p": 1.0 if params.top_p is None else params.top_p,
-        "top_k": 40,
-        "min_p": 0.05,
-        "repeat_penalty": _REPEAT_PENALTY,
+        "top_k": 40 if params.top_k is None else params.top_k,
+        "min_p": 0.05 if params.min_p is None else params.min_p,
+        "repeat_penalty": _REPEAT_PENALTY
+        if params.repeat_penalty is None
+        else params.repeat_penalty,
         "presence_penalty": params.presence_penalty or 0.0,
         "frequency_penalty": params.frequency_penalty or 0.0,
     }

@@ -127,6 +127,8 @@ def perfics_object(decision: Decision, outcome: Outcome, *, trace: bool) -> dict
         "rounds_planned": outcome.rounds_planned,
         "technique": answering.technique,
         "samples_planned": answering.samples,
+        "samples": outcome.choices[0].samples,
+        "selected_by": outcome.choices[0].selected_by,
         "stop_reason": outcome.stop_reason,
         "cost_usd": float(format_usd(outcome.cost_usd)),
         "estimated_cost_usd": float(format_usd(answering.estimated_cost_usd)),

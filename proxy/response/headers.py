@@ -54,4 +54,7 @@ def outcome_headers(outcome: Outcome) -> dict[str, str]:
     }
     if outcome.reference_cost_usd is not None:
         headers["x-perfics-reference-cost-usd"] = format_usd(outcome.reference_cost_usd)
+    selected_by = outcome.choices[0].selected_by
+    if selected_by is not None:
+        headers["x-perfics-selected-by"] = selected_by
     return headers

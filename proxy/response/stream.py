@@ -19,7 +19,7 @@ import structlog
 
 from proxy.backends.base import TokenLogprob
 from proxy.errors import InternalError, PerficsError
-from proxy.events import AnswerDelta, Done, Event, Finished, RoundStarted
+from proxy.events import AnswerDelta, Done, Event, Finished, RoundStarted, Sampled
 from proxy.pipeline import Outcome
 from proxy.response.body import chunk_body, completion_id, logprobs_body, perfics_object
 from proxy.wire import ChatCompletionRequest
@@ -132,6 +132,8 @@ class CompletionFrames(EventFrames):
     async def frames(self, item: Event) -> list[bytes]:
         if isinstance(item, RoundStarted):
             return [comment(f"perfics round {item.round}/{item.of}")]
+        if isinstance(item, Sampled):
+            return [comment(f"perfics sampling {item.made}/{item.of}")]
         if isinstance(item, AnswerDelta):
             return [self.piece(item.choice, item.text, item.logprobs)]
         if isinstance(item, Finished):

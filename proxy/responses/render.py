@@ -26,7 +26,7 @@ import orjson
 
 from proxy.backends.base import TokenLogprob, Usage
 from proxy.errors import PerficsError
-from proxy.events import AnswerDelta, Done, Event, Finished, RoundStarted
+from proxy.events import AnswerDelta, Done, Event, Finished, RoundStarted, Sampled
 from proxy.pipeline import Outcome
 from proxy.refine import Refined
 from proxy.response.body import perfics_object
@@ -220,6 +220,8 @@ class ResponseFrames(EventFrames):
     async def frames(self, item: Event) -> list[bytes]:
         if isinstance(item, RoundStarted):
             return [comment(f"perfics round {item.round}/{item.of}")]
+        if isinstance(item, Sampled):
+            return [comment(f"perfics sampling {item.made}/{item.of}")]
         if isinstance(item, AnswerDelta):
             return self.delta(item.text, item.logprobs)
         if isinstance(item, Finished):
