@@ -3,7 +3,7 @@
 ``samples_planned`` in the body's ``perfics`` object, for chat completions (streaming and not)
 and the Responses API, through the official SDK against a real server with scripted models.
 
-These check the decision only: the answer itself is still the draft until the pipeline samples.
+The answers themselves are checked in tests/test_selection.py.
 """
 
 from __future__ import annotations
