@@ -171,3 +171,28 @@ async def test_a_plain_agent_answers_on_the_default_policy(
     ((status, headers),) = recorder.responses
     assert status == 200 and headers["x-perfics-model"] in ("smollm2-135m", "gemma3-270m")
     assert "x-perfics-tools" not in headers
+
+
+@pytest.mark.model
+@pytest.mark.slow
+async def test_an_agent_with_a_tool_is_answered_in_text_on_the_default_policy(
+    default_server: ServerProcess, recorder: Recorder
+) -> None:
+    """The SDK sends its tools without ``tool_choice``: a model that cannot call them answers
+    in text, and the tool never runs."""
+    point_at(default_server.base_url, recorder)
+    weather = Weather()
+    agent = Agent(
+        name="forecaster",
+        instructions="Answer in one sentence.",
+        model="gpt-4o",
+        tools=[weather.tool],
+    )
+    result = await Runner.run(agent, "What is the capital of France?")
+    assert isinstance(result.final_output, str) and result.final_output.strip()
+    assert weather.cities == []
+    (body,) = recorder.bodies("/v1/responses")
+    assert [tool["name"] for tool in body["tools"]] == ["get_weather"]
+    assert "tool_choice" not in body
+    ((status, headers),) = recorder.responses
+    assert status == 200 and headers["x-perfics-tools"] == "not-offered"
