@@ -17,6 +17,7 @@ from starlette.responses import Response
 from proxy.accounts import Accounts
 from proxy.errors import InvalidRequest
 from proxy.responses.exchange import response_not_found, stored_response, unavailable
+from proxy.responses.render import input_item
 from proxy.runtime import Runtime
 from proxy.store.base import StoreUnavailable
 from proxy.store.responses import StoredResponse, delete_response
@@ -45,7 +46,7 @@ def add_responses_routes(
         if order not in ("asc", "desc"):
             raise InvalidRequest("'order' must be asc or desc", param="order")
         items = [
-            {"id": item.get("id") or f"item_{response_id}_{index}", **item}
+            input_item(item, f"item_{response_id}_{index}")
             for index, item in enumerate(stored.input_items)
         ]
         if order == "desc":

@@ -1,5 +1,6 @@
-"""What a client of the Responses API receives: the ``response`` object (``response_object``)
-and the stream of typed events (``ResponseFrames``) OpenAI sends for it::
+"""What a client of the Responses API receives: the ``response`` object (``response_object``),
+the conversation's items as ``input_items`` lists them (``input_item``) and the stream of typed
+events (``ResponseFrames``) OpenAI sends for a response::
 
     response.created, response.in_progress
     response.output_item.added                    a message (or a function call)
@@ -140,6 +141,36 @@ def function_call_item(call: Mapping[str, Any], *, status: str = "completed") ->
         "arguments": str(function.get("arguments") or "") if status == "completed" else "",
         "status": status,
     }
+
+
+def input_item(item: Mapping[str, Any], fallback_id: str) -> dict[str, Any]:
+    """A stored conversation item as ``GET /v1/responses/{id}/input_items`` lists it, in
+    OpenAI's shape whatever form the client sent: a message's string ``content`` as one
+    ``input_text`` part (``output_text`` for the assistant's), every item with an ``id`` and a
+    ``status``."""
+    shown = {"id": item.get("id") or fallback_id, **item}
+    kind = item["type"]
+    if kind == "message":
+        assistant = item["role"] == "assistant"
+        content = item["content"]
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        shown["content"] = [_shown_part(part, assistant=assistant) for part in parts]
+    elif kind == "reasoning":
+        shown.setdefault("summary", [])
+        return shown
+    shown.setdefault("status", "completed")
+    return shown
+
+
+def _shown_part(part: Mapping[str, Any], *, assistant: bool) -> dict[str, Any]:
+    if part["type"] == "input_image":
+        return {"type": "input_image", "image_url": part.get("image_url"), "detail": "auto"}
+    if part["type"] == "refusal":
+        return {"type": "refusal", "refusal": part.get("text", part.get("refusal", ""))}
+    text = part.get("text", "")
+    if assistant:  # an earlier answer's part keeps its annotations and logprobs
+        return {**text_part(text), **{k: v for k, v in part.items() if k != "type"}}
+    return {"type": "input_text", "text": text}
 
 
 def finished_object(

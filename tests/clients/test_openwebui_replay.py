@@ -6,26 +6,18 @@ the title, tag and follow-up tasks answer as before. Every one is a 200."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, ServerProcess
+from tests.conftest import ServerProcess
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "openwebui"
 CAPTURES = sorted(FIXTURES.glob("*.json"))
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def default_server() -> Iterator[ServerProcess]:
-    server = ServerProcess(ROOT / "policies" / "default.yaml")
-    yield server
-    server.stop()
 
 
 def test_the_fixtures_are_open_webuis_chat_with_its_tools() -> None:
