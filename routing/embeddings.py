@@ -25,6 +25,7 @@ from routing.errors import (
     ContextLengthExceeded,
     ModelsUnavailable,
     UnknownModel,
+    overflow_message,
 )
 from routing.policy import Policy
 
@@ -79,10 +80,11 @@ def plan_embedding(
     ]
     fitting = [spec for spec in candidates if longest <= spec.context_window]
     if candidates and not fitting:
-        largest = max(spec.context_window for spec in candidates)
+        largest = max(candidates, key=lambda spec: (spec.context_window, spec.id))
         raise ContextLengthExceeded(
-            f"This model's maximum context length is {largest} tokens. However, an input "
-            f"resulted in about {longest} tokens. Please reduce the length of the input.",
+            overflow_message(
+                largest.context_window, largest.id, f"about {longest} tokens", of="input"
+            ),
             param="input",
         )
     costs = sorted((cost_usd(index.prices[spec.id], total, 0), spec.id) for spec in fitting)

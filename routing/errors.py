@@ -147,6 +147,18 @@ class ContextLengthExceeded(RoutingError):
         super().__init__(message, param=param)
 
 
+def overflow_message(limit: int, model: str, used: str, *, of: str = "messages") -> str:
+    """The message of a context overflow, wherever it is found: in OpenAI's words (which
+    LangChain matches, since the error's code no longer reaches the text it reads) and with
+    the model's limit and what the request needs of it (``used``: ``about 9000 tokens, and the
+    answer needs 300 more``)."""
+    return (
+        f"Input tokens exceed the configured limit of {limit} tokens ({model}): your {of} "
+        f"resulted in {used}. This model's maximum context length is {limit} tokens; reduce "
+        f"the length of the {of}."
+    )
+
+
 class ModelsUnavailable(RoutingError):
     """Models could serve the request, but none of their backends is ready now (503
     ``model_unavailable``: a retry may succeed)."""

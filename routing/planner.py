@@ -53,6 +53,7 @@ from routing.errors import (
     ModelsUnavailable,
     NoEligiblePlan,
     UnknownModel,
+    overflow_message,
     shown,
 )
 from routing.estimate import TokenEstimate, answer_tokens
@@ -520,10 +521,11 @@ def _context_exceeded(
     prompt = estimate.p + tools
     with_tools = f" ({tools} of them the tools)" if tools else ""
     fits_without_tools = tools and estimate.p + estimate.a <= windows[largest]
+    used = (
+        f"about {prompt} tokens{with_tools}, and the answer needs {estimate.a} more "
+        "(max_tokens, or the task's answer_tokens)"
+    )
     return ContextLengthExceeded(
-        f"This model's maximum context length is {windows[largest]} tokens ({largest}). "
-        f"However, your messages resulted in about {prompt} tokens{with_tools}, and the answer "
-        f"needs {estimate.a} more (max_tokens, or the task's answer_tokens). Please reduce the "
-        f"length of the messages or of max_tokens.",
+        overflow_message(windows[largest], largest, used),
         param="tools" if fits_without_tools else "messages",
     )

@@ -84,10 +84,26 @@ def test_a_pinned_model_without_the_capability_is_400_naming_the_field(service: 
             model="plain",
             messages=Q,  # type: ignore[arg-type]
             tools=TOOLS,  # type: ignore[arg-type]
+            tool_choice="required",
         )
     assert caught.value.code == "unsupported_capability"
     assert caught.value.param == "tools"  # type: ignore[attr-defined]
     assert "plain" in caught.value.message
+
+
+def test_tools_a_pinned_model_may_decline_are_answered_in_text(service: Service) -> None:
+    for choice in ("auto", "none", None):
+        raw = service.client.chat.completions.with_raw_response.create(
+            model="plain",
+            messages=Q,  # type: ignore[arg-type]
+            tools=TOOLS,  # type: ignore[arg-type]
+            **({"tool_choice": choice} if choice else {}),  # type: ignore[arg-type]
+        )
+        assert raw.headers["x-perfics-tools"] == "not-offered"
+        assert raw.parse().choices[0].message.content == "plain answer"
+        # The model was not shown the tools.
+        assert service.plain.calls[-1].params.tools is None
+        assert service.plain.calls[-1].params.tool_choice is None
 
 
 def test_images_no_model_can_see_are_refused(service: Service) -> None:

@@ -84,12 +84,17 @@ def test_a_tool_call_streams_and_a_tool_result_round_trips(client: openai.OpenAI
         temperature=0,
         stream=True,
     )
-    calls = [
-        c.choices[0].delta.tool_calls for c in stream if c.choices and c.choices[0].delta.tool_calls
-    ]
-    assert len(calls) == 1 and calls[0][0].function is not None
-    call = calls[0][0]
-    assert call.function is not None and call.function.name == "magic_function"
+    deltas = [c.choices[0].delta for c in stream if c.choices and c.choices[0].delta.tool_calls]
+    # As OpenAI streams a call: its id and name first (content null), then the arguments in
+    # pieces, each naming the call by index.
+    head = deltas[0].tool_calls
+    assert head is not None and deltas[0].content is None
+    call = head[0]
+    assert call.id and call.function is not None and call.function.name == "magic_function"
+    pieces = [d.tool_calls[0] for d in deltas[1:] if d.tool_calls]
+    assert pieces and all(p.index == 0 and p.id is None for p in pieces)
+    arguments = "".join((p.function.arguments or "") for p in pieces if p.function is not None)
+    json.loads(arguments)
     history = [
         *ASK,
         {
@@ -99,7 +104,7 @@ def test_a_tool_call_streams_and_a_tool_result_round_trips(client: openai.OpenAI
                 {
                     "id": call.id,
                     "type": "function",
-                    "function": {"name": "magic_function", "arguments": call.function.arguments},
+                    "function": {"name": "magic_function", "arguments": arguments},
                 }
             ],
         },

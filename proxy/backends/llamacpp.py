@@ -35,6 +35,7 @@ from proxy.errors import (
     QueueFull,
     UpstreamRejected,
 )
+from routing.errors import overflow_message
 from routing.policy import ModelSpec
 
 from .base import (
@@ -206,8 +207,9 @@ class LlamaCppBackend:
         tokens = self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
         if len(tokens) >= self._spec.context_window:
             raise ContextLengthExceeded(
-                f"This model's maximum context length is {self._spec.context_window} tokens "
-                f"({self.model_id}). However, your prompt resulted in {len(tokens)} tokens.",
+                overflow_message(
+                    self._spec.context_window, self.model_id, f"{len(tokens)} tokens", of="prompt"
+                ),
                 param="prompt",
             )
         async with self._turn():
@@ -230,8 +232,9 @@ class LlamaCppBackend:
             size = len(llama.tokenize(text.encode("utf-8"), add_bos=True, special=False))
             if size > self._spec.context_window:
                 raise ContextLengthExceeded(
-                    f"This model's maximum context length is {self._spec.context_window} "
-                    f"tokens ({self.model_id}). However, an input resulted in {size} tokens.",
+                    overflow_message(
+                        self._spec.context_window, self.model_id, f"{size} tokens", of="input"
+                    ),
                     param="input",
                 )
         async with self._turn():
@@ -353,8 +356,7 @@ class LlamaCppBackend:
         tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         if len(tokens) >= self._spec.context_window:
             raise ContextLengthExceeded(
-                f"This model's maximum context length is {self._spec.context_window} tokens "
-                f"({self.model_id}). However, your messages resulted in {len(tokens)} tokens.",
+                overflow_message(self._spec.context_window, self.model_id, f"{len(tokens)} tokens")
             )
         return tokens
 

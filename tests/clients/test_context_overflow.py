@@ -44,17 +44,6 @@ def test_the_wire_error_is_openais_context_length_exceeded(default_server: Serve
     assert "maximum context length is 8192 tokens" in caught.value.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=openai.BadRequestError,
-    reason=(
-        "langchain-openai 1.8 finds an overflow by text: 'context_length_exceeded' in str(e) "
-        "(openai 3 puts only the message there, not the code), or the message saying 'Input "
-        "tokens exceed the configured limit' (OpenAI's wording), 'prompt is too long' or "
-        "'ContextWindowExceededError'; perfics's message says 'This model's maximum context "
-        "length is', so LangChain raises OpenAIInvalidRequestError"
-    ),
-)
 def test_langchain_raises_its_context_overflow_error(default_server: ServerProcess) -> None:
     with pytest.raises(ContextOverflowError):
         langchain(default_server).invoke(LONG)

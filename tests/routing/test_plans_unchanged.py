@@ -42,7 +42,14 @@ def test_a_policy_plans_as_before(name: str) -> None:
     assert list(now) == list(before)
     for task, cases in before.items():
         for expected, found in zip(cases, now[task], strict=True):
+            if len(expected) == 2:  # a refusal: the same error, whatever its wording now
+                expected, found = _error_kind(expected), _error_kind(found)
             assert found == expected, f"{name} task {task}, request {expected[0]}"
+
+
+def _error_kind(case: list[Any]) -> list[Any]:
+    """A refused case with its error's class alone (messages are reworded, decisions not)."""
+    return [case[0], str(case[1]).split(":")[0]] if len(case) == 2 else case
 
 
 @pytest.mark.parametrize("name", sorted(BEFORE["policies"]))
