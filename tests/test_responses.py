@@ -272,3 +272,20 @@ def test_a_policy_may_forbid_storing_conversations(tmp_path: Path) -> None:
         assert caught.value.body["param"] == "previous_response_id"  # type: ignore[index]
     finally:
         service.server.stop()
+
+
+def test_text_streamed_before_a_function_call_is_an_output_item_of_its_own(
+    service: Service,
+) -> None:
+    service.alpha.queue(Completion("Let me check.", "tool_calls", Usage(30, 8), tool_calls=(CALL,)))
+    with service.client.responses.stream(
+        model="auto",
+        input="Weather in Paris?",
+        tools=[WEATHER],  # type: ignore[list-item]
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    added = [e.output_index for e in events if e.type == "response.output_item.added"]
+    assert added == [0, 1]
+    assert [item.type for item in final.output] == ["message", "function_call"]
+    assert final.output_text == "Let me check."

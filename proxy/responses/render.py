@@ -300,18 +300,10 @@ class ResponseFrames(EventFrames):
                     frames += self.delta(piece)
             if self.message is None:
                 frames += self.delta("")
-            assert self.message is not None
-            text = "".join(self.text)
-            item = message_item(self.message["id"], text, result.logprobs)
-            part = item["content"][0]
-            ids = {"item_id": item["id"], "output_index": 0, "content_index": 0}
-            frames.append(
-                self.event("response.output_text.done", **ids, text=text, logprobs=part["logprobs"])
-            )
-            frames.append(self.event("response.content_part.done", **ids, part=part))
-            frames.append(self.event("response.output_item.done", output_index=0, item=item))
-            self.output.append(item)
-            return frames
+            return frames + self.message_done(result.logprobs)
+        if self.message is not None:
+            # Text streamed before the model turned to a call: it is an output item of its own.
+            frames += self.message_done(())
         for call in result.tool_calls:
             index = len(self.output)
             item = function_call_item(call)
@@ -339,6 +331,21 @@ class ResponseFrames(EventFrames):
             self.output.append(item)
         self.answering = True
         return frames
+
+    def message_done(self, logprobs: Sequence[TokenLogprob]) -> list[bytes]:
+        """The events that close the message being written; it joins the output."""
+        assert self.message is not None
+        text = "".join(self.text)
+        item = message_item(self.message["id"], text, logprobs)
+        part = item["content"][0]
+        ids = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+        self.output.append(item)
+        self.message = None
+        return [
+            self.event("response.output_text.done", **ids, text=text, logprobs=part["logprobs"]),
+            self.event("response.content_part.done", **ids, part=part),
+            self.event("response.output_item.done", output_index=0, item=item),
+        ]
 
     async def done(self, outcome: Outcome) -> list[bytes]:
         body = finished_object(
