@@ -24,7 +24,6 @@ from starlette.types import Receive, Scope, Send
 
 from proxy import logs
 from proxy.accounts import Accounts, Ticket
-from proxy.app_chat import JSON_TYPE, check_content_type, read_body, request_headers, respond
 from proxy.backends.base import Embedder, Embeddings
 from proxy.errors import (
     BackendError,
@@ -34,6 +33,7 @@ from proxy.errors import (
     QuotaExceeded,
     from_routing_error,
 )
+from proxy.http_edge import JSON_TYPE, check_content_type, read_body, request_headers, respond
 from proxy.response import error_json
 from proxy.runtime import Runtime
 from proxy.store.records import KeyRecord, LedgerRow

@@ -20,14 +20,12 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from proxy.accounts import Accounts
+from proxy.admission import Admission
 from proxy.errors import InvalidRequest
 from proxy.events import AnswerDelta, Done, Event, Finished, RoundStarted, Sampled
 from proxy.pipeline import Outcome
 from proxy.response.body import perfics_object, system_fingerprint
 from proxy.response.stream import EventFrames, comment, data, replay_pieces
-from proxy.runtime import Runtime
-from proxy.store.records import KeyRecord
 from proxy.wire import ChatCompletionRequest, decode_body, invalid_from, validate_chat_request
 from routing.decision import Decision
 
@@ -167,9 +165,7 @@ class CompletionExchange:
         return _CompletionChunks(decision, self.chat, model)
 
 
-async def parse_completions(
-    raw: bytes, key: KeyRecord | None, accounts: Accounts, runtime: Runtime
-) -> CompletionExchange:
+async def parse_completions(raw: bytes, admission: Admission) -> CompletionExchange:
     return CompletionExchange(parse_completion_request(raw))
 
 

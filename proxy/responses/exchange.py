@@ -13,14 +13,13 @@ import orjson
 import structlog
 
 from proxy.accounts import Accounts
+from proxy.admission import Admission
 from proxy.errors import InvalidRequest, KeyStoreUnavailable, NotFound
 from proxy.pipeline import Outcome
 from proxy.response.stream import EventFrames
 from proxy.responses.render import ResponseFrames, finished_object, response_id
 from proxy.responses.request import Item, ResponsesRequest, parse_responses_request
-from proxy.runtime import Runtime
 from proxy.store.base import StoreUnavailable
-from proxy.store.records import KeyRecord
 from proxy.store.responses import StoredResponse, load_response, save_response
 from proxy.wire import ChatCompletionRequest
 from routing.decision import Decision
@@ -71,15 +70,14 @@ class ResponsesExchange:
             raise unavailable(exc) from exc
 
 
-async def parse_responses(
-    raw: bytes, key: KeyRecord | None, accounts: Accounts, runtime: Runtime
-) -> ResponsesExchange:
+async def parse_responses(raw: bytes, admission: Admission) -> ResponsesExchange:
     """The exchange for a ``POST /v1/responses`` body: 404 when ``previous_response_id`` names
     no response of this caller's. With the policy's ``server.store_responses`` false nothing
     is stored, and continuing a stored response is a 400."""
-    store_responses = runtime.policy.server.store_responses
+    store_responses = admission.runtime.policy.server.store_responses
+    accounts = admission.accounts
     request = parse_responses_request(raw)
-    key_id = key.id if key is not None else None
+    key_id = admission.caller.id if admission.caller is not None else None
     previous: list[Item] = []
     if not store_responses:
         if request.previous_response_id is not None:
