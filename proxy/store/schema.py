@@ -3,11 +3,11 @@
 line; on PostgreSQL an advisory lock lets several proxies start at once.
 
     sqlite:///.perfics/perfics.db     the default, relative to the working directory
-    sqlite:////var/lib/perfics/x.db   an absolute path (the container image's default)
+    sqlite:////var/lib/perfics/x.db   an absolute path
     postgresql://user:pass@host:5432/perfics
 
 A store that cannot be reached or written is ``StoreUnavailable`` whose message names the
-database and the setting that chose it; ``perfics serve`` prints it and exits 2.
+database (and, for SQLite, the settings that choose it); ``perfics serve`` prints it and exits 2.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from proxy.store.base import Store, StoreUnavailable
 
 DEFAULT_URL = "sqlite:///.perfics/perfics.db"
-SETTING = "PERFICS_DATABASE_URL (or --database, or the policy's server.database)"
+_SETTING = "PERFICS_DATABASE_URL (or --database, or the policy's server.database)"
 _MIGRATION_LOCK = 0x70657266  # "perf"
 _PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
 
@@ -88,7 +88,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         unwritable = kind == "sqlite" and ("unable to open" in reason or "readonly" in reason)
-        hint = f"; set {SETTING} to a writable path" if unwritable else ""
+        hint = f"; set {_SETTING} to a writable path" if unwritable else ""
         raise StoreUnavailable(f"cannot use the database {shown_url(url)}: {reason}{hint}") from exc
 
 
@@ -108,7 +108,7 @@ def _writable_directory(path: Path) -> None:
         reason = f"the directory {directory.absolute()} is not writable"
     raise StoreUnavailable(
         f"cannot write the SQLite store {path.absolute()}: {reason}; "
-        f"set {SETTING} to a writable path"
+        f"set {_SETTING} to a writable path"
     )
 
 
