@@ -7,6 +7,11 @@ POLICY ?= policies/default.yaml
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+# llama.cpp for any x86-64 CPU with AVX2, not only the build machine's: its default
+# -march=native also emits the AMX instructions of recent Xeons, which a CPU may list in
+# /proc/cpuinfo while its hypervisor refuses them (SIGILL at the first decode, seen on this
+# project's build machines), and an image built on one machine must run on another.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 .PHONY: serve test lint typecheck bench clean image-test

@@ -20,9 +20,14 @@ that a key near its limit may be refused by one process while another still hold
 what is left, for at most a second.
 
 The ledger is written off the request path every ``server.ledger_interval_s``; each batch
-also settles its requests (charges the real cost, releases what they drew) and renews this
-process's leases. A process that dies loses at most its last batch; its leases, no longer
-renewed, are charged whole when ``server.lease_ttl_s`` runs out (``proxy.store.base``).
+also settles its requests (charges the real cost, releases what they drew), renews this
+process's leases and reads back what each of their keys has left. That reading is this
+process's view of a key's budget (``scope``, which the planner refuses a request on without
+asking the store): a grant's answer alone would go stale as soon as requests settle below
+their estimates, leases are given back or the budget is raised, and a key would be refused
+on "nothing left" while the store holds most of its budget. A process that dies loses at
+most its last batch; its leases, no longer renewed, are charged whole when
+``server.lease_ttl_s`` runs out (``proxy.store.base``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from proxy.errors import AuthenticationFailed, KeyStoreUnavailable, QuotaExceede
 from proxy.keys import hash_secret, looks_like_secret
 from proxy.store.base import Store, StoreUnavailable
 from proxy.store.records import WINDOW_S, KeyRecord, LeaseRequest, LedgerRow, Verdict
+from proxy.store.responses import prune_responses
 from routing.cost import format_usd
 from routing.decision import Decision, KeyScope
 
@@ -77,7 +83,8 @@ class Ticket:
 @dataclass(slots=True)
 class _Lease:
     """What this process holds of one key's budget (in ``period``) and rate ``window``, not
-    yet drawn; ``left_after`` is what the store had left after the last grant."""
+    yet drawn; ``left_after`` is what the store had left besides it, as of the last grant or
+    ledger batch."""
 
     id: str
     period: str
@@ -108,11 +115,13 @@ class Accounts:
         lease_ttl_s: float,
         ledger_interval_s: float,
         retention_days: float,
+        responses_retention_days: float = 30.0,
     ) -> None:
         self.store = store
         self._ttl_s = lease_ttl_s
         self._interval_s = ledger_interval_s
         self._retention_s = retention_days * 86400
+        self._responses_retention_s = responses_retention_days * 86400
         self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
         # The models and tasks each key allows, as sets, for the key record they came from.
         self._allowed: dict[str, tuple[KeyRecord, frozenset[str] | None, frozenset[str] | None]]
@@ -140,7 +149,7 @@ class Accounts:
                 return key
             if key is not None:
                 raise AuthenticationFailed("this API key has been revoked or has expired")
-        if api_key or await self._keys_exist():
+        if api_key or await self.keys_exist():
             raise AuthenticationFailed("invalid or missing API key")
         return None
 
@@ -158,7 +167,10 @@ class Accounts:
         self._keys[digest] = (now, key)
         return key
 
-    async def _keys_exist(self) -> bool:
+    async def keys_exist(self) -> bool:
+        """Whether any key was ever made (``Store.has_keys``), as of at most ``KEY_CACHE_S``
+        ago. Raises ``KeyStoreUnavailable`` when the store cannot say, except on a proxy
+        already seen open."""
         now = time.monotonic()
         checked, exist = self._has_keys
         if now - checked < KEY_CACHE_S:
@@ -202,20 +214,28 @@ class Accounts:
 
     async def admit(self, key: KeyRecord, decision: Decision) -> Ticket:
         """Draw the plan's estimated cost, one request and its estimated tokens on the key's
-        lease, topping it up from the store when it cannot cover them. Raises ``RateLimited``
-        / ``QuotaExceeded`` (429) or ``KeyStoreUnavailable`` (503); ``QuotaExceeded`` carries
-        ``left_usd`` so the caller may plan once more within it."""
-        now = time.time()
+        lease (``draw``)."""
         plan = decision.plan
         tokens = plan.estimate.input_tokens(plan.rounds) + plan.estimate.output_tokens(plan.rounds)
+        declarations = decision.declarations
+        declared = declarations.budget_usd if declarations.budget_source != "key" else None
+        return await self.draw(key, plan.estimated_cost_usd, tokens, declared)
+
+    async def draw(
+        self, key: KeyRecord, estimate_usd: float, tokens: int, declared: float | None = None
+    ) -> Ticket:
+        """Draw ``estimate_usd``, one request and ``tokens`` on the key's lease, topping it up
+        from the store when it cannot cover them; ``declared`` is the budget the request
+        declared itself. Raises ``RateLimited`` / ``QuotaExceeded`` (429) or
+        ``KeyStoreUnavailable`` (503); ``QuotaExceeded`` carries ``left_usd`` so the caller
+        may plan once more within it."""
+        now = time.time()
         period = key.period_id(now)
         if not key.metered:
             return Ticket(None, period, None, 0, 0.0, None, {})
         window = int(now // WINDOW_S)
         lease = self._lease(key, period, window)
-        amount = plan.estimated_cost_usd if key.budget_usd is not None else 0.0
-        declarations = decision.declarations
-        declared = declarations.budget_usd if declarations.budget_source != "key" else None
+        amount = estimate_usd if key.budget_usd is not None else 0.0
         if _short(key, lease, amount, tokens):
             # One grant per lease at a time: a burst that finds the lease empty waits for the
             # first grant (sized for about LEASE_REQUESTS requests) and draws on it, instead of
@@ -349,19 +369,35 @@ class Accounts:
                 lease.usd = 0.0
         rows, self._pending = self._pending, []
         returns, self._returns = self._returns, []
+        # A grant answered while the batch is written knows better than the batch's reading.
+        viewed = {
+            key_id: (lease, lease.asked)
+            for key_id, lease in self._leases.items()
+            if lease.left_after is not None
+        }
         try:
-            await self.store.record(
-                rows, time.time(), process=self.process, ttl_s=self._ttl_s, returns=returns
+            left = await self.store.record(
+                rows,
+                time.time(),
+                process=self.process,
+                ttl_s=self._ttl_s,
+                returns=returns,
+                budgets=[(key_id, lease.period) for key_id, (lease, _) in viewed.items()],
             )
         except StoreUnavailable as exc:
             self._pending = rows[-MAX_PENDING_ROWS:] + self._pending
             self._returns = returns + self._returns
             log.warning("ledger.write_failed", rows=len(rows), error=str(exc))
             return
+        for key_id, (lease, asked) in viewed.items():
+            fresh = left.get((key_id, lease.period))
+            if fresh is not None and lease.asked == asked:
+                lease.left_after = fresh
         if time.monotonic() - self._pruned > _PRUNE_EVERY_S:
             self._pruned = time.monotonic()
             with contextlib.suppress(StoreUnavailable):
                 await self.store.prune(time.time() - self._retention_s)
+                await prune_responses(self.store, time.time() - self._responses_retention_s)
 
     async def _write_batches(self) -> None:
         while True:

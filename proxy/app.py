@@ -29,17 +29,21 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from proxy.accounts import Accounts
 from proxy.app_admin import add_admin_routes, authorize_admin, cross_site, is_admin
 from proxy.app_chat import CHAT_PATH, ChatEndpoint
+from proxy.app_embeddings import EMBEDDINGS_PATH, EmbeddingsEndpoint
 from proxy.app_ops import add_ops_routes
+from proxy.app_responses import add_responses_routes
 from proxy.backends.base import Backend
+from proxy.completions import COMPLETIONS_PATH, parse_completions
 from proxy.errors import InternalError, InvalidRequest, ModelNotFound, PerficsError
 from proxy.ops.observer import Ops
 from proxy.ops.tracing import Tracing
 from proxy.response import error_json
+from proxy.responses.exchange import RESPONSES_PATH, parse_responses
 from proxy.runtime import Runtime, build_runtime, close_runtime, retire
 from proxy.settings import Settings
 from proxy.store.base import StoreUnavailable
@@ -92,6 +96,7 @@ class ServiceState:
             lease_ttl_s=server.lease_ttl_s,
             ledger_interval_s=server.ledger_interval_s,
             retention_days=server.ledger_retention_days,
+            responses_retention_days=server.responses_retention_days,
         )
         self.accounts.start()
 
@@ -128,18 +133,22 @@ def _error(exc: PerficsError) -> Response:
 
 
 class PerficsApp:
-    """The service as one ASGI app. ``POST /v1/chat/completions`` goes to the chat endpoint
-    (mounted here only); every other request, that path with another method included (405
-    with ``Allow: POST``), goes to ``api``."""
+    """The service as one ASGI app. ``POST /v1/chat/completions``, ``/v1/responses``,
+    ``/v1/completions`` and ``/v1/embeddings`` go to their endpoints (mounted here only);
+    every other request, those paths with another method included (405 with ``Allow: POST``),
+    goes to ``api``."""
 
-    def __init__(self, api: FastAPI, chat: ChatEndpoint) -> None:
+    def __init__(self, api: FastAPI, endpoints: Mapping[str, ASGIApp]) -> None:
         self.api = api
-        self.chat = chat
+        self.endpoints = endpoints
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].rstrip("/") == CHAT_PATH:
+        endpoint = (
+            self.endpoints.get(scope["path"].rstrip("/")) if scope["type"] == "http" else None
+        )
+        if endpoint is not None:
             if scope["method"] == "POST":
-                await self.chat(scope, receive, send)
+                await endpoint(scope, receive, send)
                 return
             error = PerficsError(
                 f"method {scope['method']} is not allowed here", headers={"allow": "POST"}
@@ -160,7 +169,14 @@ def create_app(
     tracer provider's spans (tests); otherwise tracing follows the ``OTEL_*`` variables."""
     ops = Ops.create(metrics=settings.metrics, tracing=tracing)
     state = ServiceState(settings, backends, ops=ops)
-    chat = ChatEndpoint(state.current, settings, state.ledger, ops)
+    endpoints: dict[str, ASGIApp] = {
+        CHAT_PATH: ChatEndpoint(state.current, settings, state.ledger, ops),
+        RESPONSES_PATH: ChatEndpoint(state.current, settings, state.ledger, ops, parse_responses),
+        COMPLETIONS_PATH: ChatEndpoint(
+            state.current, settings, state.ledger, ops, parse_completions
+        ),
+        EMBEDDINGS_PATH: EmbeddingsEndpoint(state.current, state.ledger),
+    }
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -189,9 +205,12 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
-        error = PerficsError(str(exc.detail), headers=dict(exc.headers or {}))  # 405: Allow
-        error.status_code, error.error_type = exc.status_code, kind
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            # A path nobody serves: OpenAI's own words, so clients report it the same way.
+            message = f"Invalid URL ({request.method} {request.url.path})"
+        error = PerficsError(message, headers=dict(exc.headers or {}))  # 405: Allow
+        error.status_code, error.error_type = exc.status_code, "invalid_request_error"
         return _error(error)
 
     @app.exception_handler(Exception)
@@ -231,7 +250,7 @@ def create_app(
 
     @app.post("/admin/reload")
     async def admin_reload(request: Request) -> Response:
-        authorize_admin(request, state.current().admin_key)
+        await authorize_admin(request, state.current().admin_key, state.ledger())
         try:
             runtime = await state.reload()
         except PolicyError as exc:
@@ -240,7 +259,8 @@ def create_app(
 
     add_admin_routes(app, lambda: state.current().admin_key, state.ledger)
     add_ops_routes(app, state, ops, is_admin, cross_site)
-    return PerficsApp(app, chat)
+    add_responses_routes(app, state.current, state.ledger)
+    return PerficsApp(app, endpoints)
 
 
 def _reload_on_sighup(state: ServiceState) -> None:

@@ -5,7 +5,11 @@ The admin rule: with an admin key configured, the key; without one, a loopback s
 cross-site browser request (an ``Origin`` other than the request's own host, or
 ``Sec-Fetch-Site`` other than ``same-origin`` / ``none``) is refused, so a page the operator
 visits cannot drive ``/admin`` from their browser. Changing keys takes more: an admin key must
-be configured and sent (loopback alone only reads).
+be configured and sent (loopback alone only reads). And once any key exists, every ``/admin``
+route does (``authorize_admin``): keys mean the proxy has more than one user, and any process
+on the machine is a loopback peer, so without an admin key none may read the keys and spend
+or reload the policy. ``/metrics``, ``/dashboard`` and ``/readyz``'s details keep the loopback
+rule (``is_admin``).
 
     GET    /admin/keys                  every key, with spend and what is left (no secrets)
     POST   /admin/keys                  {"name", "budget_usd", "period", "rpm", "tpm", "models",
@@ -102,19 +106,19 @@ def add_admin_routes(
 
     @app.get("/admin/keys")
     async def list_keys(request: Request) -> Response:
-        authorize_admin(request, admin_key())
+        await authorize_admin(request, admin_key(), accounts())
         now = time.time()
         usage = await _store(accounts().store.keys(now))
         return _json({"object": "list", "data": [key_view(u, now) for u in usage]})
 
     @app.get("/admin/keys/{ref}")
     async def get_key(ref: str, request: Request) -> Response:
-        authorize_admin(request, admin_key())
+        await authorize_admin(request, admin_key(), accounts())
         return _json(await _view(accounts(), ref))
 
     @app.post("/admin/keys")
     async def create(request: Request) -> Response:
-        _authorize_write(request, admin_key())
+        await _authorize_write(request, admin_key(), accounts())
         fields = await _fields(request)
         if fields.name is None:
             raise InvalidRequest("a key needs a name", param="name")
@@ -129,7 +133,7 @@ def add_admin_routes(
 
     @app.patch("/admin/keys/{ref}")
     async def update(ref: str, request: Request) -> Response:
-        _authorize_write(request, admin_key())
+        await _authorize_write(request, admin_key(), accounts())
         fields = await _fields(request)
         try:
             key = await _store(update_key(accounts().store, ref, fields.name, fields.limits()))
@@ -142,7 +146,7 @@ def add_admin_routes(
 
     @app.post("/admin/keys/{ref}/rotate")
     async def rotate(ref: str, request: Request) -> Response:
-        _authorize_write(request, admin_key())
+        await _authorize_write(request, admin_key(), accounts())
         try:
             key, secret = await _store(rotate_key(accounts().store, ref))
         except KeyConflict as exc:
@@ -152,7 +156,7 @@ def add_admin_routes(
 
     @app.post("/admin/keys/{ref}/revoke")
     async def revoke(ref: str, request: Request) -> Response:
-        _authorize_write(request, admin_key())
+        await _authorize_write(request, admin_key(), accounts())
         try:
             key = await _store(revoke_key(accounts().store, ref))
         except KeyConflict as exc:
@@ -162,7 +166,7 @@ def add_admin_routes(
 
     @app.get("/admin/spend")
     async def spend(request: Request) -> Response:
-        authorize_admin(request, admin_key())
+        await authorize_admin(request, admin_key(), accounts())
         by = request.query_params.get("by", "key")
         if by not in _SPEND_BY:
             raise InvalidRequest(f"by must be one of {', '.join(_SPEND_BY)}", param="by")
@@ -231,16 +235,17 @@ def _json(body: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code, media_type="application/json")
 
 
-def _authorize_write(request: Request, admin_key: str | None) -> None:
+async def _authorize_write(request: Request, admin_key: str | None, accounts: Accounts) -> None:
     if not admin_key:
         raise PermissionDenied(
             "changing keys needs an admin key: set PERFICS_ADMIN_KEY (loopback alone only reads)"
         )
-    authorize_admin(request, admin_key)
+    await authorize_admin(request, admin_key, accounts)
 
 
-def authorize_admin(request: Request, admin_key: str | None) -> None:
-    """Raise unless the request passes the admin rule (the module docstring)."""
+async def authorize_admin(request: Request, admin_key: str | None, accounts: Accounts) -> None:
+    """Raise unless the request passes the admin rule (the module docstring); without an admin
+    key, ask ``accounts`` whether keys exist (``KeyStoreUnavailable`` when it cannot say)."""
     if cross_site(request):
         raise PermissionDenied("/admin refuses cross-site browser requests")
     if admin_key:
@@ -249,6 +254,11 @@ def authorize_admin(request: Request, admin_key: str | None) -> None:
         return
     if not _loopback_peer(request):
         raise PermissionDenied("/admin is served to loopback clients only; set PERFICS_ADMIN_KEY")
+    if await accounts.keys_exist():
+        raise PermissionDenied(
+            "keys exist, so /admin needs the admin key, loopback or not: set PERFICS_ADMIN_KEY "
+            "and send it"
+        )
 
 
 def is_admin(request: Request, admin_key: str | None) -> bool:

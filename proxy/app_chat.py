@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -45,6 +45,7 @@ from proxy.response import (
     error_json,
     outcome_headers,
 )
+from proxy.response.stream import EventFrames
 from proxy.runtime import Runtime
 from proxy.settings import Settings
 from proxy.store.records import KeyRecord, LedgerRow
@@ -55,7 +56,7 @@ from routing.decision import Decision
 log = structlog.get_logger(__name__)
 
 CHAT_PATH = "/v1/chat/completions"
-_JSON = (b"content-type", b"application/json")
+JSON_TYPE = (b"content-type", b"application/json")
 _EVENT_STREAM = (b"content-type", b"text/event-stream; charset=utf-8")
 # The rest of an oversized or stalled body is not read: the connection cannot be reused.
 _CLOSE = {"connection": "close"}
@@ -65,9 +66,53 @@ class ClientGone(Exception):
     """The client disconnected before the answer was complete."""
 
 
+class Exchange(Protocol):
+    """One request in one wire format: the chat request the pipeline serves (``chat``;
+    ``raw``: its one message is a prompt to continue as it is), and how its answer is
+    rendered, whole (``body``) or as a stream (``frames``)."""
+
+    chat: ChatCompletionRequest
+    raw: bool
+
+    async def body(self, decision: Decision, outcome: Outcome) -> bytes: ...
+
+    def frames(self, decision: Decision, model: str) -> EventFrames: ...
+
+
+Parse = Callable[[bytes, KeyRecord | None, Accounts, Runtime], Awaitable[Exchange]]
+"""Reads a body into an ``Exchange`` for the caller's key under the runtime's policy (the
+Responses API reads the conversation it continues from the store)."""
+
+
+class ChatExchange:
+    """``POST /v1/chat/completions``: OpenAI's ``chat.completion`` and its chunks."""
+
+    raw = False
+
+    def __init__(self, chat: ChatCompletionRequest) -> None:
+        self.chat = chat
+
+    async def body(self, decision: Decision, outcome: Outcome) -> bytes:
+        chat = self.chat
+        trace = decision.declarations.trace
+        return orjson.dumps(
+            completion_body(decision, outcome, logprobs=bool(chat.logprobs), trace=trace)
+        )
+
+    def frames(self, decision: Decision, model: str) -> EventFrames:
+        return CompletionFrames(decision, self.chat, model)
+
+
+async def parse_chat(
+    raw: bytes, key: KeyRecord | None, accounts: Accounts, runtime: Runtime
+) -> Exchange:
+    return ChatExchange(parse_chat_request(raw))
+
+
 class ChatEndpoint:
-    """The ASGI app of ``POST /v1/chat/completions``. ``current`` returns the runtime to serve
-    with (it raises ``InternalError`` before the policy is loaded)."""
+    """The ASGI app of ``POST /v1/chat/completions`` (and, with another ``parse``, of the other
+    wire formats the pipeline serves). ``current`` returns the runtime to serve with (it
+    raises ``InternalError`` before the policy is loaded)."""
 
     def __init__(
         self,
@@ -75,29 +120,30 @@ class ChatEndpoint:
         settings: Settings,
         accounts: Callable[[], Accounts],
         ops: Ops,
+        parse: Parse = parse_chat,
     ) -> None:
         self._current = current
         self._settings = settings
         self._accounts = accounts
         self._ops = ops
+        self._parse = parse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = _headers(scope)
+        headers = request_headers(scope)
         meter = self._ops.meter()
         try:
             runtime = self._current()
             accounts = self._accounts()
             key = await accounts.caller(headers, runtime.api_key)
             limits = runtime.policy.server
-            _check_content_type(headers)
-            raw = await _body(receive, headers, limits.max_body_bytes, limits.body_timeout_s)
-            chat = parse_chat_request(raw)
-            meter.parsed(chat.stream)
+            check_content_type(headers)
+            raw = await read_body(receive, headers, limits.max_body_bytes, limits.body_timeout_s)
+            exchange = await self._parse(raw, key, accounts, runtime)
+            meter.parsed(exchange.chat.stream)
             runtime.acquire()
             try:
-                await _Request(runtime, chat, headers, self._settings, accounts, key, meter).serve(
-                    receive, send
-                )
+                request = _Request(runtime, exchange, headers, self._settings, accounts, key, meter)
+                await request.serve(receive, send)
             finally:
                 runtime.release()
         except ClientGone:
@@ -105,12 +151,12 @@ class ChatEndpoint:
             return
         except PerficsError as exc:
             meter.failed(exc.status_code, exc)
-            await _respond(send, exc.status_code, error_json(exc), _JSON, exc.headers)
+            await respond(send, exc.status_code, error_json(exc), JSON_TYPE, exc.headers)
         except Exception as exc:
             meter.failed(500)
             log.error("request.failed", exc_info=exc)
             body = error_json(InternalError("internal server error"))
-            await _respond(send, 500, body, _JSON)
+            await respond(send, 500, body, JSON_TYPE)
 
 
 class _Request:
@@ -120,7 +166,7 @@ class _Request:
     def __init__(
         self,
         runtime: Runtime,
-        chat: ChatCompletionRequest,
+        exchange: Exchange,
         headers: Mapping[str, str],
         settings: Settings,
         accounts: Accounts,
@@ -128,7 +174,8 @@ class _Request:
         meter: RequestMeter,
     ) -> None:
         self.runtime = runtime
-        self.chat = chat
+        self.exchange = exchange
+        self.chat = exchange.chat
         self.headers = headers
         self.settings = settings
         self.accounts = accounts
@@ -165,7 +212,7 @@ class _Request:
                             send,
                             self.runtime,
                             decision,
-                            self.chat,
+                            self.exchange,
                             request_id,
                             extra,
                             self.settings,
@@ -183,7 +230,7 @@ class _Request:
                             send,
                             self.runtime,
                             decision,
-                            self.chat,
+                            self.exchange,
                             request_id,
                             extra,
                             watch,
@@ -212,7 +259,9 @@ class _Request:
         here was stale, plan once more within what the store says is left."""
         key = self.key
         scope = self.accounts.scope(key) if key is not None else None
-        self.decision = pipeline.decide(self.runtime, self.chat, self.headers, scope)
+        self.decision = pipeline.decide(
+            self.runtime, self.chat, self.headers, scope, raw=self.exchange.raw
+        )
         if key is None or scope is None:
             return
         try:
@@ -221,7 +270,9 @@ class _Request:
             if not exc.retryable_within or exc.left_usd is None:
                 raise
             scope = replace(scope, left_usd=max(exc.left_usd, 0.0))
-            self.decision = pipeline.decide(self.runtime, self.chat, self.headers, scope)
+            self.decision = pipeline.decide(
+                self.runtime, self.chat, self.headers, scope, raw=self.exchange.raw
+            )
             self.ticket = await self.accounts.admit(key, self.decision)
         left = self.ticket.left_usd
         if left is None:
@@ -238,7 +289,7 @@ class _Request:
             declarations = replace(declarations, budget_usd=None, budget_source=None)
         else:
             return
-        self.decision = Decision(declarations, self.decision.plan, self.decision.prompt_tokens)
+        self.decision = replace(self.decision, declarations=declarations)
 
     def _row(self, request_id: str, status: int) -> LedgerRow:
         outcome, ticket, decision = self.outcome, self.ticket, self.decision
@@ -281,24 +332,22 @@ async def _complete(
     send: Send,
     runtime: Runtime,
     decision: Decision,
-    chat: ChatCompletionRequest,
+    exchange: Exchange,
     request_id: str,
     extra: Mapping[str, str],
     watch: _DisconnectWatch,
     meter: RequestMeter,
 ) -> Outcome:
-    outcome = await pipeline.run(runtime, decision, chat)
-    _log_done(decision, outcome, chat, stream=False)
-    body = completion_body(
-        decision, outcome, logprobs=bool(chat.logprobs), trace=decision.declarations.trace
-    )
+    outcome = await pipeline.run(runtime, decision, exchange.chat, raw=exchange.raw)
+    _log_done(decision, outcome, exchange.chat, stream=False)
+    body = await exchange.body(decision, outcome)
     headers = decision_headers(
         decision, request_id, model=outcome.model, fallbacks=outcome.fallbacks
     )
     headers.update(outcome_headers(outcome))
     headers.update(extra)
     watch.stop()
-    await _respond(send, 200, orjson.dumps(body), _JSON, headers)
+    await respond(send, 200, body, JSON_TYPE, headers)
     meter.done(outcome)
     return outcome
 
@@ -307,7 +356,7 @@ async def _streaming(
     send: Send,
     runtime: Runtime,
     decision: Decision,
-    chat: ChatCompletionRequest,
+    exchange: Exchange,
     request_id: str,
     extra: Mapping[str, str],
     settings: Settings,
@@ -315,7 +364,8 @@ async def _streaming(
     meter: RequestMeter,
 ) -> Outcome | PerficsError:
     """Stream the answer; its outcome, or the error sent as an event after the headers."""
-    items = pipeline.stream(runtime, decision, chat)
+    chat = exchange.chat
+    items = pipeline.stream(runtime, decision, chat, raw=exchange.raw)
     try:
         # Hold the headers until the answering model has started, so they name it and the
         # models that failed before it.
@@ -334,7 +384,7 @@ async def _streaming(
                 "headers": [_EVENT_STREAM, *_encoded(headers)],
             }
         )
-        completion = CompletionFrames(decision, chat, first.model)
+        completion = exchange.frames(decision, first.model)
         frames = completion.render(items, settings.keepalive_s)
         async with contextlib.aclosing(frames):
             async for frame in frames:
@@ -392,7 +442,7 @@ class _DisconnectWatch:
         serving.cancel()
 
 
-def _check_content_type(headers: Mapping[str, str]) -> None:
+def check_content_type(headers: Mapping[str, str]) -> None:
     """JSON bodies only (``application/json``, or a ``+json`` type): a browser can send
     ``text/plain`` or a form across sites without asking, never JSON."""
     media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -403,7 +453,7 @@ def _check_content_type(headers: Mapping[str, str]) -> None:
         )
 
 
-async def _body(
+async def read_body(
     receive: Receive, headers: Mapping[str, str], limit: int, timeout_s: float
 ) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes
@@ -435,7 +485,7 @@ async def _body(
         ) from None
 
 
-def _headers(scope: Scope) -> dict[str, str]:
+def request_headers(scope: Scope) -> dict[str, str]:
     """The request headers by lowercase name (ASGI servers lowercase them); a repeated header
     keeps its first value, as Starlette's ``Headers.get`` does."""
     return {
@@ -448,7 +498,7 @@ def _encoded(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
 
 
-async def _respond(
+async def respond(
     send: Send,
     status: int,
     body: bytes,

@@ -6,7 +6,8 @@ type; one handler (``proxy.app_errors``) renders the envelope
     ├── InvalidRequest          400 invalid_request_error
     ├── AuthenticationFailed    401 authentication_error
     ├── PermissionDenied        403 permission_error
-    ├── ModelNotFound           404 invalid_request_error, code model_not_found
+    ├── NotFound                404 invalid_request_error (a stored response, a path)
+    │   └── ModelNotFound       404 code model_not_found
     ├── RequestTimeout          408 invalid_request_error, code request_timeout (body too slow)
     ├── PayloadTooLarge         413 invalid_request_error, code request_too_large
     ├── UnsupportedMediaType    415 invalid_request_error, code unsupported_content_type
@@ -16,6 +17,7 @@ type; one handler (``proxy.app_errors``) renders the envelope
     ├── KeyStoreUnavailable     503 the key store is unreachable (budgeted keys fail closed)
     ├── BackendError            502 api_error (an upstream answered with an error)
     │   ├── UpstreamRejected    the upstream's 4xx: the client's fault, never retried elsewhere
+    │   │   └── ContextLengthExceeded  400 context_length_exceeded; a larger model may take it
     │   ├── BackendUnavailable  503 service_unavailable (connection refused, no replica up)
     │   └── BackendTimeout      504 timeout
     └── InternalError           500 server_error (message is generic; details only in the log)
@@ -28,7 +30,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from routing.errors import BudgetExceeded, KeyLimit, QuotaExhausted, RoutingError, UnknownModel
+from routing.errors import (
+    BudgetExceeded,
+    KeyLimit,
+    ModelsUnavailable,
+    QuotaExhausted,
+    RoutingError,
+    UnknownModel,
+)
 
 if TYPE_CHECKING:
     from proxy.backends.base import Usage
@@ -83,9 +92,14 @@ class PermissionDenied(PerficsError):
     error_type = "permission_error"
 
 
-class ModelNotFound(PerficsError):
+class NotFound(PerficsError):
+    """Something the request names does not exist (a stored response, a path)."""
+
     status_code = 404
     error_type = "invalid_request_error"
+
+
+class ModelNotFound(NotFound):
     default_code = "model_not_found"
 
 
@@ -175,6 +189,18 @@ class UpstreamRejected(BackendError):
         self.error_type = "invalid_request_error" if status_code < 500 else "api_error"
 
 
+class ContextLengthExceeded(UpstreamRejected):
+    """The prompt does not fit the model's context as the model itself counts it (the planner
+    only estimates): OpenAI's ``context_length_exceeded``. The next model of the plan, whose
+    context may be larger, is tried."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, param: str | None = "messages") -> None:
+        super().__init__(message, status_code=400, param=param)
+        self.code = "context_length_exceeded"
+
+
 class BackendUnavailable(BackendError):
     status_code = 503
     error_type = "service_unavailable_error"
@@ -203,4 +229,8 @@ def from_routing_error(exc: RoutingError) -> PerficsError:
         return PermissionDenied(exc.message, param=exc.param, code="key_limit")
     if isinstance(exc, BudgetExceeded):
         return InvalidRequest(exc.message, param=exc.param, code="budget_exceeded")
+    if isinstance(exc, ModelsUnavailable):
+        return BackendUnavailable(
+            exc.message, code="model_unavailable", headers={"retry-after": "5"}
+        )
     return InvalidRequest(exc.message, param=exc.param, code=exc.code)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 import structlog
 
-from proxy.backends.base import Usage
+from proxy.backends.base import Backend, RawText, Usage
 from proxy.errors import BackendError, from_routing_error
 from proxy.events import ChoiceEvent, Committed, Done, Event, Finished, Started
 from proxy.refine import CallRecord, Refined, refine
@@ -68,20 +68,26 @@ def decide(
     request: ChatCompletionRequest,
     headers: Mapping[str, str],
     scope: KeyScope | None = None,
+    *,
+    raw: bool = False,
 ) -> Decision:
     """``routing.decision.decide`` for this request on the models ready now, within the
-    caller's key's ``scope``."""
+    caller's key's ``scope``; ``raw`` (a text completion) plans no rounds."""
+    facts = request.facts(headers)
+    if raw:
+        facts = replace(facts, refinable=False)
     try:
-        return decide_plan(
-            runtime.policy, request.facts(headers), ready=runtime.ready_models(), scope=scope
-        )
+        return decide_plan(runtime.policy, facts, ready=runtime.ready_models(), scope=scope)
     except RoutingError as exc:
         raise from_routing_error(exc) from exc
 
 
-async def run(runtime: Runtime, decision: Decision, request: ChatCompletionRequest) -> Outcome:
-    """Serve a non-streaming request to the end."""
-    attempts = _Attempts(runtime, decision, request)
+async def run(
+    runtime: Runtime, decision: Decision, request: ChatCompletionRequest, *, raw: bool = False
+) -> Outcome:
+    """Serve a non-streaming request to the end. ``raw``: the request's one message is a
+    prompt to continue as it is (``/v1/completions``), never refined."""
+    attempts = _Attempts(runtime, decision, request, raw)
     for candidate in attempts:
         finished: list[Refined] = []  # choices answered before another failed: paid for
         try:
@@ -94,11 +100,11 @@ async def run(runtime: Runtime, decision: Decision, request: ChatCompletionReque
 
 
 async def stream(
-    runtime: Runtime, decision: Decision, request: ChatCompletionRequest
+    runtime: Runtime, decision: Decision, request: ChatCompletionRequest, *, raw: bool = False
 ) -> AsyncGenerator[Event, None]:
     """Serve a streaming request: ``Committed`` first (the answering model, after any that
     failed before it produced anything), then the choices' events, then ``Done``."""
-    attempts = _Attempts(runtime, decision, request)
+    attempts = _Attempts(runtime, decision, request, raw)
     for candidate in attempts:
         committed = False
         results: list[Refined] = []
@@ -127,6 +133,7 @@ class _Attempts:
     runtime: Runtime
     decision: Decision
     request: ChatCompletionRequest
+    raw: bool = False
     budget: Budget = field(init=False)
     spent_elsewhere: Usage = field(default_factory=Usage)
     failed_calls: list[tuple[str, CallRecord]] = field(default_factory=list)
@@ -215,9 +222,11 @@ def _choice_events(
     attempts: _Attempts, candidate: Candidate, *, live: bool
 ) -> AsyncIterator[ChoiceEvent]:
     runtime, request, decision = attempts.runtime, attempts.request, attempts.decision
-    backend = runtime.backends[candidate.model]
+    backend: Backend = runtime.backends[candidate.model]
+    if attempts.raw:
+        backend = RawText(backend)
     spending = attempts.spending(candidate)
-    base = request.sampling()
+    base = request.sampling(offer_tools=candidate.offers_tools)
     if spending.applies:
         # A declared budget is a ceiling: each answer is held to the planned length, or less
         # when what is left would not pay for it.
@@ -235,6 +244,7 @@ def _choice_events(
             budget=spending,
             live=live,
             choice=i,
+            refinable=not attempts.raw,
         )
         for i in range(request.n)
     ]

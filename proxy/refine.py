@@ -134,6 +134,7 @@ async def refine(
     live: bool,
     choice: int = 0,
     record_reviews: bool = False,
+    refinable: bool = True,
 ) -> AsyncIterator[ChoiceEvent]:
     """Draft and refine one answer, yielding progress events and finally ``Finished``.
 
@@ -142,10 +143,11 @@ async def refine(
     is known), answers are capped at ``params.max_tokens`` (the planned ``a``), and every call
     streams so that an upstream that ignores ``max_tokens`` is cut off at the cap. A
     ``BackendError`` leaves with ``spent`` and ``calls`` set to the calls that did finish.
-    ``record_reviews`` asks the acceptance review for every rule's verdict (calibration)."""
+    ``record_reviews`` asks the acceptance review for every rule's verdict (calibration).
+    ``refinable`` false: the draft is the answer (``not_refinable``), as for raw text."""
     run = _Refinement(backend, messages, params, prompts, budget, record_reviews, choice)
     try:
-        async for event in run.events(rounds, live):
+        async for event in run.events(rounds if refinable else 0, live, refinable):
             yield event
     except BackendError as exc:
         exc.spent = run.usage if exc.spent is None else exc.spent + run.usage
@@ -184,7 +186,9 @@ class _Refinement:
         elapsed = (time.time_ns() - started_ns) / 1e9
         self.calls.append(CallRecord(call, number, usage, started_ns, elapsed))
 
-    async def events(self, rounds: int, live: bool) -> AsyncIterator[ChoiceEvent]:
+    async def events(
+        self, rounds: int, live: bool, refinable: bool = True
+    ) -> AsyncIterator[ChoiceEvent]:
         params, prompts, budget = self.params, self.prompts, self.budget
         capped = budget.applies
         live_draft = live and rounds == 0 and not _wants_json(params)
@@ -203,7 +207,7 @@ class _Refinement:
         stop_reason: StopReason = "max_rounds"
         streamed = live_draft
 
-        if answer.tool_calls or answer.finish_reason == "tool_calls":
+        if not refinable or answer.tool_calls or answer.finish_reason == "tool_calls":
             rounds, stop_reason = 0, "not_refinable"
 
         for number in range(1, rounds + 1):

@@ -27,7 +27,7 @@ from proxy.backends.base import SamplingParams
 from proxy.errors import InvalidRequest
 from proxy.schema_bounds import check_schema
 from routing.decision import RequestFacts
-from routing.estimate import estimate_prompt_tokens
+from routing.estimate import estimate_json_tokens, estimate_prompt_tokens
 
 log = structlog.get_logger(__name__)
 
@@ -127,10 +127,17 @@ class ChatCompletionRequest(BaseModel):
         # only when both are sent).
         return self.max_tokens or self.max_completion_tokens
 
+    @property
+    def forces_tool_call(self) -> bool:
+        """The request sends tools and a ``tool_choice`` that forbids a text answer
+        (``required`` or a named function); with ``auto``, ``none`` or none the model may
+        decline them."""
+        return bool(self.tools) and self.tool_choice not in (None, "auto", "none")
+
     def needs(self) -> frozenset[str]:
-        """The capabilities this request uses."""
+        """The capabilities this request uses: ``tools`` only when a call is forced."""
         needed: set[str] = set()
-        if self.tools:
+        if self.forces_tool_call:
             needed.add("tools")
         if self.response_format is not None and self.response_format.type != "text":
             needed.add("json_schema")
@@ -152,6 +159,8 @@ class ChatCompletionRequest(BaseModel):
             max_tokens=self.answer_limit,
             choices=self.n,
             needs=self.needs(),
+            optional_tools=bool(self.tools) and not self.forces_tool_call,
+            tool_tokens=estimate_json_tokens(self.tools) if self.tools else 0,
         )
 
     def last_user_text(self) -> str:
@@ -163,7 +172,9 @@ class ChatCompletionRequest(BaseModel):
     def backend_messages(self) -> list[dict[str, Any]]:
         return [message.to_backend() for message in self.messages]
 
-    def sampling(self) -> SamplingParams:
+    def sampling(self, *, offer_tools: bool = True) -> SamplingParams:
+        """The call's generation settings; without the request's tools when they are not
+        offered to the answering model."""
         stop: tuple[str, ...] = (
             (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         )
@@ -180,9 +191,9 @@ class ChatCompletionRequest(BaseModel):
                 if self.response_format and self.response_format.type != "text"
                 else None
             ),
-            tools=self.tools,
-            tool_choice=self.tool_choice,
-            parallel_tool_calls=self.parallel_tool_calls,
+            tools=self.tools if offer_tools else None,
+            tool_choice=self.tool_choice if offer_tools else None,
+            parallel_tool_calls=self.parallel_tool_calls if offer_tools else None,
             logprobs=self.logprobs or None,
             top_logprobs=self.top_logprobs if self.logprobs else None,
         )
@@ -201,6 +212,12 @@ parameter schema a few more); deeper values only exhaust serialisers further on.
 
 def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
     """Decode and validate a request body, raising ``InvalidRequest`` naming the bad field."""
+    return validate_chat_request(decode_body(raw))
+
+
+def decode_body(raw: bytes) -> dict[str, Any]:
+    """A request body decoded as one JSON object no deeper than ``MAX_DEPTH``; raises
+    ``InvalidRequest`` (``invalid_json``, ``too_deep``)."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -213,14 +230,20 @@ def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
             raise InvalidRequest(
                 f"'{param}' nests more than {MAX_DEPTH} levels deep", param=param, code="too_deep"
             )
+    return data
+
+
+def validate_chat_request(data: Mapping[str, Any]) -> ChatCompletionRequest:
+    """Validate a decoded request body (or one built from another wire format), raising
+    ``InvalidRequest`` naming the bad field."""
     try:
         request = ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
-        raise _invalid_from(exc) from None
+        raise invalid_from(exc) from None
     _check_schemas(request)
     if request.model_extra:
         _refuse_unserved(request.model_extra)
-        log.debug("request.unknown_fields", fields=sorted(request.model_extra)[:20])
+        log.debug("request.unknown_fields", count=len(request.model_extra))  # names are content
     if request.top_logprobs and not request.logprobs:
         raise InvalidRequest(
             "'top_logprobs' requires 'logprobs': true", param="top_logprobs", code="invalid_value"
@@ -287,7 +310,8 @@ def too_deep(value: Any, limit: int) -> bool:
     return False
 
 
-def _invalid_from(exc: ValidationError) -> InvalidRequest:
+def invalid_from(exc: ValidationError) -> InvalidRequest:
+    """The 400 for a validation failure, naming the field as OpenAI's SDK reports it."""
     error = exc.errors()[0]
     cause = error.get("ctx", {}).get("error")
     if isinstance(cause, _MissingContent):

@@ -59,11 +59,12 @@ _LITELLM_RESERVED = frozenset(
 )
 
 
-Capability = Literal["tools", "json_schema", "logprobs", "vision"]
-CAPABILITIES: tuple[Capability, ...] = ("tools", "json_schema", "logprobs", "vision")
+Capability = Literal["tools", "json_schema", "logprobs", "vision", "embeddings"]
+CAPABILITIES: tuple[Capability, ...] = ("tools", "json_schema", "logprobs", "vision", "embeddings")
 """What a request may use that not every model can serve: ``tools`` (``tools`` /
 ``tool_choice``), ``json_schema`` (a JSON ``response_format``), ``logprobs``, ``vision`` (image
-parts)."""
+parts), ``embeddings`` (``POST /v1/embeddings``; never a backend's default: a model serves
+embeddings only where its entry lists it)."""
 
 
 CAPABILITY_PARAMS: dict[str, str] = {
@@ -71,6 +72,7 @@ CAPABILITY_PARAMS: dict[str, str] = {
     "json_schema": "response_format",
     "logprobs": "logprobs",
     "vision": "messages",
+    "embeddings": "model",
 }
 """The request field that asks for each capability (the ``param`` of its 400)."""
 

@@ -89,7 +89,10 @@ class ModelBudget:
         if per_token <= 0:
             return planned
         after_prompt = left - cost_usd(self.prices, prompt_tokens, 0)
-        return max(1, min(planned, int(after_prompt / per_token)))
+        # Compared as floats: a budget near the largest float pays for more tokens than a
+        # float holds (inf), which int() cannot take.
+        affordable = after_prompt / per_token
+        return planned if affordable >= planned else max(1, int(affordable))
 
     def _scoring(self, p: int, a: int) -> int:
         return 2 * (p + a) if self.scoring else 0

@@ -28,7 +28,9 @@ class RequestFacts:
     """What a decision depends on, however the request arrived (HTTP or the command line).
     ``headers`` have lowercase names; ``perfics`` is the body's ``perfics`` object;
     ``prompt_tokens`` is the contract's estimate of the messages; ``needs`` the capabilities
-    the request uses."""
+    the request uses (``tools`` only when the request forces a call); ``optional_tools`` the
+    request sends tools the model may decline, which take about ``tool_tokens`` of the
+    context when offered."""
 
     model: str
     headers: Mapping[str, str]
@@ -38,6 +40,9 @@ class RequestFacts:
     max_tokens: int | None
     choices: int = 1
     needs: frozenset[str] = field(default_factory=frozenset)
+    optional_tools: bool = False
+    tool_tokens: int = 0
+    refinable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +61,13 @@ class KeyScope:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """The declarations and the plan; ``sends_tools``: the request came with tools (whether
+    each candidate is shown them is its ``offers_tools``)."""
+
     declarations: Declarations
     plan: Plan
     prompt_tokens: int
+    sends_tools: bool = False
 
     def worst_case_usd(self, policy: Policy) -> float:
         """What the request could cost at most if nothing capped its answers: every model of
@@ -107,11 +116,13 @@ def decide(
         max_tokens=facts.max_tokens,
         choices=facts.choices,
         budget_usd=declarations.budget_usd,
-        max_rounds=declarations.max_rounds,
+        max_rounds=declarations.max_rounds if facts.refinable else 0,
         pinned_model=declarations.pinned_model,
         ready=ready,
         needs=facts.needs,
         allowed=scope.models if scope is not None else None,
+        optional_tools=facts.optional_tools,
+        tool_tokens=facts.tool_tokens,
     )
     try:
         chosen = plan(policy, request)
@@ -123,7 +134,8 @@ def decide(
             f"{format_usd(declarations.budget_usd or 0.0)} USD left this period; the cheapest "
             f"plan costs {format_usd(exc.cheapest_cost_usd)} USD"
         ) from exc
-    return Decision(declarations, chosen, facts.prompt_tokens)
+    sends_tools = facts.optional_tools or "tools" in facts.needs
+    return Decision(declarations, chosen, facts.prompt_tokens, sends_tools)
 
 
 def within_key(declarations: Declarations, scope: KeyScope) -> Declarations:

@@ -7,6 +7,9 @@
     ├── BudgetExceeded           plans exist but none fits the budget (budget_exceeded)
     ├── KeyLimit                 the client's key may not use this model, task or round count
     ├── QuotaExhausted           the key's budget cannot pay for the request (insufficient_quota)
+    ├── CapabilityMissing        no model can serve what the request uses (unsupported_capability)
+    ├── ContextLengthExceeded    the prompt fits no model's context (context_length_exceeded)
+    ├── ModelsUnavailable        only readiness is missing (model_unavailable, 503)
     └── NoEligiblePlan           no model can serve the request at all (no_eligible_model)
 
 ``param`` names the offending request field (OpenAI's error ``param``); ``code`` is the
@@ -128,6 +131,24 @@ class CapabilityMissing(RoutingError):
 
     def __init__(self, message: str, *, param: str) -> None:
         super().__init__(message, param=param)
+
+
+class ContextLengthExceeded(RoutingError):
+    """The prompt (with the answer it needs) fits no candidate model's context window: OpenAI's
+    ``context_length_exceeded``, which client libraries look for to raise their own overflow
+    error. ``param`` is ``messages``, or ``tools`` when only the forced tools overflow it."""
+
+    default_code = "context_length_exceeded"
+
+    def __init__(self, message: str, *, param: str = "messages") -> None:
+        super().__init__(message, param=param)
+
+
+class ModelsUnavailable(RoutingError):
+    """Models could serve the request, but none of their backends is ready now (503
+    ``model_unavailable``: a retry may succeed)."""
+
+    default_code = "model_unavailable"
 
 
 class NoEligiblePlan(RoutingError):

@@ -10,6 +10,7 @@ refinement rounds (draft ``p`` in, ``a`` out; each round a critique of ``p + a +
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,13 @@ def estimate_prompt_tokens(messages: Sequence[Mapping[str, object]]) -> int:
         chars = _content_chars(message.get("content"))
         total += -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE
     return total
+
+
+def estimate_json_tokens(value: object) -> int:
+    """``ceil(chars / 4)`` of ``value`` as compact JSON: what tool definitions add to a prompt
+    when they are offered (a model's own rendering of them differs by a few tokens)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return -(-len(text) // CHARS_PER_TOKEN)
 
 
 def _content_chars(content: object) -> int:

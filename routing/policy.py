@@ -277,7 +277,11 @@ class Server(PolicyModel):
     a key's budget outlives its last renewal (every ledger batch) before it is charged as
     spent: a process that died stops renewing.
     ``ledger_interval_s``: how often ledger rows are written (a crash loses at most that).
-    ``ledger_retention_days``: ledger rows older than this are deleted."""
+    ``ledger_retention_days``: ledger rows older than this are deleted.
+    ``responses_retention_days``: stored responses (the Responses API's ``store: true``, what
+    ``previous_response_id`` continues) older than this are deleted. ``store_responses``
+    false: no response is ever stored (they hold the conversation's text), whatever a request
+    asks, and ``previous_response_id`` is refused."""
 
     api_key_env: Name | None = None
     queue_size: PositiveCount = 16
@@ -289,6 +293,19 @@ class Server(PolicyModel):
     lease_ttl_s: Positive = 60.0
     ledger_interval_s: Positive = 1.0
     ledger_retention_days: Positive = 90.0
+    responses_retention_days: Positive = 30.0
+    store_responses: bool = True
+
+
+class Tools(PolicyModel):
+    """Tools a request sends with ``tool_choice`` ``auto``, ``none`` or absent, which the model
+    may decline. Models that can call tools rank first; a model that cannot (no ``tools``
+    capability), or whose context cannot hold the tools, is still a candidate and answers in
+    text without seeing them (``x-perfics-tools: not-offered``) when ``unsupported`` is
+    ``answer_in_text``. ``refuse`` makes such a request need tools, as a ``required`` or named
+    ``tool_choice`` always does (400 naming ``tools`` when no model can serve them)."""
+
+    unsupported: Literal["answer_in_text", "refuse"] = "answer_in_text"
 
 
 class Policy(PolicyModel):
@@ -304,6 +321,7 @@ class Policy(PolicyModel):
     tasks: Annotated[dict[Name, Task], Field(min_length=1)]
     aliases: dict[Name, Alias] = Field(default_factory=dict)
     models: Annotated[tuple[ModelSpec, ...], BeforeValidator(as_tuple), Field(min_length=1)]
+    tools: Tools = Tools()
     admin: Admin = Admin()
     server: Server = Server()
 

@@ -93,7 +93,8 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 def model_checks(model: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Problems within one model entry that span its fields: ``api_base`` (required, optional or
     forbidden by the backend: ``routing.backend_options.BACKENDS``) and pricing (direct prices
-    together, and not alongside ``hardware``). A model without any pricing is a policy-level
+    together, and not alongside ``hardware``), and an embedded model that embeds having no
+    quality (it cannot also generate). A model without any pricing is a policy-level
     problem."""
     problems: list[tuple[Loc, str]] = []
     backend = model.get("backend")
@@ -111,6 +112,17 @@ def model_checks(model: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     if (given_in or given_out) and model.get("hardware") is not None:
         problems.append(
             (("hardware",), "price the model one way: input/output_usd_per_mtok or hardware")
+        )
+    capabilities = model.get("capabilities")
+    listed = capabilities if isinstance(capabilities, list | tuple) else (capabilities,)
+    if backend == "llamacpp" and "embeddings" in listed and model.get("quality"):
+        # llama.cpp loads a model either to embed or to generate.
+        problems.append(
+            (
+                ("quality",),
+                "an embedded model that lists embeddings is loaded to embed only: give it no "
+                "quality (add the same .gguf a second time to chat with it)",
+            )
         )
     return problems
 

@@ -64,6 +64,7 @@ class PolicyIndex:
     template_tokens: int
     weights: Weights
     cost_reference_usd: float
+    refuse_unoffered_tools: bool = False
 
 
 def build_index(policy: Policy) -> PolicyIndex:
@@ -130,6 +131,7 @@ def build_index(policy: Policy) -> PolicyIndex:
         ),
         weights=policy.weights,
         cost_reference_usd=policy.cost_reference_usd,
+        refuse_unoffered_tools=policy.tools.unsupported == "refuse",
     )
 
 

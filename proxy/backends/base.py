@@ -15,6 +15,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from proxy.errors import UpstreamRejected
+
 Message = Mapping[str, Any]
 
 
@@ -167,6 +169,67 @@ class Scorer(Protocol):
     async def likelihood(self, messages: Sequence[Message], answer: str) -> Likelihood:
         """The likelihood of ``answer`` as the assistant's next message after ``messages``."""
         ...
+
+
+@runtime_checkable
+class TextCompleter(Protocol):
+    """A backend that also continues raw text, without a chat template (``POST
+    /v1/completions``). Every backend of the table is one."""
+
+    def stream_text(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Delta, None]:
+        """Continue ``prompt`` as it is, delta by delta (the last carries finish reason and
+        usage). Tools and response formats do not apply."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """One vector per input, in input order, and the call's usage (prompt tokens only)."""
+
+    vectors: tuple[tuple[float, ...], ...]
+    usage: Usage
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A backend that embeds text (a model whose entry lists the ``embeddings``
+    capability)."""
+
+    async def embed(self, inputs: Sequence[str], dimensions: int | None) -> Embeddings:
+        """One vector per input (``dimensions``: shortened to that many, where the model can
+        be asked to)."""
+        ...
+
+
+class RawText:
+    """A backend's raw text continuation behind the chat contract, so the pipeline serves
+    ``/v1/completions`` as it serves chats: the conversation's one message is the prompt."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.model_id = backend.model_id
+        self.serial = backend.serial
+
+    @property
+    def ready(self) -> bool:
+        return self.backend.ready
+
+    async def start(self) -> None:
+        await self.backend.start()
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+    async def complete(self, messages: Sequence[Message], params: SamplingParams) -> Completion:
+        return await collect(self.stream(messages, params))
+
+    def stream(
+        self, messages: Sequence[Message], params: SamplingParams
+    ) -> AsyncGenerator[Delta, None]:
+        backend = self.backend
+        if not isinstance(backend, TextCompleter):
+            raise UpstreamRejected(f"model {self.model_id} cannot continue raw text")
+        return backend.stream_text(str(messages[-1]["content"]), params)
 
 
 async def collect(stream: AsyncIterator[Delta]) -> Completion:

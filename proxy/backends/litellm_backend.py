@@ -15,7 +15,7 @@ Errors are translated once, most specific first::
     litellm.Timeout (or a timeout in the cause chain)   BackendTimeout
     litellm.APIConnectionError, ServiceUnavailableError BackendUnavailable
         (or a connection error in the cause chain: litellm reports a refused connection as 500)
-    litellm.ContextWindowExceededError                  UpstreamRejected (400)
+    litellm.ContextWindowExceededError                  ContextLengthExceeded (400)
     any other status error                              as ``openai_protocol.status_error``:
         BadRequest, UnprocessableEntity, other 4xx      UpstreamRejected with the status
         Authentication, PermissionDenied, NotFound      BackendError (the proxy's key or model)
@@ -32,12 +32,18 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, UpstreamRejected
+from proxy.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    ContextLengthExceeded,
+    UpstreamRejected,
+)
 from proxy.logs import upstream_request_id
 from routing.policy import LiteLLMOptions, ModelSpec
 
-from .base import Completion, Delta, Message, SamplingParams
-from .openai_protocol import StreamState, parse_usage, status_error
+from .base import Completion, Delta, Embeddings, Message, SamplingParams
+from .openai_protocol import StreamState, parse_embeddings, parse_usage, status_error
 
 if TYPE_CHECKING:
     from . import BackendSettings
@@ -131,8 +137,56 @@ class LiteLLMBackend:
         state.done = True
         yield state.finish()
 
+    async def embed(self, inputs: Sequence[str], dimensions: int | None) -> Embeddings:
+        """``litellm.aembedding``, for a provider's embedding model."""
+        litellm = self._litellm
+        if litellm is None:
+            raise BackendUnavailable(f"model {self.model_id} is not started")
+        kwargs: dict[str, Any] = dict(self._options.params)
+        if dimensions is not None:
+            kwargs["dimensions"] = dimensions
+        if self._spec.api_base:
+            kwargs["api_base"] = self._spec.api_base[0]
+        if self._api_key:
+            kwargs["api_key"] = self._api_key
+        try:
+            response = await litellm.aembedding(
+                model=self._spec.model,
+                input=list(inputs),
+                timeout=self._options.timeout_s,
+                **kwargs,
+            )
+        except Exception as exc:
+            translated = self._translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        return parse_embeddings(_plain(response), self.model_id)
+
+    async def stream_text(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Delta, None]:
+        """Raw text continuation through ``litellm.atext_completion``."""
+        response = await self._call([], params, stream=True, prompt=prompt)
+        state = StreamState(self.model_id)
+        try:
+            async for chunk in response:
+                delta = state.feed(_text_chunk_dict(chunk))
+                if delta is not None:
+                    yield delta
+        except Exception as exc:
+            translated = self._translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        state.done = True
+        yield state.finish()
+
     async def _call(
-        self, messages: Sequence[Message], params: SamplingParams, *, stream: bool
+        self,
+        messages: Sequence[Message],
+        params: SamplingParams,
+        *,
+        stream: bool,
+        prompt: str | None = None,
     ) -> Any:
         litellm = self._litellm
         if litellm is None:
@@ -150,6 +204,14 @@ class LiteLLMBackend:
             kwargs["extra_headers"] = {"x-request-id": rid}
         kwargs.update(self._options.params)
         try:
+            if prompt is not None:
+                return await litellm.atext_completion(
+                    model=self._spec.model,
+                    prompt=prompt,
+                    timeout=self._options.timeout_s,
+                    stream=stream,
+                    **kwargs,
+                )
             return await litellm.acompletion(
                 model=self._spec.model,
                 messages=[dict(m) for m in messages],
@@ -179,7 +241,9 @@ class LiteLLMBackend:
         if any(isinstance(c, unreachable | openai.APIConnectionError) for c in causes):
             return BackendUnavailable(f"model {model}: the upstream is unreachable")
         message = str(getattr(exc, "message", "") or exc)
-        if isinstance(exc, errors.ContextWindowExceededError | errors.UnsupportedParamsError):
+        if isinstance(exc, errors.ContextWindowExceededError):
+            return ContextLengthExceeded(f"model {model}: {message}")
+        if isinstance(exc, errors.UnsupportedParamsError):
             return UpstreamRejected(message, status_code=400)
         if isinstance(exc, openai.APIStatusError):
             return status_error(exc.status_code, message, model)
@@ -194,6 +258,12 @@ def _causes(exc: BaseException) -> list[BaseException]:
         chain.append(current)
         current = current.__cause__ or current.__context__
     return chain
+
+
+def _text_chunk_dict(chunk: Any) -> dict[str, Any]:
+    """A text completion stream chunk of litellm's, in the fields ``StreamState`` reads."""
+    raw = _plain(chunk) if not isinstance(chunk, dict) else chunk
+    return raw if isinstance(raw, dict) else {}
 
 
 def _chunk_dict(chunk: Any) -> dict[str, Any]:

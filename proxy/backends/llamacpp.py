@@ -18,6 +18,7 @@ import asyncio
 import codecs
 import contextlib
 import json
+import math
 import os
 import random
 import threading
@@ -29,6 +30,7 @@ import structlog
 from proxy.errors import (
     BackendError,
     BackendUnavailable,
+    ContextLengthExceeded,
     InvalidRequest,
     QueueFull,
     UpstreamRejected,
@@ -38,6 +40,7 @@ from routing.policy import ModelSpec
 from .base import (
     Completion,
     Delta,
+    Embeddings,
     Likelihood,
     Message,
     SamplingParams,
@@ -97,6 +100,7 @@ class LlamaCppBackend:
         self._takes_tools = False
         self._stop_texts: tuple[str, ...] = ()
         self._default_seed: int | None = None
+        self._embeds = "embeddings" in spec.capability_set()
 
     @property
     def ready(self) -> bool:
@@ -149,6 +153,47 @@ class LlamaCppBackend:
                     usage=answer.usage,
                 )
 
+    async def stream_text(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Delta, None]:
+        """Continue ``prompt`` as it is: no chat template, a BOS token first as the model
+        expects; tools and response formats do not apply."""
+        self._check_admission()
+        assert self._llama is not None
+        tokens = self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+        if len(tokens) >= self._spec.context_window:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self._spec.context_window} tokens "
+                f"({self.model_id}). However, your prompt resulted in {len(tokens)} tokens.",
+                param="prompt",
+            )
+        async with self._turn():
+            async for delta in self._run(tokens, params, None):
+                yield delta
+
+    async def embed(self, inputs: Sequence[str], dimensions: int | None) -> Embeddings:
+        """The model's pooled embedding of each input (the model is loaded to embed: its entry
+        lists the ``embeddings`` capability)."""
+        if not self._embeds:
+            raise UpstreamRejected(f"model {self.model_id} is not loaded to embed", param="model")
+        if dimensions is not None:
+            raise UpstreamRejected(
+                f"model {self.model_id} cannot shorten its embeddings", param="dimensions"
+            )
+        self._check_admission()
+        llama = self._llama
+        assert llama is not None
+        for text in inputs:
+            size = len(llama.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+            if size > self._spec.context_window:
+                raise ContextLengthExceeded(
+                    f"This model's maximum context length is {self._spec.context_window} "
+                    f"tokens ({self.model_id}). However, an input resulted in {size} tokens.",
+                    param="input",
+                )
+        async with self._turn():
+            result = await asyncio.to_thread(llama.create_embedding, list(inputs))
+        vectors = tuple(_vector(item["embedding"]) for item in result["data"])
+        return Embeddings(vectors, Usage(int(result["usage"]["prompt_tokens"]), 0))
+
     def _check_admission(self) -> None:
         """Loaded, and room in the queue (else 429 at once rather than an unbounded wait)."""
         if self._llama is None:
@@ -199,14 +244,23 @@ class LlamaCppBackend:
                 f"known: {', '.join(sorted(CHAT_FORMATS))}"
             )
         self._default_seed = getattr(options, "seed", None)
-        llama = Llama(
-            model_path=str(path),
-            n_ctx=self._spec.context_window,
-            n_threads=getattr(options, "n_threads", None) or default_threads(),
-            n_batch=getattr(options, "n_batch", 512),
-            verbose=False,
-        )
+        settings: dict[str, Any] = {
+            "model_path": str(path),
+            "n_ctx": self._spec.context_window,
+            "n_threads": getattr(options, "n_threads", None) or default_threads(),
+            "n_batch": getattr(options, "n_batch", 512),
+            "embedding": self._embeds,
+            "verbose": False,
+        }
+        llama = Llama(**settings)
         architecture = llama.metadata.get("general.architecture", "")
+        if self._embeds and f"{architecture}.pooling_type" not in llama.metadata:
+            # A chat model's GGUF names no pooling, and llama.cpp then embeds every token:
+            # one vector per input needs the mean of them.
+            import llama_cpp
+
+            llama.close()
+            llama = Llama(**settings, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN)
         template = (
             CHAT_FORMATS[chat_format]
             if chat_format is not None
@@ -251,10 +305,9 @@ class LlamaCppBackend:
             ) from exc
         tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         if len(tokens) >= self._spec.context_window:
-            raise UpstreamRejected(
-                f"the prompt is {len(tokens)} tokens; {self.model_id} holds "
-                f"{self._spec.context_window}",
-                param="messages",
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self._spec.context_window} tokens "
+                f"({self.model_id}). However, your messages resulted in {len(tokens)} tokens.",
             )
         return tokens
 
@@ -541,3 +594,10 @@ def _grammar(response_format: Any) -> Any:
                 code="invalid_schema",
             ) from None
     return None
+
+
+def _vector(embedding: Any) -> tuple[float, ...]:
+    """An input's pooled embedding as a unit-length vector, as OpenAI's are."""
+    values = [float(x) for x in embedding]
+    norm = math.sqrt(sum(x * x for x in values)) or 1.0
+    return tuple(x / norm for x in values)

@@ -50,13 +50,15 @@ from proxy.errors import BackendError, BackendTimeout, BackendUnavailable
 from proxy.logs import upstream_request_id
 from routing.policy import ModelSpec, OpenAIOptions
 
-from .base import Completion, Delta, Message, SamplingParams
+from .base import Completion, Delta, Embeddings, Message, SamplingParams
 from .openai_protocol import (
     ERROR_TEXT_LIMIT,
     StreamState,
+    error_code,
     error_message,
     logprobs_of,
     orjson_loads,
+    parse_embeddings,
     parse_usage,
     status_error,
 )
@@ -142,15 +144,51 @@ class OpenAICompatBackend:
                         continue
                 return _parse_completion(raw, self.model_id)
 
-    async def stream(
+    def stream(
         self, messages: Sequence[Message], params: SamplingParams
     ) -> AsyncGenerator[Delta, None]:
-        body = self._body(messages, params, stream=True)
+        return self._stream(self._body(messages, params, stream=True), "chat/completions")
+
+    async def embed(self, inputs: Sequence[str], dimensions: int | None) -> Embeddings:
+        """The upstream's ``/embeddings`` (vLLM serves embedding models there)."""
+        request: dict[str, Any] = {
+            "model": self._spec.model,
+            "input": list(inputs),
+            "encoding_format": "float",
+        }
+        if dimensions is not None:
+            request["dimensions"] = dimensions
+        body = orjson.dumps(request)
+        async with self._slot():
+            failed: list[Replica] = []
+            while True:
+                async with self._exchange(body, failed, "embeddings") as (replica, response):
+                    try:
+                        raw = await response.read()
+                    except aiohttp.ClientError as exc:
+                        self._failed(failed, replica, exc)
+                        continue
+                return parse_embeddings(orjson_loads(raw, self.model_id), self.model_id)
+
+    def stream_text(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Delta, None]:
+        """Raw text continuation: the upstream's ``/completions``."""
+        fields = params.replace(tools=None, tool_choice=None, response_format=None).to_openai()
+        body = {
+            "model": self._spec.model,
+            "prompt": prompt,
+            **{k: v for k, v in fields.items() if k not in ("parallel_tool_calls", "logprobs")},
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        body.pop("top_logprobs", None)
+        return self._stream(orjson.dumps(body), "completions")
+
+    async def _stream(self, body: bytes, path: str) -> AsyncGenerator[Delta, None]:
         async with self._slot():
             failed: list[Replica] = []
             while True:
                 state = StreamState(self.model_id)
-                async with self._exchange(body, failed) as (replica, response):
+                async with self._exchange(body, failed, path) as (replica, response):
                     try:
                         async for payload in _sse_data(response):
                             if payload == b"[DONE]":
@@ -195,9 +233,10 @@ class OpenAICompatBackend:
 
     @contextlib.asynccontextmanager
     async def _exchange(
-        self, body: bytes, failed: list[Replica]
+        self, body: bytes, failed: list[Replica], path: str = "chat/completions"
     ) -> AsyncIterator[tuple[Replica, aiohttp.ClientResponse]]:
-        """POST ``body`` to the best replica not in ``failed``; the response has a 2xx status.
+        """POST ``body`` to ``path`` under the best replica not in ``failed``; the response has
+        a 2xx status.
 
         A replica that refuses the connection is marked down and the next one tried; one that
         answers 429 or 5xx (or whose connection breaks before the status) is added to
@@ -212,7 +251,9 @@ class OpenAICompatBackend:
                 rid = upstream_request_id()
                 try:
                     response = await session.post(
-                        replica.chat_url, data=body, headers={"x-request-id": rid} if rid else None
+                        replica.chat_url if path == "chat/completions" else f"{replica.url}/{path}",
+                        data=body,
+                        headers={"x-request-id": rid} if rid else None,
                     )
                 except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                     failed.append(replica)
@@ -398,10 +439,10 @@ def _translate(exc: aiohttp.ClientError, model_id: str) -> BackendError:
 
 def _status_error(status: int, raw: bytes, model_id: str) -> BackendError:
     try:
-        detail = error_message(orjson.loads(raw))
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        detail = raw[:ERROR_TEXT_LIMIT].decode("utf-8", "replace")
-    return status_error(status, detail, model_id)
+        return status_error(status, raw[:ERROR_TEXT_LIMIT].decode("utf-8", "replace"), model_id)
+    return status_error(status, error_message(body), model_id, error_code(body))
 
 
 def _plain(value: Any) -> Any:

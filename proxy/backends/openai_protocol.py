@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import structlog
 
-from proxy.errors import BackendError, BackendTimeout, UpstreamRejected
+from proxy.errors import BackendError, BackendTimeout, ContextLengthExceeded, UpstreamRejected
 
-from .base import Delta, TokenLogprob, Usage
+from .base import Delta, Embeddings, TokenLogprob, Usage
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +31,8 @@ class StreamState:
         self.tool_calls: dict[int, dict[str, Any]] = {}
 
     def feed(self, chunk: Any) -> Delta | None:
-        """Take one ``chat.completion.chunk`` (parsed JSON); the text delta it carries, if any."""
+        """Take one ``chat.completion.chunk`` or ``text_completion`` chunk (parsed JSON); the
+        text delta it carries, if any."""
         if not isinstance(chunk, dict):
             raise BackendError(f"model {self.model_id} sent a malformed stream chunk")
         if chunk.get("error") is not None:
@@ -48,7 +49,8 @@ class StreamState:
         for fragment in delta.get("tool_calls") or ():
             self.chunks += 1
             self.add_tool_call(fragment)
-        text = delta.get("content")
+        # A chat chunk's text is its delta's content; a text completion chunk's, its text.
+        text = delta.get("content") if "delta" in choice else choice.get("text")
         if not text:
             return None
         self.chunks += 1
@@ -105,8 +107,28 @@ def logprobs_of(choice: Mapping[str, Any]) -> tuple[TokenLogprob, ...]:
     return tuple(entry for entry in content or () if isinstance(entry, Mapping))
 
 
-def status_error(status: int, detail: str, model_id: str) -> BackendError:
-    """The proxy's error for an upstream's error status (the table in the module docstring)."""
+_OVERFLOW_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
+_OVERFLOW_TEXTS = (
+    "maximum context length",  # OpenAI, vLLM
+    "context length",
+    "context size",  # llama.cpp server
+    "context window",  # litellm, TGI
+    "too many tokens",
+)
+
+
+def is_context_overflow(detail: str, code: str | None = None) -> bool:
+    """Whether an upstream's 400 says the prompt does not fit its context (by OpenAI's code,
+    llama.cpp server's type, or the words vLLM, TGI and others use)."""
+    if code in _OVERFLOW_CODES:
+        return True
+    lowered = detail.lower()
+    return any(text in lowered for text in _OVERFLOW_TEXTS)
+
+
+def status_error(status: int, detail: str, model_id: str, code: str | None = None) -> BackendError:
+    """The proxy's error for an upstream's error status (the table in the module docstring);
+    ``code`` is the error body's ``code`` or ``type`` when it had one."""
     log.warning("backend.upstream_error", model=model_id, status=status)
     if status in (401, 403, 404):
         return BackendError(
@@ -116,7 +138,31 @@ def status_error(status: int, detail: str, model_id: str) -> BackendError:
         return BackendTimeout(f"model {model_id}: the upstream timed out ({detail})")
     if status == 429 or status >= 500:
         return BackendError(f"model {model_id}: upstream error {status}: {detail}")
+    if status in (400, 413, 422) and is_context_overflow(detail, code):
+        return ContextLengthExceeded(f"model {model_id}: {detail}")
     return UpstreamRejected(detail, status_code=status)
+
+
+def parse_embeddings(body: Any, model_id: str) -> Embeddings:
+    """An OpenAI ``list`` of ``embedding`` objects, in input order (they may arrive out of it)."""
+    try:
+        items = sorted(body["data"], key=lambda item: item["index"])
+        vectors = tuple(tuple(float(x) for x in item["embedding"]) for item in items)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BackendError(f"model {model_id} sent embeddings in an unknown shape") from exc
+    usage = body.get("usage") if isinstance(body, dict) else None
+    prompt = usage.get("prompt_tokens", 0) if isinstance(usage, dict) else 0
+    return Embeddings(vectors, Usage(int(prompt), 0))
+
+
+def error_code(body: Any) -> str | None:
+    """The ``code`` (else ``type``) of an error body in OpenAI's or llama.cpp server's shape."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        for key in ("code", "type"):
+            if isinstance(error.get(key), str):
+                return str(error[key])
+    return None
 
 
 def error_message(body: Any) -> str:

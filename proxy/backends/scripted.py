@@ -16,7 +16,7 @@ import math
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 
-from .base import Completion, Delta, Message, SamplingParams, Usage
+from .base import Completion, Delta, Embeddings, Message, SamplingParams, Usage
 
 Reply = str | Completion | BaseException
 
@@ -80,6 +80,24 @@ class ScriptedBackend:
             finish_reason=completion.finish_reason,
             usage=completion.usage,
         )
+
+    async def embed(self, inputs: Sequence[str], dimensions: int | None) -> Embeddings:
+        """``[characters, words]`` per input (``dimensions``: the first ones), recorded as a call
+        of its inputs; a queued exception is raised instead."""
+        self.calls.append(
+            Call(tuple({"content": text} for text in inputs), SamplingParams(), False)
+        )
+        if self.replies and isinstance(failure := self.replies[0], BaseException):
+            self.replies.pop(0)
+            raise failure
+        vectors = tuple(
+            (float(len(text)), float(len(text.split())))[: dimensions or 2] for text in inputs
+        )
+        return Embeddings(vectors, Usage(sum(math.ceil(len(t) / 4) for t in inputs), 0))
+
+    def stream_text(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Delta, None]:
+        """A raw continuation, recorded as a call with the prompt as its one message."""
+        return self.stream([{"role": "user", "content": prompt, "raw": True}], params)
 
     async def _next(self, messages: Sequence[Message]) -> Completion:
         if self.delay_s:

@@ -222,6 +222,13 @@ class Metrics:
             buckets=SECONDS_BUCKETS,
             registry=registry,
         )
+        self.tools_not_offered = Counter(
+            "perfics_tools_not_offered",
+            "Requests answered in text without being shown their tools (the answering model "
+            "cannot call tools, or its context cannot hold them), by that model",
+            ["model"],
+            registry=registry,
+        )
         self.queue_rejections = Counter(
             "perfics_queue_rejections",
             "Requests refused with 429 because an embedded model's queue was full",

@@ -211,6 +211,8 @@ class RequestMeter:
             series.reference.inc(outcome.reference_cost_usd)
         for failed in outcome.fallbacks:
             metrics.fallbacks.labels(failed).inc()
+        if decision.sends_tools and not decision.candidate(model).offers_tools:
+            metrics.tools_not_offered.labels(model).inc()
         for choice in outcome.choices:
             series.rounds.observe(choice.rounds)
             metrics.stop(series, model, task, choice.stop_reason).inc()

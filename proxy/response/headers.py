@@ -3,6 +3,9 @@
 Decision headers go on every chat completion response, streaming or not; outcome headers only
 on non-streaming ones (a stream's headers leave before the work is done). USD values are
 ``routing.cost.format_usd`` strings: plain decimals, no exponent, at most 12 decimals.
+``x-perfics-tools`` (only when the request sent tools): ``offered`` when the answering model
+was shown them, ``not-offered`` when it answered in text without them (it cannot call tools,
+or its context cannot hold them).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def decision_headers(
     }
     if declarations.budget_usd is not None:
         headers["x-perfics-budget-usd"] = format_usd(declarations.budget_usd)
+    if decision.sends_tools:
+        headers["x-perfics-tools"] = "offered" if candidate.offers_tools else "not-offered"
     return headers
 
 

@@ -43,33 +43,29 @@ def error(envelope: Mapping[str, Any]) -> bytes:
     return b"event: error\ndata: " + orjson.dumps(envelope) + b"\n\n"
 
 
-class CompletionFrames:
-    """The frames of one streamed chat completion, rendered from the pipeline's items.
-    ``outcome`` is set once the pipeline has reported it (the stream went to its end)."""
+class EventFrames:
+    """The frames of one streamed answer, rendered from the pipeline's events by a wire format
+    (``frames``). ``outcome`` is set once the pipeline has reported it (the stream went to its
+    end); ``answering`` once an answer piece has been rendered; ``failure`` is the error sent
+    as an event after the headers left."""
 
-    def __init__(self, decision: Decision, chat: ChatCompletionRequest, model: str) -> None:
-        self.decision = decision
-        self.chat = chat
-        self.model = model
-        self.completion_id = completion_id()
-        self.created = int(time.time())
-        self.logprobs = bool(chat.logprobs)
-        self.role_sent: set[int] = set()
-        self.finished: dict[int, Finished] = {}
+    def __init__(self) -> None:
         self.outcome: Outcome | None = None
-        self.answering = False  # an answer chunk has been rendered
-        self.failure: PerficsError | None = None  # the error sent as an event
+        self.answering = False
+        self.failure: PerficsError | None = None
 
     async def render(
         self, items: AsyncGenerator[Event, None], keepalive_s: float
     ) -> AsyncGenerator[bytes, None]:
-        """Frames until ``data: [DONE]``; an error after the headers left becomes an SSE
-        ``error`` event. While no answer text is streaming (hidden rounds, the wait for a
-        first token), a comment goes out whenever ``keepalive_s`` passes without an item;
+        """Frames until the format's end; an error after the headers left becomes the
+        format's error frames. While no answer text is streaming (hidden rounds, the wait for
+        a first token), a comment goes out whenever ``keepalive_s`` passes without an item;
         between answer pieces the next item is awaited directly, which costs nothing."""
         pending: asyncio.Future[Event] | None = None
         streaming = False
         try:
+            for frame in self.opening():
+                yield frame
             while True:
                 try:
                     if streaming:
@@ -84,25 +80,56 @@ class CompletionFrames:
                 except StopAsyncIteration:
                     break
                 streaming = isinstance(item, AnswerDelta)
-                for frame in self.frames(item):
+                for frame in await self.frames(item):
                     yield frame
-            yield DONE
+            for frame in self.closing():
+                yield frame
         except PerficsError as exc:
             self.failure = exc
             log.warning("stream.failed", error=type(exc).__name__, status=exc.status_code)
-            yield error(exc.to_envelope())
-            yield DONE
+            for frame in self.failed(exc):
+                yield frame
         except Exception:
             self.failure = InternalError("internal error")
             log.exception("stream.failed")
-            yield error(self.failure.to_envelope())
-            yield DONE
+            for frame in self.failed(self.failure):
+                yield frame
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()
                 await asyncio.gather(pending, return_exceptions=True)
 
-    def frames(self, item: Event) -> list[bytes]:
+    def opening(self) -> list[bytes]:
+        """What the stream starts with, before any event."""
+        return []
+
+    async def frames(self, item: Event) -> list[bytes]:
+        raise NotImplementedError
+
+    def closing(self) -> list[bytes]:
+        """What ends a stream that went to its end."""
+        return [DONE]
+
+    def failed(self, exc: PerficsError) -> list[bytes]:
+        """What ends a stream that failed after its headers."""
+        return [error(exc.to_envelope()), DONE]
+
+
+class CompletionFrames(EventFrames):
+    """The frames of one streamed chat completion."""
+
+    def __init__(self, decision: Decision, chat: ChatCompletionRequest, model: str) -> None:
+        super().__init__()
+        self.decision = decision
+        self.chat = chat
+        self.model = model
+        self.completion_id = completion_id()
+        self.created = int(time.time())
+        self.logprobs = bool(chat.logprobs)
+        self.role_sent: set[int] = set()
+        self.finished: dict[int, Finished] = {}
+
+    async def frames(self, item: Event) -> list[bytes]:
         if isinstance(item, RoundStarted):
             return [comment(f"perfics round {item.round}/{item.of}")]
         if isinstance(item, AnswerDelta):
@@ -140,16 +167,38 @@ class CompletionFrames:
         result = item.result
         frames: list[bytes] = []
         if not result.streamed and result.text:
-            pieces = _replay_pieces(result.text)
+            pieces = replay_pieces(result.text)
             # Replayed whole: the final answer's logprobs ride on its first piece.
             frames.append(self.piece(item.choice, pieces[0], result.logprobs))
             frames += [self.piece(item.choice, text) for text in pieces[1:]]
         if result.tool_calls:  # never streamed live: a call is known whole at its end
-            if item.choice not in self.role_sent:
-                frames.append(self.piece(item.choice, ""))
-            frames.append(self.chunk([_tool_call_delta(item.choice, result.tool_calls)]))
+            frames += self.tool_calls(item.choice, result.tool_calls)
         if item.choice not in self.role_sent:
             frames.append(self.piece(item.choice, ""))
+        return frames
+
+    def tool_calls(self, index: int, calls: Sequence[Mapping[str, Any]]) -> list[bytes]:
+        """Each call as OpenAI streams one: its id, type and name with empty arguments (the
+        choice's first delta also carries the role and ``content: null``), then its arguments
+        in pieces, each delta naming the call by ``index``."""
+        frames: list[bytes] = []
+        for position, call in enumerate(calls):
+            function = call.get("function") or {}
+            head: dict[str, Any] = {
+                "index": position,
+                "id": call.get("id"),
+                "type": call.get("type", "function"),
+                "function": {"name": function.get("name"), "arguments": ""},
+            }
+            delta: dict[str, Any] = {"tool_calls": [head]}
+            if index not in self.role_sent:
+                self.role_sent.add(index)
+                delta = {"role": "assistant", "content": None, **delta}
+            frames.append(self.chunk([_delta(index, delta)]))
+            for piece in replay_pieces(str(function.get("arguments") or "")):
+                arguments = {"index": position, "function": {"arguments": piece}}
+                frames.append(self.chunk([_delta(index, {"tool_calls": [arguments]})]))
+        self.answering = True
         return frames
 
     def done(self, outcome: Outcome) -> list[bytes]:
@@ -173,12 +222,11 @@ def _finish(index: int, finish_reason: str) -> dict[str, Any]:
     return {"index": index, "delta": {}, "logprobs": None, "finish_reason": finish_reason}
 
 
-def _tool_call_delta(index: int, tool_calls: Any) -> dict[str, Any]:
-    calls = [{"index": i, **call} for i, call in enumerate(tool_calls)]
-    return {"index": index, "delta": {"tool_calls": calls}, "logprobs": None, "finish_reason": None}
+def _delta(index: int, delta: Mapping[str, Any]) -> dict[str, Any]:
+    return {"index": index, "delta": dict(delta), "logprobs": None, "finish_reason": None}
 
 
-def _replay_pieces(text: str, size: int = 16) -> list[str]:
+def replay_pieces(text: str, size: int = 16) -> list[str]:
     """An answer accepted without a live rewrite, cut into small chunks, words kept whole."""
     pieces: list[str] = []
     start = 0

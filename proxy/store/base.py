@@ -6,10 +6,11 @@ Budgets and rate limits are handed out in leases (``proxy.accounts``): ``lease``
 process part of a key's budget (held in its lease row and in ``key_spend.reserved_usd``) and
 of its rate window, atomically against what every other process holds. ``record`` writes
 ledger rows and, in the same transaction, charges their real costs and releases what they
-reserved from their lease, gives back what idle leases still hold, and renews the process's
-leases. A lease its process stopped renewing (the process died) is charged at what it still
-holds once it expires, with a ledger row of status 0, so a crash never frees budget that may
-have been spent.
+reserved from their lease, gives back what idle leases still hold, renews the process's
+leases and reads back what their keys have left (a process's view of a key's budget is never
+older than its last batch). A lease its process stopped renewing (the process died) is
+charged at what it still holds once it expires, with a ledger row of status 0, so a crash
+never frees budget that may have been spent.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ SPEND_GROUPS = {
 }
 # A lease holding no more than float rounding holds nothing.
 _EMPTY_USD = 1e-12
+# Keys per query when a ledger batch reads back what budgets have left (a bound on the
+# query's parameters).
+_LEFT_CHUNK = 400
 UPDATABLE = frozenset(
     {"name", "budget_usd", "period", "rpm", "tpm", "models", "tasks", "max_rounds", "expires_at"}
 )
@@ -191,9 +195,12 @@ class Store(ABC):
         process: str,
         ttl_s: float,
         returns: Sequence[tuple[str, float]] = (),
-    ) -> None:
+        budgets: Sequence[tuple[str, str]] = (),
+    ) -> dict[tuple[str, str], float]:
         """Write ``rows`` and settle them; give back ``returns`` (lease id, USD) that idle
-        leases still hold; renew ``process``'s leases for ``ttl_s``; charge expired leases."""
+        leases still hold; renew ``process``'s leases for ``ttl_s``; charge expired leases.
+        Returns what each key of ``budgets`` (key id, period) has left in that period once
+        all that is done (budget less spent and reserved), for the keys that have a budget."""
         async with self.transaction() as tx:
             if rows:
                 await tx.executemany(_INSERT_LEDGER, [ledger_values(row) for row in rows])
@@ -210,6 +217,7 @@ class Store(ABC):
             await tx.execute(
                 "DELETE FROM rate_windows WHERE window_start < ?", (now // WINDOW_S - 2,)
             )
+            return await _left(tx, budgets)
 
     async def prune(self, before: float) -> int:
         """Delete ledger rows older than ``before`` (the retention setting)."""
@@ -278,6 +286,29 @@ async def _release(tx: Tx, lease_id: str, usd: float, cost: float) -> None:
     if held:
         key_id, period = held[0]
         await tx.execute(_CHARGE, (key_id, period, cost, usd))
+
+
+async def _left(tx: Tx, budgets: Sequence[tuple[str, str]]) -> dict[tuple[str, str], float]:
+    """What each (key id, period) of ``budgets`` has left, for keys with a budget: one query
+    per ``_LEFT_CHUNK`` keys."""
+    left: dict[tuple[str, str], float] = {}
+    for start in range(0, len(budgets), _LEFT_CHUNK):
+        chunk = budgets[start : start + _LEFT_CHUNK]
+        keys = sorted({key_id for key_id, _ in chunk})
+        periods = sorted({period for _, period in chunk})
+        rows = await tx.fetch(
+            "SELECT a.id, a.budget_usd, s.period, s.spent_usd + s.reserved_usd FROM api_keys a "
+            "LEFT JOIN key_spend s ON s.key_id = a.id AND s.period IN "
+            f"({', '.join('?' for _ in periods)}) "
+            f"WHERE a.budget_usd IS NOT NULL AND a.id IN ({', '.join('?' for _ in keys)})",
+            (*periods, *keys),
+        )
+        budget = {key_id: float(usd) for key_id, usd, _, _ in rows}
+        used = {(key_id, period): float(usd) for key_id, _, period, usd in rows if period}
+        for slot in chunk:
+            if slot[0] in budget:
+                left[slot] = budget[slot[0]] - used.get(slot, 0.0)
+    return left
 
 
 async def _expire(tx: Tx, now: float) -> None:

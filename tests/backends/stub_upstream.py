@@ -20,6 +20,10 @@ The first path segment picks the behaviour and names the counters: ``/{behaviour
     greedy{n}   ignores ``max_tokens``: ``n`` one-token words, with usage that says so (a
                 server whose answers a budget cannot trust)
 
+Under any behaviour that answers, ``.../v1/embeddings`` gives one vector per input
+(``[characters, 1, index]``) and ``.../v1/completions`` a legacy text completion of the same
+words (streamed or not).
+
 ``GET /stats`` returns, per label: requests, concurrent, max_concurrent, disconnects,
 last_auth (the Authorization header), last_request_id (X-Request-Id) and last_body.
 """
@@ -113,6 +117,10 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(2)
             return None
+        if self.path.endswith("/embeddings"):
+            return self.embeddings(body)
+        if self.path.endswith("/v1/completions"):
+            return self.text_completion(body)
         words = WORDS
         usage = USAGE
         if match := re.fullmatch(r"greedy(\d+)", behaviour):
@@ -161,6 +169,41 @@ class Handler(BaseHTTPRequestHandler):
             self.write_chunk(chunk(None, usage=usage))
         self.write_chunk(b"data: [DONE]\n\n")
         self.write_chunk(b"")
+
+    def embeddings(self, body: dict[str, Any]) -> None:
+        """One vector per input, ``[characters, 1, index]``, listed in reverse order (OpenAI
+        does not promise the order; ``index`` says it)."""
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(text)), 1.0, float(i)]}
+            for i, text in enumerate(inputs)
+        ]
+        tokens = sum(len(text) // 4 + 1 for text in inputs)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        reply = {"object": "list", "data": data[::-1], "model": "stub", "usage": usage}
+        self.send(200, json.dumps(reply).encode())
+
+    def text_completion(self, body: dict[str, Any]) -> None:
+        """A legacy text completion: the stub's words, streamed as ``text_completion``
+        chunks with a usage chunk, or whole."""
+        words = WORDS
+        if not body.get("stream"):
+            choice = {"index": 0, "text": "".join(words), "finish_reason": "stop"}
+            reply = {"object": "text_completion", "choices": [choice], "usage": USAGE}
+            return self.send(200, json.dumps(reply).encode())
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for word, finish in [*((w, None) for w in words), ("", "stop")]:
+            piece = {"index": 0, "text": word, "finish_reason": finish}
+            data = {"object": "text_completion", "choices": [piece]}
+            self.write_chunk(b"data: " + json.dumps(data).encode() + b"\n\n")
+        usage = {"object": "text_completion", "choices": [], "usage": USAGE}
+        self.write_chunk(b"data: " + json.dumps(usage).encode() + b"\n\n")
+        self.write_chunk(b"data: [DONE]\n\n")
+        self.write_chunk(b"")
+        return None
 
     def write_chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

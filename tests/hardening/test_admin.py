@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.backends.conftest import Stub, label
+from tests.keys.conftest import make_key
+from tests.keys.test_budget_concurrency import wait_until
 
 from .conftest import STUB_POLICY, Served, write_policy
 
@@ -72,3 +75,40 @@ def test_readyz_details_are_for_admin_callers(exposed: Served) -> None:
     assert local["status"] == "ready" and local["models_ready"] == ["up"]
     assert "policy" in local and local["last_reload_error"] is None
     assert httpx.get(f"http://127.0.0.1:{exposed.port}/healthz").json() == {"status": "ok"}
+
+
+def test_once_keys_exist_admin_routes_need_the_admin_key(upstream: Stub, tmp_path: Path) -> None:
+    """Issue 21: without an admin key any local process could reload the policy and read the
+    keys and spend of a proxy that has users. From the first key on, every ``/admin`` route
+    needs the admin key; loopback reads only while no key exists."""
+    database = f"sqlite:///{tmp_path}/admin.db"  # its own: a key would close other servers
+    policy = write_policy(
+        tmp_path, STUB_POLICY, api_base=upstream.url(label("ok")), max_body_bytes=65536
+    )
+    admin = [("POST", "/admin/reload"), ("GET", "/admin/keys"), ("GET", "/admin/spend")]
+    server = Served(policy, env={"PERFICS_DATABASE_URL": database})
+    try:
+        for method, path in admin:
+            assert httpx.request(method, f"{server.base_url}{path}").status_code == 200, path
+        make_key(database, "--name", "team")
+        # Whether keys exist is cached for a second.
+        wait_until(lambda: httpx.post(f"{server.base_url}/admin/reload").status_code != 200)
+        for method, path in [*admin, ("GET", "/admin/keys/team")]:
+            refused = httpx.request(method, f"{server.base_url}{path}")
+            assert refused.status_code == 403, (path, refused.text)
+            error = refused.json()["error"]
+            assert error["type"] == "permission_error" and "PERFICS_ADMIN_KEY" in error["message"]
+        assert httpx.get(f"{server.base_url}/metrics").status_code == 200  # its own rule
+    finally:
+        server.stop()
+    keyed = Served(
+        policy, env={"PERFICS_DATABASE_URL": database, "PERFICS_ADMIN_KEY": "admin-secret-2"}
+    )
+    try:
+        bearer = {"authorization": "Bearer admin-secret-2"}
+        assert httpx.post(f"{keyed.base_url}/admin/reload").status_code == 401
+        assert httpx.post(f"{keyed.base_url}/admin/reload", headers=bearer).status_code == 200
+        listed = httpx.get(f"{keyed.base_url}/admin/keys", headers=bearer).json()["data"]
+        assert [key["name"] for key in listed] == ["team"]
+    finally:
+        keyed.stop()

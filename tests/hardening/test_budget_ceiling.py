@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -97,3 +98,48 @@ def test_no_response_costs_more_than_its_budget(greedy: Served) -> None:
     # Refinement really ran where the budget allowed it: some answers cost well above a draft.
     assert max(cost for _, cost in answered) > Decimal("0.0003")
     assert greedy.alive
+
+
+def test_a_budget_too_large_to_bind_is_served_and_one_not_finite_is_refused(
+    served: Served,
+) -> None:
+    """Issue 21: a declared budget from about 1e302 up was a 500 (``answer_cap`` overflowed).
+    The largest finite budgets are served as if none were declared, streaming or not, by body
+    or header; infinity and NaN are 400 naming the field."""
+    sdk = openai.OpenAI(base_url=f"{served.base_url}/v1", api_key="x", max_retries=0)
+    largest = sys.float_info.max
+    declared: list[dict[str, object]] = [
+        {"extra_body": {"perfics": {"budget_usd": 1e308}}},
+        {"extra_body": {"perfics": {"budget_usd": largest}}},
+        {"extra_headers": {"X-Perfics-Budget-Usd": "1e308"}},
+        {"extra_headers": {"X-Perfics-Budget-Usd": repr(largest)}},
+    ]
+    for how in declared:
+        raw = sdk.chat.completions.with_raw_response.create(
+            model="auto",
+            messages=MESSAGES,  # type: ignore[arg-type]
+            **how,  # type: ignore[arg-type]
+        )
+        assert raw.http_response.status_code == 200, how
+        assert raw.headers["x-perfics-stop-reason"] != "budget"
+        assert raw.headers["x-perfics-rounds"] == raw.headers["x-perfics-rounds-planned"]
+        chunks = list(
+            sdk.chat.completions.create(
+                model="auto",
+                messages=MESSAGES,  # type: ignore[arg-type]
+                stream=True,
+                **how,  # type: ignore[arg-type]
+            )
+        )
+        finish = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+        assert finish and finish[0].model_extra is not None, how
+        assert finish[0].model_extra["perfics"]["stop_reason"] != "budget"
+    for value in ("inf", "nan", "1e309"):
+        with pytest.raises(openai.BadRequestError) as refused:
+            sdk.chat.completions.create(
+                model="auto",
+                messages=MESSAGES,  # type: ignore[arg-type]
+                extra_headers={"X-Perfics-Budget-Usd": value},
+            )
+        assert refused.value.param == "budget_usd", value
+    assert served.alive

@@ -14,7 +14,9 @@ import httpx
 import openai
 import pytest
 
-from .conftest import Served
+from tests.backends.conftest import Stub, label
+
+from .conftest import STUB_POLICY, Served, write_policy
 
 MESSAGES = [{"role": "user", "content": "Hello?"}]
 CHAT = "/v1/chat/completions"
@@ -198,3 +200,27 @@ def test_no_request_content_in_the_log(served: Served, stream: bool) -> None:
     post(served, {"model": "auto", "messages": [{"role": "user", "content": marker}]})
     time.sleep(0.2)
     assert marker not in served.log_path.read_text()
+
+
+def test_unknown_field_names_stay_out_of_the_debug_log(
+    upstream: Stub, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A client's field names are its content: at debug level the log counts the unknown
+    top-level fields it tolerated, and names none of them."""
+    policy = write_policy(
+        tmp_path_factory.mktemp("debug"),
+        STUB_POLICY,
+        api_base=upstream.url(label("ok")),
+        max_body_bytes=65536,
+    )
+    server = Served(policy, env={"PERFICS_LOG_LEVEL": "debug"})
+    try:
+        body = {"model": "auto", "messages": MESSAGES, "zebra_5a1c": 1, "okapi_5a1c": {"x": 2}}
+        assert post(server, body, **{"X-Perfics-Max-Rounds": "0"}).status_code == 200
+    finally:
+        server.stop()
+    text = server.log_path.read_text()
+    events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    (unknown,) = [e for e in events if e["event"] == "request.unknown_fields"]
+    assert "5a1c" not in text, unknown
+    assert unknown["count"] == 2

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.backends.conftest import Stub, label
 from tests.keys.conftest import KeyedServer, keys_policy, make_key, perfics
-from tests.keys.test_budget_concurrency import query
+from tests.keys.test_budget_concurrency import query, wait_until
 
 ADMIN = {"authorization": "Bearer admin-secret-1"}
 ASK = [{"role": "user", "content": "What is 2+2?"}]
@@ -163,6 +163,33 @@ def test_rate_limit_answers_429_with_retry_after(served: tuple[KeyedServer, str]
     headers = limited.value.response.headers
     assert 1 <= int(headers["retry-after"]) <= 60
     assert headers["x-ratelimit-limit-requests"] == "2"
+
+
+def test_a_key_whose_requests_cost_less_than_estimated_is_not_refused_once_they_settle(
+    served: tuple[KeyedServer, str],
+) -> None:
+    """Issue 21: the first grant takes the key's whole budget (3 USD, under five estimates of
+    0.675 USD); requests, one after another, draw their estimates until the budget as this
+    process saw it pays for no plan, though each cost the stub's 0.013 USD a call. Once the
+    ledger batch has settled them, the next request is planned within what the store has
+    left, not refused on the view the draws left behind (it was: "the key 't' has 0.018 USD
+    left", for as long as the process lived)."""
+    server, database = served
+    secret = make_key(database, "--name", "t", "--budget-usd", "3", "--rpm", "30")
+    sdk = client(server, secret)
+    sent = 0
+    while sent < 12:
+        sent += 1
+        try:
+            sdk.chat.completions.create(model="auto", messages=ASK)
+        except openai.RateLimitError as refused:
+            assert refused.code == "insufficient_quota"
+            break
+    wait_until(lambda: query(database, "SELECT COUNT(*) FROM ledger")[0][0] == sent)
+    ((spent,),) = query(database, "SELECT spent_usd FROM key_spend")
+    assert spent < 1.0  # at most 12 requests of 5 calls at 0.013 USD
+    raw = sdk.chat.completions.with_raw_response.create(model="auto", messages=ASK)
+    assert raw.http_response.status_code == 200
 
 
 def test_admin_key_routes_and_bad_input(served: tuple[KeyedServer, str]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from routing.budget import Budget, no_budget
@@ -55,6 +57,30 @@ def test_answer_cap_is_what_the_rest_pays_for() -> None:
     assert spending.answer_cap(100, 150) == 150
     assert spending.answer_cap(10_000, 300) == 1  # never 0: a request gets an answer
     assert no_budget().answer_cap(100, 300) == 300 and not no_budget().applies
+
+
+@pytest.mark.parametrize("limit", [1e300, 4e302, 1e308, sys.float_info.max])
+def test_a_budget_too_large_to_bind_caps_nothing(limit: float) -> None:
+    """Issue 21: tokens affordable = ``left / 2e-6`` overflows a float above about 3.6e302 (the
+    largest float times 2e-6); such a budget pays for every planned token, and every round."""
+    budget = Budget(limit)
+    spending = budget.for_model(PRICES, critique_tokens=10, template_tokens=10, scoring=True)
+    spending.charge(1_000, 1_000)
+    assert spending.answer_cap(100, 300) == 300
+    assert spending.allows_round(100, 300) and spending.allows_rewrite(200, 10, 300)
+    assert budget.remaining_usd == pytest.approx(limit)
+
+
+def test_a_budget_too_large_to_bind_plans_as_no_budget(two_models: Policy) -> None:
+    free = plan(two_models, PlanRequest(task="general", prompt_tokens=100))
+    huge = plan(
+        two_models, PlanRequest(task="general", prompt_tokens=100, budget_usd=sys.float_info.max)
+    )
+    assert (huge.model, huge.rounds, huge.estimated_cost_usd) == (
+        free.model,
+        free.rounds,
+        free.estimated_cost_usd,
+    )
 
 
 def test_template_tokens_are_measured_from_the_prompts() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 
 import pytest
@@ -82,6 +83,10 @@ def test_budget_and_rounds_precedence(two_models: Policy) -> None:
     assert integer_budget.budget_usd == 1.0 and isinstance(integer_budget.budget_usd, float)
     assert resolve(two_models, headers={"x-perfics-budget-usd": "1e-5"}).budget_usd == 1e-5
     assert resolve(two_models, body={"budget_usd": None}).budget_usd is None
+    # The largest finite budgets are budgets (they never bind); one step beyond is not finite.
+    assert resolve(two_models, headers={"x-perfics-budget-usd": "1e308"}).budget_usd == 1e308
+    largest = resolve(two_models, body={"budget_usd": sys.float_info.max})
+    assert largest.budget_usd == sys.float_info.max
 
 
 def test_model_auto_alias_or_pinned(two_models: Policy) -> None:
@@ -104,6 +109,8 @@ def test_model_auto_alias_or_pinned(two_models: Policy) -> None:
         ({"x-perfics-budget-usd": "nan"}, None, "budget_usd"),
         ({"x-perfics-budget-usd": "inf"}, None, "budget_usd"),
         ({"x-perfics-budget-usd": "1e999"}, None, "budget_usd"),
+        ({"x-perfics-budget-usd": "1.8e308"}, None, "budget_usd"),
+        ({}, {"budget_usd": float("nan")}, "budget_usd"),
         ({}, {"budget_usd": -0.5}, "budget_usd"),
         ({}, {"budget_usd": "0.5"}, "budget_usd"),
         ({}, {"budget_usd": True}, "budget_usd"),

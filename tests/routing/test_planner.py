@@ -10,7 +10,14 @@ import math
 
 import pytest
 
-from routing.errors import BudgetExceeded, InvalidDeclaration, NoEligiblePlan, UnknownModel
+from routing.errors import (
+    BudgetExceeded,
+    ContextLengthExceeded,
+    InvalidDeclaration,
+    ModelsUnavailable,
+    NoEligiblePlan,
+    UnknownModel,
+)
 from routing.planner import Candidate, PlanRequest, plan
 from routing.policy import Policy
 
@@ -171,14 +178,28 @@ def test_pinned_model_and_readiness(two_models: Policy) -> None:
 
 def test_no_eligible_plan_says_why_per_model(two_models: Policy) -> None:
     with pytest.raises(NoEligiblePlan) as caught:
-        plan(two_models, request(ready=frozenset()))
+        plan(two_models, request(prompt_tokens=900, ready=frozenset({"small"})))
     assert caught.value.code == "no_eligible_model"
     assert "big: backend not ready" in caught.value.message
-    assert "small: backend not ready" in caught.value.message
-    with pytest.raises(NoEligiblePlan) as caught:
-        plan(two_models, request(task="short", prompt_tokens=5000))
-    assert "big: no quality for task" in caught.value.message
     assert "small: context window" in caught.value.message
+
+
+def test_only_readiness_missing_is_model_unavailable(two_models: Policy) -> None:
+    # The proxy answers it 503: a retry may find a backend ready.
+    with pytest.raises(ModelsUnavailable) as caught:
+        plan(two_models, request(ready=frozenset()))
+    assert caught.value.code == "model_unavailable"
+    assert "big, small" in caught.value.message
+
+
+def test_a_prompt_no_model_holds_is_openais_context_length_exceeded(two_models: Policy) -> None:
+    # "big" has no quality for the task, "small" holds 1000 tokens: the prompt fits no
+    # candidate, which clients (LangChain, pydantic-ai) recognise by this code.
+    with pytest.raises(ContextLengthExceeded) as caught:
+        plan(two_models, request(task="short", prompt_tokens=5000, max_tokens=50))
+    assert (caught.value.code, caught.value.param) == ("context_length_exceeded", "messages")
+    assert "maximum context length is 1000 tokens" in caught.value.message
+    assert "about 5000 tokens" in caught.value.message
 
 
 def test_unknown_task_and_pinned_model(two_models: Policy) -> None:
