@@ -7,23 +7,29 @@
 # `make image-test` builds this file and starts the image the way its configuration says.
 ARG PYTHON_IMAGE=python:3.11-slim
 
+# The runtime dependencies, read from pyproject.toml: copied by content into the build
+# stage, so llama.cpp's compile is redone only when they change, not for every edit of
+# perfics' code or of pyproject.toml's other sections.
+FROM ${PYTHON_IMAGE} AS requirements
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["llamacpp"]))' > requirements.txt
+
 FROM ${PYTHON_IMAGE} AS build
 # llama-cpp-python compiles llama.cpp from source.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# The dependencies first, read from pyproject.toml: llama.cpp's compile stays in a layer that
-# a change to perfics' own code does not invalidate.
-COPY pyproject.toml ./
 # llama.cpp for any x86-64 CPU with AVX2, not only the build machine's: its default,
-# -march=native, makes the image die of SIGILL on a node without the builder's AVX-512 or
-# AMX. Without the multimodal library, which perfics never uses (a shorter compile).
+# -march=native, emits the AVX-512 and AMX instructions of a recent Xeon, which another node
+# (or a hypervisor that lists AMX but refuses it) kills with SIGILL at the first decode.
+# Without the multimodal library, which perfics never uses (a shorter compile).
 ARG CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"
+COPY --from=requirements /src/requirements.txt ./
 RUN python -m venv /opt/venv \
-    && python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["llamacpp"]))' > requirements.txt \
     && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY proxy ./proxy
 COPY routing ./routing
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps .
