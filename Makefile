@@ -14,7 +14,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: serve test lint typecheck bench clean
+.PHONY: serve test lint typecheck bench clean image-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,9 +43,18 @@ $(VENV)/.browser-installed: | $(BIN)/python
 serve: $(VENV)/.serve-installed
 	$(BIN)/perfics serve --policy $(POLICY) --host $(HOST) --port $(PORT)
 
+# checkov, the security linter over deploy/kubernetes/ (tests/deploy/test_kubernetes.py), in a
+# venv of its own: it pins dozens of packages the development tools need at other versions.
+CHECKOV_VENV ?= .venv-checkov
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==3.3.30'
+	touch $@
+
 # The whole suite: lint and strict typing first (seconds), then every test.
-test: lint typecheck $(VENV)/.browser-installed
-	PERFICS_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q -p no:cacheprovider
+test: lint typecheck $(VENV)/.browser-installed $(CHECKOV_VENV)/.installed
+	PERFICS_CHROMIUM=$(CHROMIUM) PERFICS_CHECKOV=$(CHECKOV_VENV)/bin/checkov \
+		$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check --no-cache proxy routing tests benchmarks examples docs
@@ -55,8 +64,17 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
+# The container image built with podman and started the way its configuration says
+# (tests/image/check_image.py): root only; podman and debootstrap come from apt when missing.
+# Any step that cannot run fails the target with its reason.
+image-test: $(VENV)/.dev-installed
+	command -v podman >/dev/null && command -v debootstrap >/dev/null \
+		|| DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends podman debootstrap \
+		|| (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends podman debootstrap)
+	$(BIN)/python tests/image/check_image.py
+
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

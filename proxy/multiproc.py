@@ -15,8 +15,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 @contextmanager
 def metrics_directory(workers: int) -> Iterator[None]:
-    """For several workers, a fresh directory for the run (unless the variable names one
-    already, which the operator then keeps empty between runs), removed at the end."""
+    """For several workers, a fresh directory for the run under the temporary directory
+    (``TMPDIR``, else /tmp) unless the variable names one already (which the operator then
+    keeps empty between runs), removed at the end."""
     if workers <= 1 or os.environ.get(MULTIPROC_ENV):
         yield
         return

@@ -9,10 +9,15 @@ PERFICS_ADMIN_KEY    key for /admin/* from other hosts (admin is loopback-only w
 PERFICS_API_KEY      when set, clients must send it as a bearer token
 PERFICS_KEEPALIVE_S  seconds between SSE comments during hidden rounds (5)
 PERFICS_DATABASE_URL the key and ledger store (over the policy's server.database; default
-                     sqlite:///.perfics/perfics.db)
+                     sqlite:///.perfics/perfics.db, relative to the working directory)
 PERFICS_WORKERS      processes serving one port (1)
 PERFICS_METRICS      on|off: Prometheus metrics at /metrics and the dashboard's live figures (on)
 PERFICS_METRICS_KEY  a key that reads /metrics only (besides the admin rule)
+
+The other paths the process writes are read where they are used: PERFICS_CACHE_DIR
+(``proxy.backends.bundled``: the assembled Gemma GGUF) and TMPDIR (``proxy.multiproc``:
+Prometheus' multiprocess directory with several workers). The container image puts all three
+in its volumes (docs/deploy.md).
 """
 
 from __future__ import annotations

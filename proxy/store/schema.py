@@ -5,6 +5,9 @@ line; on PostgreSQL an advisory lock lets several proxies start at once.
     sqlite:///.perfics/perfics.db     the default, relative to the working directory
     sqlite:////var/lib/perfics/x.db   an absolute path
     postgresql://user:pass@host:5432/perfics
+
+A store that cannot be reached or written is ``StoreUnavailable`` whose message names the
+database (and, for SQLite, the settings that choose it); ``perfics serve`` prints it and exits 2.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from proxy.store.base import Store, StoreUnavailable
 
 DEFAULT_URL = "sqlite:///.perfics/perfics.db"
+_SETTING = "PERFICS_DATABASE_URL (or --database, or the policy's server.database)"
 _MIGRATION_LOCK = 0x70657266  # "perf"
 _PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
 
@@ -52,6 +56,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision``; ``StoreUnavailable`` if unreachable."""
     from alembic import command
     from alembic.config import Config
+    from alembic.util import CommandError
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -59,7 +64,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     if kind == "sqlite":
         path = sqlite_path(url)
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _writable_directory(Path(path))
         engine_url = f"sqlite:///{path}"
     else:
         engine_url = "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -73,9 +78,38 @@ def upgrade(url: str, revision: str = "head") -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
         engine.dispose()
+    except CommandError as exc:
+        # The version table names a revision this code does not have: a newer perfics
+        # upgraded the schema (a rollback, or an old replica restarting mid-rollout).
+        raise StoreUnavailable(
+            f"cannot use the database {shown_url(url)}: {exc}; a newer perfics upgraded its "
+            "schema, and this version cannot run on it"
+        ) from exc
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        raise StoreUnavailable(f"cannot use the database {shown_url(url)}: {reason}") from exc
+        unwritable = kind == "sqlite" and ("unable to open" in reason or "readonly" in reason)
+        hint = f"; set {_SETTING} to a writable path" if unwritable else ""
+        raise StoreUnavailable(f"cannot use the database {shown_url(url)}: {reason}{hint}") from exc
+
+
+def _writable_directory(path: Path) -> None:
+    """Make the directory of the SQLite file ``path``; ``StoreUnavailable`` naming the file and
+    the setting when it cannot be made or written into (SQLite creates the file and its
+    ``-wal`` and ``-shm`` beside it)."""
+    directory = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = str(exc)
+    else:
+        # access() answers for the caller's uid and for a read-only filesystem (EROFS).
+        if os.access(directory, os.W_OK | os.X_OK):
+            return
+        reason = f"the directory {directory.absolute()} is not writable"
+    raise StoreUnavailable(
+        f"cannot write the SQLite store {path.absolute()}: {reason}; "
+        f"set {_SETTING} to a writable path"
+    )
 
 
 async def open_store(url: str) -> Store:
