@@ -50,8 +50,9 @@ class RequestFacts:
 class KeyScope:
     """What the client's key allows (None: anything): ``left_usd`` is what its budget has left
     this period, as last known. Its limits narrow the declarations: a declared model, task,
-    round cap or sample cap beyond them is refused (``KeyLimit``), a declared budget above
-    ``left_usd`` too (``QuotaExhausted``); without declarations they stand in for them."""
+    round cap or sample cap beyond them is refused (``KeyLimit``); without declarations they
+    stand in for them (a declared budget is checked against what is left when the key's lease
+    draws on it, in the proxy)."""
 
     name: str
     models: frozenset[str] | None = None
@@ -174,13 +175,8 @@ def within_key(declarations: Declarations, scope: KeyScope) -> Declarations:
         if declarations.max_samples is None:
             changes["max_samples"] = scope.max_samples
     left = scope.left_usd
-    if left is not None:
-        declared = declarations.budget_usd
-        if declared is not None and declared > left:
-            raise QuotaExhausted(
-                f"the declared budget of {format_usd(declared)} USD exceeds what the key "
-                f"'{name}' has left this period ({format_usd(max(left, 0.0))} USD)"
-            )
-        if declared is None:
-            changes |= {"budget_usd": max(left, 0.0), "budget_source": "key"}
+    if left is not None and declarations.budget_usd is None:
+        # What the key has left stands in for a budget the request did not declare; whether a
+        # declared one fits it is the key's lease to say (proxy.leases), against the store.
+        changes |= {"budget_usd": max(left, 0.0), "budget_source": "key"}
     return replace(declarations, **changes) if changes else declarations  # type: ignore[arg-type]
