@@ -29,6 +29,7 @@ from typing import Any
 from benchmarks import latency
 from benchmarks.processes import HOST, Server, start_stub
 from benchmarks.servers import perfics_policy, start_perfics
+from proxy.results import CallRecord, Outcome, Refined, Spent, Usage
 
 SCRAPES = 50
 METER_REPEATS = 7
@@ -91,11 +92,8 @@ def _meter_us(rounds: int) -> float:
     from types import SimpleNamespace
     from typing import cast
 
-    from proxy.backends.base import Usage
     from proxy.ops.metrics import Metrics
     from proxy.ops.observer import Ops, RequestMeter
-    from proxy.pipeline import Outcome
-    from proxy.refine import CallRecord, Refined
     from proxy.runtime import Runtime
     from proxy.wire import ChatCompletionRequest
     from routing.decision import decide
@@ -105,16 +103,17 @@ def _meter_us(rounds: int) -> float:
     policy = parse_policy(perfics_policy(1), "bench.yaml")
     runtime = cast(Runtime, SimpleNamespace(policy=policy))
     decision = decide(policy, hypothetical_facts(prompt="Say hello."))
-    calls = [CallRecord("draft", 0, Usage(12, 16), 0, 0.001)]
+    calls = [CallRecord("draft", 0, Usage(12, 16), 0, 0.001, "stub", 1e-7)]
     for number in range(1, rounds + 1):
         calls += [
-            CallRecord("critique", number, Usage(40, 20), 0, 0.001),
-            CallRecord("rewrite", number, Usage(70, 16), 0, 0.001),
+            CallRecord("critique", number, Usage(40, 20), 0, 0.001, "stub", 1e-7),
+            CallRecord("rewrite", number, Usage(70, 16), 0, 0.001, "stub", 1e-7),
         ]
     refined = Refined(
         "hi", "stop", (), Usage(12, 16), rounds, "max_rounds", (), False, (), tuple(calls)
     )
-    outcome = Outcome("stub", rounds, (refined,), Usage(12, 16), (), 1e-6, 2e-5, 1)
+    spent = Spent(Usage(12, 16), 1e-6, tuple(calls))
+    outcome = Outcome("stub", rounds, (refined,), spent, (), 2e-5, 1)
     ops = Ops(Metrics({}), None)
     chat = cast(ChatCompletionRequest, None)
     timings = []

@@ -26,6 +26,7 @@ from typing import Any
 from routing.errors import RoutingError
 from routing.planner import Plan, PlanRequest, plan
 from routing.policy import Policy
+from routing.policy_index import index_of
 
 MODELS = 100
 TASKS = 10
@@ -128,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     policy = build_policy(rng, args.techniques)
-    _ = policy.index  # built at load in the proxy, not per request
+    _ = index_of(policy)  # built at load in the proxy, not per request
     requests = build_requests(rng, args.requests)
     time_us(requests[:200], lambda request: plan(policy, request))  # warm up
 

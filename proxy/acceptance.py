@@ -29,30 +29,12 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
-from proxy.backends.base import Backend, Message, Scorer, Usage
+from proxy.backends.base import Backend, Message, Scorer
 from proxy.errors import PerficsError
+from proxy.results import NO_USAGE, Review, Rule, Usage
 
-Rule = Literal["all", "answers", "likelier"]
 RULES: tuple[Rule, ...] = ("all", "answers", "likelier")
-
-
-NO_USAGE = Usage(0, 0, 0)  # a review that made no call: nothing read, nothing unknown
-
-
-@dataclass(frozen=True, slots=True)
-class Review:
-    """The verdict on one rewrite under ``rule``, and what reaching it cost. ``verdicts``
-    holds the verdict of every rule that was evaluated (all of them with ``record_all``)."""
-
-    rule: Rule
-    kept: bool
-    reason: str | None  # why it was discarded, None when kept: see non_answer, less_likely
-    verdicts: dict[str, bool]
-    usage: Usage = field(default_factory=lambda: NO_USAGE)
-    calls: int = 0
-    likelihoods: tuple[float, float] | None = None  # (answer in hand, rewrite)
 
 
 @dataclass(slots=True)

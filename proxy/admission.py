@@ -23,7 +23,7 @@ from dataclasses import replace
 from proxy import pipeline
 from proxy.accounts import Accounts, Ticket
 from proxy.errors import BackendError, PerficsError, QuotaExceeded
-from proxy.pipeline import Outcome
+from proxy.results import Outcome
 from proxy.runtime import Runtime
 from proxy.store.records import KeyRecord, LedgerRow
 from proxy.wire import ChatCompletionRequest
@@ -85,16 +85,14 @@ class Admission:
         ticket, decision = self.ticket, self.decision
         outcome = ended if isinstance(ended, Outcome) else None
         failure = ended if isinstance(ended, PerficsError) else None
-        usage = outcome.usage if outcome is not None else None
-        if outcome is not None:
-            cost = outcome.cost_usd
-        elif isinstance(failure, BackendError) and failure.request_cost_usd is not None:
-            # The upstreams failed it: charged what its finished calls cost, no more.
-            cost, usage = failure.request_cost_usd, failure.request_usage
-        else:
-            # Gone before its answer was whole (or failed here): charged what it reserved,
-            # since its last call's tokens, perhaps already streamed, are not known.
-            cost = ticket.amount_usd if ticket else 0.0
+        spent = outcome.spent if outcome is not None else None
+        if spent is None and isinstance(failure, BackendError):
+            spent = failure.request  # the upstreams failed it: what its finished calls cost
+        usage = spent.usage if spent is not None else None
+        # Gone before its answer was whole (or failed here): charged what it reserved, since
+        # its last call's tokens, perhaps already streamed, are not known.
+        reserved = ticket.amount_usd if ticket else 0.0
+        cost = spent.cost_usd if spent is not None else reserved
         self.accounts.record(
             LedgerRow(
                 time=self.started,

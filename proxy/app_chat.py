@@ -38,8 +38,8 @@ from proxy.http_edge import (
     respond,
 )
 from proxy.ops.observer import Ops, RequestMeter
-from proxy.pipeline import Outcome
 from proxy.response import decision_headers, error_json, outcome_headers
+from proxy.results import Outcome
 from proxy.runtime import Runtime
 from proxy.settings import Settings
 from proxy.wire import ChatCompletionRequest

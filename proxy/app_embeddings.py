@@ -42,6 +42,7 @@ from routing.cost import cost_usd, format_usd
 from routing.embeddings import EmbeddingPlan, plan_embedding
 from routing.errors import BudgetExceeded, RoutingError
 from routing.estimate import CHARS_PER_TOKEN
+from routing.policy_index import index_of
 
 log = structlog.get_logger(__name__)
 
@@ -116,7 +117,7 @@ class EmbeddingsEndpoint:
                 ticket = await accounts.draw(key, plan.estimated_cost_usd, plan.input_tokens)
             model, result = await _embed(runtime, plan, request)
             usage_tokens = result.usage.prompt_tokens
-            cost = cost_usd(runtime.policy.index.prices[model], usage_tokens, 0)
+            cost = cost_usd(index_of(runtime.policy).prices[model], usage_tokens, 0)
             body = _body(request, model, result)
             out = {
                 "x-request-id": request_id,

@@ -16,13 +16,14 @@ import binascii
 import hmac
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import orjson
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
+from proxy.accounts import Accounts
 from proxy.errors import AuthenticationFailed, InvalidRequest, PerficsError, PermissionDenied
 from proxy.keys import key_view
 from proxy.ops.dashboard import KeySpend, static_file
@@ -30,11 +31,24 @@ from proxy.ops.metrics import CONTENT_TYPE
 from proxy.ops.observer import Ops
 from proxy.ops.policy_view import PlanView, plan_view
 from proxy.response import error_json
+from proxy.runtime import Runtime
+from proxy.settings import Settings
 from proxy.store.base import StoreUnavailable
 from routing.explain import plan_to_json
 
-if TYPE_CHECKING:
-    from proxy.app import ServiceState
+
+class ServiceView(Protocol):
+    """What the operator's pages read of the running service (``proxy.app.ServiceState``):
+    its settings, the policy serving now (``current`` raises before one is loaded), the store
+    and the last reload's error."""
+
+    settings: Settings
+    runtime: Runtime | None
+    accounts: Accounts | None
+    reload_error: str | None
+
+    def current(self) -> Runtime: ...
+
 
 IsAdmin = Callable[[Request, "str | None"], bool]
 CrossSite = Callable[[Request], bool]
@@ -51,7 +65,7 @@ _PAGE_HEADERS = {
 
 
 def add_ops_routes(
-    app: FastAPI, state: ServiceState, ops: Ops, is_admin: IsAdmin, cross_site: CrossSite
+    app: FastAPI, state: ServiceView, ops: Ops, is_admin: IsAdmin, cross_site: CrossSite
 ) -> None:
     """Mount the routes on ``app``. ``is_admin(request, admin_key)`` is the admin rule;
     ``cross_site(request)`` tells a cross-site browser request, always refused."""
@@ -122,7 +136,7 @@ def add_ops_routes(
         return Response(content, media_type=media_type, headers={"cache-control": "max-age=300"})
 
 
-async def _key_gauges(state: ServiceState, ops: Ops) -> None:
+async def _key_gauges(state: ServiceView, ops: Ops) -> None:
     """The key gauges as the store has them now (left as they were if it cannot be read)."""
     if state.accounts is None or ops.metrics is None:
         return
@@ -136,7 +150,7 @@ async def _key_gauges(state: ServiceState, ops: Ops) -> None:
     )
 
 
-async def _key_spend(state: ServiceState) -> list[KeySpend] | None:
+async def _key_spend(state: ServiceView) -> list[KeySpend] | None:
     """Every key's spend from the store; None when it cannot be read."""
     if state.accounts is None:
         return None
@@ -171,7 +185,7 @@ LEDGER_WINDOW_S = 30 * 86400
 """The dashboard's ledger totals cover the last 30 days (one indexed range per refresh)."""
 
 
-def _page(state: ServiceState, ops: Ops, plan: PlanView, spend: list[KeySpend] | None) -> Response:
+def _page(state: ServiceView, ops: Ops, plan: PlanView, spend: list[KeySpend] | None) -> Response:
     """The whole page (rendered in a worker thread: it plans every task a dozen times and
     reads every metric)."""
     runtime = state.current()

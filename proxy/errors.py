@@ -28,8 +28,7 @@ Routing errors (``routing.errors``) are translated once, in ``from_routing_error
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from proxy.results import CallRecord, Spent, Usage
 from routing.errors import (
     BudgetExceeded,
     KeyLimit,
@@ -38,10 +37,6 @@ from routing.errors import (
     RoutingError,
     UnknownModel,
 )
-
-if TYPE_CHECKING:
-    from proxy.backends.base import Usage
-    from proxy.refine import CallRecord
 
 
 class PerficsError(Exception):
@@ -160,22 +155,26 @@ class KeyStoreUnavailable(PerficsError):
 
 class BackendError(PerficsError):
     """An upstream failed. ``retryable`` errors let the pipeline fall back to the next model.
-    ``spent`` is the usage of the request's calls on this model that did finish before it
-    failed, ``calls`` those calls (set by the refinement loop): they were paid for, whatever
-    follows."""
+    ``calls`` are the request's calls on this model that did finish before it failed (set by
+    the refinement and selection loops): they were paid for, whatever follows. ``request`` is
+    what the whole request spent, every model it tried included, once this error ends it (set
+    by the pipeline): the ledger charges that, not the request's estimate; metrics and traces
+    count its calls."""
 
     status_code = 502
     error_type = "api_error"
     default_code = "upstream_error"
     retryable = True
-    spent: Usage | None = None
-    calls: tuple[CallRecord, ...] = ()  # those finished calls, one by one
-    # What the whole request spent, every model it tried included, once this error ends it
-    # (set by the pipeline): the ledger charges that, not the request's estimate; metrics
-    # count the calls (model, call).
-    request_usage: Usage | None = None
-    request_cost_usd: float | None = None
-    request_calls: tuple[tuple[str, CallRecord], ...] = ()
+    calls: tuple[CallRecord, ...] = ()
+    request: Spent | None = None
+
+    @property
+    def spent(self) -> Usage:
+        """The usage of ``calls``."""
+        usage = Usage()
+        for call in self.calls:
+            usage = usage + call.usage
+        return usage
 
 
 class UpstreamRejected(BackendError):

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from proxy.pipeline import Outcome
-    from proxy.refine import Refined
+from proxy.results import Outcome, Refined
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,11 @@ from typing import cast
 
 import structlog
 
-from proxy.backends.base import Backend, RawText, Sampler, Usage
+from proxy.backends.base import Backend, RawText, Sampler
 from proxy.errors import BackendError, from_routing_error
 from proxy.events import ChoiceEvent, Committed, Done, Event, Finished, Started
-from proxy.refine import CallRecord, Refined, refine
+from proxy.refine import refine
+from proxy.results import CallRecord, Outcome, Refined, Spent, Usage
 from proxy.runtime import Runtime
 from proxy.selection.checks import RequestChecks
 from proxy.selection.select import batched_choices, select
@@ -37,32 +38,9 @@ from routing.decision import Decision, KeyScope
 from routing.decision import decide as decide_plan
 from routing.errors import RoutingError
 from routing.planner import Candidate
+from routing.policy_index import index_of
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What the request cost and produced; the source of every outcome header and the body's
-    ``perfics`` object."""
-
-    model: str
-    rounds_planned: int
-    choices: tuple[Refined, ...]
-    usage: Usage
-    fallbacks: tuple[str, ...]
-    cost_usd: float
-    reference_cost_usd: float | None
-    latency_ms: int
-    failed_calls: tuple[tuple[str, CallRecord], ...] = ()  # (model, call) of models that failed
-
-    @property
-    def rounds(self) -> int:
-        return self.choices[0].rounds
-
-    @property
-    def stop_reason(self) -> str:
-        return self.choices[0].stop_reason
 
 
 def decide(
@@ -137,8 +115,7 @@ class _Attempts:
     request: ChatCompletionRequest
     raw: bool = False
     budget: Budget = field(init=False)
-    spent_elsewhere: Usage = field(default_factory=Usage)
-    failed_calls: list[tuple[str, CallRecord]] = field(default_factory=list)
+    failed_calls: list[CallRecord] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     _order: tuple[Candidate, ...] = ()
@@ -151,7 +128,7 @@ class _Attempts:
         return iter(self._order)
 
     def spending(self, candidate: Candidate) -> ModelBudget:
-        index = self.runtime.policy.index
+        index = index_of(self.runtime.policy)
         return self.budget.for_model(
             index.prices[candidate.model],
             critique_tokens=index.critique_tokens,
@@ -169,13 +146,10 @@ class _Attempts:
     ) -> None:
         """Count what ``candidate`` spent, then re-raise ``exc`` unless the next model may
         answer: the error is retryable, nothing was sent, and a next model exists."""
-        self.spent_elsewhere = self.spent_elsewhere + (exc.spent or Usage()) + _usage(finished)
-        calls = (*exc.calls, *(call for result in finished for call in result.calls))
-        self.failed_calls.extend((candidate.model, call) for call in calls)
+        self.failed_calls += (*exc.calls, *(call for result in finished for call in result.calls))
         position = self._order.index(candidate)
         if not (fall_back and exc.retryable and position + 1 < len(self._order)):
-            exc.request_usage, exc.request_cost_usd = self.spent_elsewhere, self.budget.spent_usd
-            exc.request_calls = tuple(self.failed_calls)
+            exc.request = self.spent(self.failed_calls)
             raise exc
         self.fallbacks.append(candidate.model)
         log.warning(
@@ -186,25 +160,33 @@ class _Attempts:
         )
 
     def outcome(self, candidate: Candidate, results: Sequence[Refined]) -> Outcome:
-        """Usage over every call, the failed models' included; the cost as charged, each call
-        at the price of the model that made it."""
-        usage = self.spent_elsewhere + _usage(results)
+        """What the request answered, and every call it made, the failed models' included."""
+        spent = self.spent(
+            [*self.failed_calls, *(call for result in results for call in result.calls)]
+        )
+        usage = spent.usage
         reference = self.runtime.reference_prices
         return Outcome(
             model=candidate.model,
             rounds_planned=candidate.rounds,
             choices=tuple(results),
-            usage=usage,
+            spent=spent,
             fallbacks=tuple(self.fallbacks),
-            cost_usd=self.budget.spent_usd,
             reference_cost_usd=(
                 cost_usd(reference, usage.prompt_tokens, usage.completion_tokens)
                 if reference is not None
                 else None
             ),
             latency_ms=round((time.perf_counter() - self.started) * 1000),
-            failed_calls=tuple(self.failed_calls),
         )
+
+    def spent(self, calls: Sequence[CallRecord]) -> Spent:
+        """``calls``' tokens, and the cost as the budget charged it (each call at the price of
+        the model that made it)."""
+        usage = Usage()
+        for call in calls:
+            usage = usage + call.usage
+        return Spent(usage, self.budget.spent_usd, tuple(calls))
 
 
 async def _answers(
@@ -235,7 +217,7 @@ def _choice_events(
         base = base.replace(
             max_tokens=spending.answer_cap(decision.prompt_tokens, decision.plan.estimate.a)
         )
-    base = base.with_defaults(runtime.policy.index.models[candidate.model].defaults.given())
+    base = base.with_defaults(index_of(runtime.policy).models[candidate.model].defaults.given())
     messages = request.backend_messages()
     if candidate.technique in ("best_of", "vote"):
         selection = runtime.policy.selection
@@ -261,7 +243,7 @@ def _choice_events(
         and isinstance(backend, Sampler)
     ):
         # Choices that are drafts: made together, sharing the prompt.
-        return batched_choices(backend, messages, base, request.n)
+        return batched_choices(backend, candidate.model, messages, base, request.n, spending)
     choices = [
         refine(
             backend,

@@ -33,22 +33,19 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.acceptance import Review, Reviewer, Rule
+from proxy.acceptance import Reviewer
 from proxy.backends.base import (
     Backend,
     Completion,
     Delta,
     Message,
     SamplingParams,
-    TokenLogprob,
-    Usage,
 )
 from proxy.errors import BackendError, UpstreamRejected
 from proxy.events import AnswerDelta, ChoiceEvent, Finished, RoundStarted, Started
+from proxy.results import CallRecord, Refined, RoundTrace, Rule, StopReason, TokenLogprob, Usage
 from routing.budget import ModelBudget
 from routing.estimate import estimate_prompt_tokens
-
-StopReason = str  # max_rounds | no_issues | budget | not_refinable
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,75 +55,6 @@ class RefinementPrompts:
     stop_phrase: str
     critique_max_tokens: int
     accept: Rule = "answers"
-
-
-@dataclass(frozen=True, slots=True)
-class RoundTrace:
-    round: int
-    critique: str
-    critique_usage: Usage
-    rewrite: str | None = None
-    rewrite_usage: Usage | None = None
-    review: Review | None = None
-
-    @property
-    def kept(self) -> bool:
-        return self.review is not None and self.review.kept
-
-    @property
-    def usage(self) -> Usage:
-        """Every call of the round: critique, rewrite and the review's scoring calls."""
-        usage = self.critique_usage + (self.rewrite_usage or Usage())
-        return usage + self.review.usage if self.review is not None else usage
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "round": self.round,
-            "usage": self.usage.to_openai(),
-            "kept": self.kept,
-            "discarded_because": self.review.reason if self.review is not None else None,
-            "likelihoods": (
-                list(self.review.likelihoods)
-                if self.review is not None and self.review.likelihoods
-                else None
-            ),
-        }
-        body["critique"] = self.critique
-        body["rewrite"] = self.rewrite
-        return body
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """One finished model call of a choice, as charged: ``call`` is ``draft``, ``critique``,
-    ``rewrite`` or ``review`` (the acceptance rule's scoring calls), ``round`` 0 for the draft;
-    its wall-clock start and duration. Read by metrics and tracing (``proxy.ops``)."""
-
-    call: str
-    round: int
-    usage: Usage
-    started_ns: int
-    duration_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class Refined:
-    """A choice's final answer and how it came about: the rounds of refinement, or (selection)
-    the ``samples`` made and the rule that chose (``selected_by``: ``checks``, ``agreement``,
-    ``likelihood`` or ``draft``; None without selection)."""
-
-    text: str
-    finish_reason: str
-    tool_calls: tuple[Mapping[str, Any], ...]
-    usage: Usage
-    rounds: int
-    stop_reason: StopReason
-    trace: tuple[RoundTrace, ...]
-    streamed: bool
-    logprobs: tuple[TokenLogprob, ...] = ()
-    calls: tuple[CallRecord, ...] = ()
-    samples: int = 1
-    selected_by: str | None = None
 
 
 async def refine(
@@ -156,7 +84,6 @@ async def refine(
         async for event in run.events(rounds if refinable else 0, live, refinable):
             yield event
     except BackendError as exc:
-        exc.spent = run.usage if exc.spent is None else exc.spent + run.usage
         exc.calls = (*exc.calls, *run.calls)
         raise
 
@@ -188,9 +115,10 @@ class _Refinement:
 
     def _charge(self, usage: Usage, call: str, number: int, started_ns: int) -> None:
         self.usage = self.usage + usage
-        self.budget.charge(usage.prompt_tokens, usage.completion_tokens)
+        cost = self.budget.charge(usage.prompt_tokens, usage.completion_tokens)
         elapsed = (time.time_ns() - started_ns) / 1e9
-        self.calls.append(CallRecord(call, number, usage, started_ns, elapsed))
+        model = self.backend.model_id
+        self.calls.append(CallRecord(call, number, usage, started_ns, elapsed, model, cost))
 
     async def events(
         self, rounds: int, live: bool, refinable: bool = True

@@ -32,8 +32,11 @@ class Budget:
     def remaining_usd(self) -> float | None:
         return None if self.limit_usd is None else self.limit_usd - self.spent_usd
 
-    def charge(self, prices: Prices, prompt_tokens: int, completion_tokens: int) -> None:
-        self.spent_usd += cost_usd(prices, prompt_tokens, completion_tokens)
+    def charge(self, prices: Prices, prompt_tokens: int, completion_tokens: int) -> float:
+        """Add a call's cost at ``prices``; returns that cost."""
+        cost = cost_usd(prices, prompt_tokens, completion_tokens)
+        self.spent_usd += cost
+        return cost
 
     def allows(self, usd: float) -> bool:
         """Whether ``usd`` more would stay within the limit."""
@@ -61,8 +64,9 @@ class ModelBudget:
     def applies(self) -> bool:
         return self.budget.limit_usd is not None
 
-    def charge(self, prompt_tokens: int, completion_tokens: int) -> None:
-        self.budget.charge(self.prices, prompt_tokens, completion_tokens)
+    def charge(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Charge a call to the request's budget at this model's prices; returns its cost."""
+        return self.budget.charge(self.prices, prompt_tokens, completion_tokens)
 
     def allows_round(self, prompt_tokens: int, answer_tokens: int) -> bool:
         """Whether a whole round fits what is left: a critique of ``p + a + t`` in and ``k``

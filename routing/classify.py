@@ -8,13 +8,14 @@ task declared first in the policy file; no match at all gives None.
 from __future__ import annotations
 
 from routing.policy import Policy
+from routing.policy_index import index_of
 
 
 def classify_task(policy: Policy, text: str) -> str | None:
     """The task with the most keyword occurrences in ``text``, or None when none occurs."""
     best: str | None = None
     best_count = 0
-    for name, task in policy.index.tasks.items():
+    for name, task in index_of(policy).tasks.items():
         if task.pattern is None:
             continue
         count = len(task.pattern.findall(text))

@@ -21,6 +21,7 @@ from routing.declarations import Declarations, resolve_declarations
 from routing.errors import BudgetExceeded, KeyLimit, QuotaExhausted, shown
 from routing.planner import Candidate, Plan, PlanRequest, plan
 from routing.policy import Policy
+from routing.policy_index import index_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ class Decision:
         the plan tried in turn, each at its planned rounds or samples, each answer as long as
         the model's context allows. A budget at least this large cannot bind."""
         estimate = self.plan.estimate
-        index = policy.index
+        index = index_of(policy)
         total = 0.0
         for attempt in self.plan.attempts():
             spec = index.models[attempt.model]

@@ -22,6 +22,7 @@ from typing import Literal
 from routing.classify import classify_task
 from routing.errors import InvalidDeclaration, UnknownModel, shown
 from routing.policy import Policy
+from routing.policy_index import index_of
 
 TaskSource = Literal["header", "body", "alias", "classifier", "default"]
 ValueSource = Literal["header", "body", "alias", "key"]
@@ -72,7 +73,7 @@ def resolve_declarations(
     pinned: str | None = None
     if model in policy.aliases:
         alias_id = model
-    elif model in policy.index.models:
+    elif model in index_of(policy).models:
         pinned = model
     elif model != AUTO:
         raise UnknownModel(model)

@@ -28,6 +28,7 @@ from routing.errors import (
     overflow_message,
 )
 from routing.policy import Policy
+from routing.policy_index import index_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ def plan_embedding(
     budget_usd: float | None = None,
 ) -> EmbeddingPlan:
     """Plan an embeddings request of inputs of ``input_tokens`` tokens each (estimated)."""
-    index = policy.index
+    index = index_of(policy)
     if model in index.models:
         pinned: str | None = model
     elif model == "auto" or model in policy.aliases:

@@ -59,7 +59,7 @@ from routing.errors import (
 from routing.estimate import TokenEstimate, answer_tokens
 from routing.perfics import COST_FLOOR_USD, perfics_score
 from routing.policy import Policy
-from routing.policy_index import PolicyIndex, TaskIndex
+from routing.policy_index import PolicyIndex, TaskIndex, index_of
 from routing.techniques import SAMPLED_PLACE, SELECTION_TECHNIQUES, Technique, place, unplace
 
 NOT_PINNED = "not pinned"
@@ -273,7 +273,7 @@ def plan(policy: Policy, request: PlanRequest) -> Plan:
     """Plan ``request`` under ``policy``. Raises ``InvalidDeclaration`` for an undeclared task,
     ``UnknownModel`` for an unknown pinned model, ``BudgetExceeded`` when candidates exist but
     none fits the budget, and ``NoEligiblePlan`` when there is no candidate at all."""
-    index = policy.index
+    index = index_of(policy)
     task = index.tasks.get(request.task)
     if task is None:
         raise InvalidDeclaration(f"unknown task '{shown(request.task)}'", param="task")

@@ -10,7 +10,6 @@ every problem with its file and line. ``Policy.index`` holds what planning needs
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -38,7 +37,6 @@ from routing.backend_options import (
 from routing.cost import MTOK, Prices
 from routing.errors import UnknownModel
 from routing.policy_checks import cross_check, model_checks
-from routing.policy_index import PolicyIndex, build_index
 from routing.policy_types import (
     Count,
     Name,
@@ -72,8 +70,6 @@ __all__ = [
     "Task",
     "TechniqueQuality",
     "Weights",
-    "load_policy",
-    "parse_policy",
 ]
 
 SKIP_CROSS_CHECKS = "perfics_skip_cross_checks"
@@ -377,7 +373,8 @@ class Policy(PolicyModel):
     admin: Admin = Admin()
     server: Server = Server()
 
-    _index: PolicyIndex | None = PrivateAttr(default=None)
+    # Planning data (``routing.policy_index.index_of``), built once per loaded policy.
+    _index: object = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _cross_sections(self, info: ValidationInfo) -> Self:
@@ -388,33 +385,12 @@ class Policy(PolicyModel):
             raise _nested_error([(loc, "value_error", text, None, None) for loc, text in problems])
         return self
 
-    @property
-    def index(self) -> PolicyIndex:
-        """Planning data, computed on first use (the loader does it at load)."""
-        if self._index is None:
-            self._index = build_index(self)
-        return self._index
-
     def model(self, model_id: str) -> ModelSpec:
         """The catalog model ``model_id``; raises ``UnknownModel``."""
-        spec = self.index.models.get(model_id)
+        spec = next((spec for spec in self.models if spec.id == model_id), None)
         if spec is None:
             raise UnknownModel(model_id)
         return spec
-
-
-def load_policy(path: str | Path) -> Policy:
-    """``routing.policy_loader.load_policy``: read and validate a policy file."""
-    from routing.policy_loader import load_policy as load  # the loader imports this module
-
-    return load(path)
-
-
-def parse_policy(text: str, filename: str) -> Policy:
-    """``routing.policy_loader.parse_policy``: validate policy YAML text."""
-    from routing.policy_loader import parse_policy as parse
-
-    return parse(text, filename)
 
 
 _QUALITY_LIST: TypeAdapter[tuple[float, ...]] = TypeAdapter(QualityList)

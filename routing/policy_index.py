@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from routing.backend_options import BACKENDS
 from routing.cost import Prices
 from routing.estimate import template_tokens
 from routing.perfics import quality_terms
+from routing.policy import ModelSpec, Policy, Weights
 from routing.techniques import Technique, place
-
-if TYPE_CHECKING:
-    from routing.policy import ModelSpec, Policy, Weights
-
 
 # A selection technique's planning row: (its ``routing.techniques.place``, samples k, the
 # score's quality part, whether ``k (p + a)`` scoring prefills count).
@@ -87,6 +83,17 @@ class PolicyIndex:
         """Whether ``technique``'s samples on ``model`` are scored: ``k (p + a)`` more tokens
         in (``routing.estimate.TokenEstimate.tokens``)."""
         return technique == "best_of" and model in self.scorers
+
+
+def index_of(policy: Policy) -> PolicyIndex:
+    """``policy``'s planning data, built on first use and kept with the policy (the loader
+    builds it at load, so no request pays for it)."""
+    found = policy._index
+    if isinstance(found, PolicyIndex):
+        return found
+    index = build_index(policy)
+    policy._index = index
+    return index
 
 
 def build_index(policy: Policy) -> PolicyIndex:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from routing.errors import PolicyError, PolicyProblem
 from routing.policy import NESTED_ERRORS, SKIP_CROSS_CHECKS, Policy
 from routing.policy_checks import Loc, cross_check
+from routing.policy_index import index_of
 
 SYNTAX = "(syntax)"
 ROOT = "(root)"
@@ -106,7 +107,7 @@ def parse_policy(text: str, filename: str) -> Policy:
     if problems or policy is None:
         unique = sorted(set(problems), key=lambda p: (p.line, p.path, p.message))
         raise PolicyError(tuple(unique))
-    _ = policy.index  # built at load, not on the first request
+    _ = index_of(policy)  # built at load, not on the first request
     return policy
 
 

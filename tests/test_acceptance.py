@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from proxy.acceptance import Reviewer, non_answer, parses_as_json
-from proxy.backends.base import Likelihood, Message, Scorer, Usage
+from proxy.backends.base import Likelihood, Message, Scorer
 from proxy.backends.scripted import ScriptedBackend
+from proxy.results import Usage
 
 FIXTURES = [
     json.loads(line)

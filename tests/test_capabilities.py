@@ -12,9 +12,10 @@ from typing import Any
 import openai
 import pytest
 
-from proxy.backends.base import Completion, Usage
+from proxy.backends.base import Completion
 from proxy.backends.scripted import ScriptedBackend
 from proxy.cli import main
+from proxy.results import Usage
 from tests.conftest import POLICIES, InProcessServer
 
 POLICY = POLICIES / "capabilities.yaml"

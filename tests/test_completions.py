@@ -11,8 +11,9 @@ import httpx
 import openai
 import pytest
 
-from proxy.backends.base import Completion, Usage
+from proxy.backends.base import Completion
 from proxy.backends.scripted import ScriptedBackend
+from proxy.results import Usage
 from tests.conftest import POLICIES, InProcessServer
 
 

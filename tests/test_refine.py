@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from proxy.backends.base import Completion, SamplingParams, Usage
+from proxy.backends.base import Completion, SamplingParams
 from proxy.backends.scripted import ScriptedBackend
 from proxy.events import AnswerDelta, ChoiceEvent, Finished, RoundStarted, Started
-from proxy.refine import Refined, RefinementPrompts, is_stop_phrase, refine
+from proxy.refine import RefinementPrompts, is_stop_phrase, refine
+from proxy.results import Refined, Usage
 from routing.budget import Budget, ModelBudget, no_budget
 from routing.cost import Prices
 

@@ -12,8 +12,9 @@ import httpx
 import openai
 import pytest
 
-from proxy.backends.base import Completion, Usage
+from proxy.backends.base import Completion
 from proxy.backends.scripted import ScriptedBackend
+from proxy.results import Usage
 from proxy.selection.select import normal_form
 from tests.conftest import InProcessServer
 

@@ -15,9 +15,10 @@ import httpx
 import openai
 import pytest
 
-from proxy.backends.base import Completion, Usage
+from proxy.backends.base import Completion
 from proxy.backends.scripted import ScriptedBackend
 from proxy.errors import BackendError, BackendUnavailable, UpstreamRejected
+from proxy.results import Usage
 from routing.cost import format_usd
 from tests.conftest import POLICIES, InProcessServer
 

@@ -16,8 +16,9 @@ import httpx
 import openai
 import pytest
 
-from proxy.backends.base import Completion, Usage
+from proxy.backends.base import Completion
 from proxy.backends.scripted import ScriptedBackend
+from proxy.results import Usage
 from tests.conftest import POLICIES, InProcessServer
 
 # alpha lists best_of 4 for general (Q 8 against a draft's 5): the planner picks it.

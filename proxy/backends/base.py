@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from proxy.errors import UpstreamRejected
+from proxy.results import TokenLogprob, Usage
 
 Message = Mapping[str, Any]
 
@@ -83,42 +84,6 @@ _OPENAI_FIELDS = (
     "top_k",
     "min_p",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Token counts of one call. ``evaluated_prompt_tokens`` is what the backend actually had
-    to read (prompt tokens minus those served from a prefix cache), when it knows."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    evaluated_prompt_tokens: int | None = None
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        evaluated = None
-        if self.evaluated_prompt_tokens is not None and other.evaluated_prompt_tokens is not None:
-            evaluated = self.evaluated_prompt_tokens + other.evaluated_prompt_tokens
-        return Usage(
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-            evaluated,
-        )
-
-    def to_openai(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-        }
-
-
-TokenLogprob = Mapping[str, Any]
-"""One token's entry of OpenAI's ``logprobs.content``: ``token``, ``logprob``, ``bytes`` and
-``top_logprobs`` (a list of the same without ``top_logprobs``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from proxy.errors import (
     QueueFull,
     UpstreamRejected,
 )
+from proxy.results import TokenLogprob, Usage
 from routing.errors import overflow_message
 from routing.policy import ModelSpec
 
@@ -45,8 +46,6 @@ from .base import (
     Likelihood,
     Message,
     SamplingParams,
-    TokenLogprob,
-    Usage,
     collect,
 )
 from .bundled import resolve_model_path

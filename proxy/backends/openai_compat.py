@@ -54,9 +54,16 @@ from proxy.errors import (
     UpstreamRejected,
 )
 from proxy.logs import upstream_request_id
+from proxy.results import Usage
 from routing.policy import ModelSpec, OpenAIOptions
 
-from .base import Completion, Delta, Embeddings, Message, SamplingParams, Usage
+from .base import (
+    Completion,
+    Delta,
+    Embeddings,
+    Message,
+    SamplingParams,
+)
 from .openai_protocol import (
     ERROR_TEXT_LIMIT,
     StreamState,

@@ -11,8 +11,9 @@ import orjson
 import structlog
 
 from proxy.errors import BackendError, BackendTimeout, ContextLengthExceeded, UpstreamRejected
+from proxy.results import TokenLogprob, Usage
 
-from .base import Delta, Embeddings, TokenLogprob, Usage
+from .base import Delta, Embeddings
 
 log = structlog.get_logger(__name__)
 

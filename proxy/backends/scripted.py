@@ -16,7 +16,15 @@ import math
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 
-from .base import Completion, Delta, Embeddings, Message, SamplingParams, Usage
+from proxy.results import Usage
+
+from .base import (
+    Completion,
+    Delta,
+    Embeddings,
+    Message,
+    SamplingParams,
+)
 
 Reply = str | Completion | BaseException
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.refine import Refined
+from proxy.results import Refined
 
 from .throughput import CallTiming
 

@@ -31,6 +31,7 @@ from routing.cost import cost_usd, format_usd
 from routing.errors import RoutingError
 from routing.estimate import TokenEstimate
 from routing.planner import PlanRequest, plan
+from routing.policy_index import index_of
 
 if TYPE_CHECKING:
     from routing.policy import Policy
@@ -88,8 +89,8 @@ def task_views(
         estimate = TokenEstimate(
             prompt_tokens,
             task.answer_tokens,
-            policy.index.critique_tokens,
-            policy.index.template_tokens,
+            index_of(policy).critique_tokens,
+            index_of(policy).template_tokens,
         )
         scores: dict[tuple[str, int], float | None] = {}
         planned: tuple[str, int] | None = None

@@ -25,15 +25,11 @@ from proxy.errors import BackendError, PerficsError, QueueFull
 from proxy.ops.dashboard import Dashboard
 from proxy.ops.metrics import NONE, Metrics
 from proxy.ops.tracing import Tracing, tracing_from_env
-from proxy.pipeline import Outcome
-from proxy.refine import CallRecord
+from proxy.results import CallRecord, Outcome
 from proxy.runtime import Runtime
 from proxy.wire import ChatCompletionRequest
-from routing.cost import Prices, cost_usd
 from routing.decision import Decision
-from routing.policy import Policy
 
-KEPT_POLICIES = 4
 """Policies whose prices are kept: the one loaded and those still draining requests."""
 REFRESH_S = 5.0
 """How often each worker sets its state gauges in multiprocess mode (a scrape reaches one)."""
@@ -66,25 +62,13 @@ class Ops:
     def __post_init__(self) -> None:
         self._off = self.metrics is None and self.tracing is None
         self._null = _NullMeter(self)
-        self._prices: dict[int, tuple[Policy, dict[str, Prices]]] = {}
 
     def meter(self) -> RequestMeter:
         if self._off:
             return self._null
         return RequestMeter(self)
 
-    def prices(self, policy: Policy) -> dict[str, Prices]:
-        """Each model's prices under ``policy``, kept per loaded policy (``Policy.index`` is
-        too slow to read on every request)."""
-        found = self._prices.get(id(policy))
-        if found is None:
-            found = self._prices[id(policy)] = (policy, policy.index.prices)
-            while len(self._prices) > KEPT_POLICIES:
-                del self._prices[next(iter(self._prices))]
-        return found[1]
-
     def policy_loaded(self, runtime: Runtime) -> None:
-        self.prices(runtime.policy)
         self.dashboard.policy_loaded(runtime.source)
         if self.metrics is not None:
             self.metrics.policy_loaded(runtime.policy)
@@ -123,7 +107,6 @@ class RequestMeter:
         "_first",
         "_metrics",
         "_ops",
-        "_prices",
         "_span",
         "_started",
         "_started_ns",
@@ -139,7 +122,6 @@ class RequestMeter:
         self._tracing = ops.tracing
         self._stream = False
         self._decision: Decision | None = None
-        self._prices: dict[str, Prices] = {}
         self._first: float | None = None
         self._finished = False
         self._span: tuple[Any, object] | None = None
@@ -150,7 +132,6 @@ class RequestMeter:
 
     def decided(self, decision: Decision, runtime: Runtime, chat: ChatCompletionRequest) -> None:
         self._decision = decision
-        self._prices = self._ops.prices(runtime.policy)
         if self._tracing is not None:
             if runtime.policy.refinement.log_content:
                 self._content = chat.backend_messages()
@@ -181,16 +162,17 @@ class RequestMeter:
             metrics.status(model, task, str(status), self._stream).inc()
             if isinstance(exc, QueueFull):
                 metrics.queue_rejections.labels(model).inc()
-            if isinstance(exc, BackendError) and exc.request_usage is not None:
+            spent = exc.request if isinstance(exc, BackendError) else None
+            if spent is not None:
                 # What the calls that finished before the failure cost (the ledger charges it).
                 series = metrics.series(model, task, self._stream)
-                series.prompt.inc(exc.request_usage.prompt_tokens)
-                series.completion.inc(exc.request_usage.completion_tokens)
-                series.cost.inc(exc.request_cost_usd or 0.0)
-                self._calls(metrics, task, exc.request_calls)
+                series.prompt.inc(spent.usage.prompt_tokens)
+                series.completion.inc(spent.usage.completion_tokens)
+                series.cost.inc(spent.cost_usd)
+                self._calls(metrics, task, spent.calls)
         if self._span is not None and self._tracing is not None:
             span, token = self._span
-            calls = exc.request_calls if isinstance(exc, BackendError) else ()
+            calls = exc.request.calls if isinstance(exc, BackendError) and exc.request else ()
             self._tracing.finish(
                 span, token, status=status, outcome=None, content=None, failed_calls=calls
             )
@@ -216,28 +198,19 @@ class RequestMeter:
         for choice in outcome.choices:
             series.rounds.observe(choice.rounds)
             metrics.stop(series, model, task, choice.stop_reason).inc()
-        self._calls(
-            metrics,
-            task,
-            (
-                *outcome.failed_calls,
-                *((model, call) for choice in outcome.choices for call in choice.calls),
-            ),
-        )
+        self._calls(metrics, task, outcome.spent.calls)
 
-    def _calls(self, metrics: Metrics, task: str, calls: Iterable[tuple[str, CallRecord]]) -> None:
+    def _calls(self, metrics: Metrics, task: str, calls: Iterable[CallRecord]) -> None:
         """The per-call series: each call under the model that made it (a model that failed
-        before another answered included)."""
-        for model, call in calls:
+        before another answered included), at the cost it was charged."""
+        for call in calls:
+            model = call.model
             series = metrics.series(model, task, self._stream)
             count, prompt, completion, cost, duration = metrics.call(series, model, task, call.call)
-            usage = call.usage
             count.inc()
-            prompt.inc(usage.prompt_tokens)
-            completion.inc(usage.completion_tokens)
-            prices = self._prices.get(model)
-            if prices is not None:
-                cost.inc(cost_usd(prices, usage.prompt_tokens, usage.completion_tokens))
+            prompt.inc(call.usage.prompt_tokens)
+            completion.inc(call.usage.completion_tokens)
+            cost.inc(call.cost_usd)
             duration.observe(call.duration_s)
 
 

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from proxy.pipeline import Outcome
+from proxy.results import CallRecord, Outcome, Refined
 from routing.decision import Decision
-
-if TYPE_CHECKING:
-    from proxy.refine import CallRecord, Refined
 
 EXPORTERS = ("otlp", "console")
 _OFF = {"none", ""}
@@ -102,7 +99,7 @@ class Tracing:
         status: int,
         outcome: Outcome | None,
         content: Sequence[Mapping[str, Any]] | None,
-        failed_calls: Sequence[tuple[str, CallRecord]] = (),
+        failed_calls: Sequence[CallRecord] = (),
     ) -> None:
         """Record ``outcome`` (None: the request failed with ``status``) and each internal
         call as a child, the calls of models that failed (``failed_calls``, or the outcome's)
@@ -113,8 +110,8 @@ class Tracing:
         context.detach(token)  # type: ignore[arg-type]
         span.set_attribute("http.response.status_code", status)
         parent = trace.set_span_in_context(span)
-        for model, call in outcome.failed_calls if outcome is not None else failed_calls:
-            self._call(parent, model, None, call, None)
+        for call in outcome.failed_calls if outcome is not None else failed_calls:
+            self._call(parent, call.model, None, call, None)
         if outcome is None:
             span.set_status(trace.Status(trace.StatusCode.ERROR))
             span.end()

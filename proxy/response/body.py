@@ -14,8 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from proxy.backends.base import TokenLogprob
-from proxy.pipeline import Outcome
+from proxy.results import Outcome, TokenLogprob
 from routing.cost import format_usd
 from routing.decision import Decision
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from proxy.pipeline import Outcome
+from proxy.results import Outcome
 from routing.cost import format_usd
 from routing.decision import Decision
 

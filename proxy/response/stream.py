@@ -17,11 +17,10 @@ from typing import Any
 import orjson
 import structlog
 
-from proxy.backends.base import TokenLogprob
 from proxy.errors import InternalError, PerficsError
 from proxy.events import AnswerDelta, Done, Event, Finished, RoundStarted, Sampled
-from proxy.pipeline import Outcome
 from proxy.response.body import chunk_body, completion_id, logprobs_body, perfics_object
+from proxy.results import Outcome, TokenLogprob
 from proxy.wire import ChatCompletionRequest
 from routing.decision import Decision
 

@@ -25,14 +25,12 @@ from typing import Any
 
 import orjson
 
-from proxy.backends.base import TokenLogprob, Usage
 from proxy.errors import PerficsError
 from proxy.events import AnswerDelta, Done, Event, Finished, RoundStarted, Sampled
-from proxy.pipeline import Outcome
-from proxy.refine import Refined
 from proxy.response.body import perfics_object
 from proxy.response.stream import EventFrames, comment, replay_pieces
 from proxy.responses.request import ResponsesRequest
+from proxy.results import Outcome, Refined, TokenLogprob, Usage
 from routing.decision import Decision
 
 Save = Callable[[dict[str, Any]], Awaitable[None]]

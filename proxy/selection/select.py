@@ -34,11 +34,10 @@ from proxy.backends.base import (
     Sampler,
     SamplingParams,
     Scorer,
-    Usage,
 )
 from proxy.errors import BackendError
 from proxy.events import ChoiceEvent, Finished, Sampled, Started
-from proxy.refine import CallRecord, Refined
+from proxy.results import CallRecord, Refined, Usage
 from proxy.selection.checks import RequestChecks
 from routing.budget import ModelBudget
 
@@ -75,7 +74,6 @@ async def select(
                 yield event
     except BackendError as exc:
         # What finished before the failure was paid for (as the refinement loop reports it).
-        exc.spent = run.usage if exc.spent is None else exc.spent + run.usage
         exc.calls = (*exc.calls, *run.calls)
         raise
 
@@ -100,9 +98,10 @@ class _Selection:
 
     def charge(self, usage: Usage, call: str, number: int, started_ns: int) -> None:
         self.usage = self.usage + usage
-        self.budget.charge(usage.prompt_tokens, usage.completion_tokens)
+        cost = self.budget.charge(usage.prompt_tokens, usage.completion_tokens)
         elapsed = (time.time_ns() - started_ns) / 1e9
-        self.calls.append(CallRecord(call, number, usage, started_ns, elapsed))
+        model = self.backend.model_id
+        self.calls.append(CallRecord(call, number, usage, started_ns, elapsed, model, cost))
 
     async def best_of(
         self, draft: Completion, samples: int, checks: RequestChecks, temperature: float
@@ -209,14 +208,22 @@ def normal_form(text: str) -> str:
 
 
 async def batched_choices(
-    backend: Sampler, messages: Sequence[Message], params: SamplingParams, n: int
+    backend: Sampler,
+    model: str,
+    messages: Sequence[Message],
+    params: SamplingParams,
+    n: int,
+    budget: ModelBudget,
 ) -> AsyncIterator[ChoiceEvent]:
     """A request's ``n`` choices made in one call (one llama.cpp batch sharing the prompt, one
-    ``n`` request upstream), each then reported as a finished answer, never refined."""
+    ``n`` request upstream), each then reported as a finished answer, never refined; each is
+    charged to ``budget`` as its usage says (the shared prompt on the first)."""
     started = time.time_ns()
     answers = await backend.sample(messages, params, n)
     elapsed = (time.time_ns() - started) / 1e9
     for index, answer in enumerate(answers):
+        cost = budget.charge(answer.usage.prompt_tokens, answer.usage.completion_tokens)
+        call = CallRecord("draft", 0, answer.usage, started, elapsed, model, cost)
         yield Started(index)
         yield Finished(
             index,
@@ -230,6 +237,6 @@ async def batched_choices(
                 trace=(),
                 streamed=False,
                 logprobs=answer.logprobs,
-                calls=(CallRecord("draft", 0, answer.usage, started, elapsed),),
+                calls=(call,),
             ),
         )

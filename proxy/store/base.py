@@ -16,6 +16,7 @@ never frees budget that may have been spent.
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
@@ -72,6 +73,14 @@ UPDATABLE = frozenset(
         "expires_at",
     }
 )
+
+
+_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password replaced, for messages and logs."""
+    return _PASSWORD.sub(r"\1***@", url)
 
 
 class StoreUnavailable(Exception):

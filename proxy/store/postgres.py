@@ -11,9 +11,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from proxy.store.base import Store, StoreUnavailable, Tx
+from proxy.store.base import Store, StoreUnavailable, Tx, shown_url
 from proxy.store.records import Grant, LeaseRequest
-from proxy.store.schema import shown_url
 
 POOL_SIZE = 8
 CONNECT_TIMEOUT_S = 5.0

@@ -13,16 +13,14 @@ database (and, for SQLite, the settings that choose it); ``perfics serve`` print
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from proxy.store.base import Store, StoreUnavailable
+from proxy.store.base import Store, StoreUnavailable, shown_url
 
 DEFAULT_URL = "sqlite:///.perfics/perfics.db"
 _SETTING = "PERFICS_DATABASE_URL (or --database, or the policy's server.database)"
 _MIGRATION_LOCK = 0x70657266  # "perf"
-_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
 
 
 def database_url(
@@ -31,11 +29,6 @@ def database_url(
     """The store to use: a URL given (a flag, ``Settings.database_url``), else
     ``PERFICS_DATABASE_URL``, else the policy's ``server.database``, else ``DEFAULT_URL``."""
     return given or environ.get("PERFICS_DATABASE_URL") or policy_value or DEFAULT_URL
-
-
-def shown_url(url: str) -> str:
-    """``url`` with its password replaced, for messages and logs."""
-    return _PASSWORD.sub(r"\1***@", url)
 
 
 def _kind(url: str) -> str:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy.backends.base import Delta, SamplingParams, Usage, collect
+from proxy.backends.base import Delta, SamplingParams, collect
 from proxy.backends.litellm_backend import LiteLLMBackend
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, UpstreamRejected
+from proxy.results import Usage
 
 from .conftest import Stub, free_port, label, litellm_spec
 

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from proxy.backends.base import Delta, SamplingParams, Usage, collect
+from proxy.backends.base import Delta, SamplingParams, collect
 from proxy.backends.openai_compat import OpenAICompatBackend
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, UpstreamRejected
 from proxy.logs import REQUEST_ID
+from proxy.results import Usage
 
 from .conftest import Stub, free_port, label, openai_spec
 

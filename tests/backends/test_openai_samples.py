@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from proxy.backends.base import Sampler, SamplingParams, Usage
+from proxy.backends.base import Sampler, SamplingParams
 from proxy.backends.openai_compat import OpenAICompatBackend
 from proxy.errors import InvalidRequest, UpstreamRejected
+from proxy.results import Usage
 
 from .conftest import Stub, label, openai_spec
 

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from proxy.backends.base import Completion, Delta, Message, SamplingParams, Usage
+from proxy.backends.base import (
+    Completion,
+    Delta,
+    Message,
+    SamplingParams,
+)
 from proxy.calibrate.questions import Question, load_questions
+from proxy.results import Usage
 from routing.policy import Policy
 from routing.policy_loader import load_policy
 

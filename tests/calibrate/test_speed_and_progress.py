@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 
-from proxy.backends.base import Completion, SamplingParams, Usage
+from proxy.backends.base import Completion, SamplingParams
 from proxy.backends.scripted import ScriptedBackend
 from proxy.calibrate.progress import Progress
 from proxy.calibrate.throughput import CallTiming, TimedBackend, throughput
+from proxy.results import Usage
 
 
 def test_throughput_is_token_weighted() -> None:

@@ -16,8 +16,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from proxy.backends.base import Completion, Usage
+from proxy.backends.base import Completion
 from proxy.backends.scripted import ScriptedBackend
+from proxy.results import Usage
 from tests.conftest import ROOT, InProcessServer, ServerProcess
 
 TOOLS_POLICY = """

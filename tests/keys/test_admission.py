@@ -15,7 +15,7 @@ from proxy.store.base import Store, StoreUnavailable
 from proxy.store.records import Grant, LeaseRequest
 from proxy.store.schema import open_store, upgrade
 from routing.decision import Decision, RequestFacts, decide
-from routing.policy import load_policy
+from routing.policy_loader import load_policy
 from tests.keys.conftest import keys_policy
 
 STORE_DELAY_S = 0.05

@@ -20,7 +20,8 @@ from proxy.store.base import Store
 from proxy.store.records import KeyRecord, LedgerRow
 from proxy.store.schema import open_store, upgrade
 from routing.decision import Decision, RequestFacts, decide
-from routing.policy import Policy, load_policy
+from routing.policy import Policy
+from routing.policy_loader import load_policy
 from tests.keys.conftest import keys_policy
 from tests.keys.test_admission import a_decision
 from tests.postgres_server import PostgresServer

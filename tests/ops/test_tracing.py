@@ -19,9 +19,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from proxy.app import create_app
-from proxy.backends.base import Completion, Usage
+from proxy.backends.base import Completion
 from proxy.backends.scripted import ScriptedBackend
 from proxy.ops.tracing import Tracing, tracing_from_env
+from proxy.results import Usage
 from proxy.settings import Settings
 from tests.conftest import POLICIES, free_port, wait_ready
 

@@ -27,6 +27,7 @@ from typing import Any
 from routing.errors import RoutingError
 from routing.planner import Plan, PlanRequest, plan
 from routing.policy import Policy
+from routing.policy_index import index_of
 from routing.policy_loader import parse_policy
 
 SNAPSHOT = Path(__file__).parent / "plans_main"
@@ -46,7 +47,7 @@ def requests(policy: Policy, task: str) -> list[PlanRequest]:
         PlanRequest(task=task, prompt_tokens=p, budget_usd=b, max_rounds=c)
         for p, b, c in itertools.product(PROMPT_TOKENS, BUDGETS, CAPS)
     ]
-    index = policy.index
+    index = index_of(policy)
     a = index.tasks[task].answer_tokens
     for spec in policy.models:
         draft = spec.context_window - a

@@ -11,6 +11,7 @@ from routing.cost import Prices
 from routing.estimate import template_tokens
 from routing.planner import PlanRequest, plan
 from routing.policy import DEFAULT_CRITIQUE_PROMPT, DEFAULT_REWRITE_PROMPT, Policy
+from routing.policy_index import index_of
 
 from .conftest import TWO_MODELS, policy_from
 
@@ -100,7 +101,7 @@ models:
 """
     )
     expected = max(measured, template_tokens(DEFAULT_REWRITE_PROMPT))
-    assert expected > 64 and policy.index.template_tokens == expected
+    assert expected > 64 and index_of(policy).template_tokens == expected
 
 
 def test_choices_multiply_the_estimate(two_models: Policy) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from routing.errors import PolicyError, PolicyProblem
-from routing.policy import load_policy as load_policy_from_policy_module
 from routing.policy_loader import load_policy, parse_policy
 
 VALID = """\
@@ -204,7 +203,7 @@ def test_load_policy_names_the_file(tmp_path: Path) -> None:
         load_policy(path)
     assert caught.value.problems == (PolicyProblem(str(path), 2, "bogus", "unknown key"),)
     path.write_text(VALID)
-    assert load_policy_from_policy_module(str(path)).models[0].id == "small"
+    assert load_policy(str(path)).models[0].id == "small"
     with pytest.raises(PolicyError) as missing:
         load_policy(tmp_path / "absent.yaml")
     assert missing.value.problems[0].path == "(root)"

@@ -32,6 +32,7 @@ from routing.decision import KeyScope, RequestFacts, decide
 from routing.errors import BudgetExceeded, KeyLimit
 from routing.planner import Candidate, PlanRequest, plan
 from routing.policy import Policy
+from routing.policy_index import index_of
 
 from .conftest import policy_from
 
@@ -144,7 +145,7 @@ def test_tokens_price_the_estimated_cost(techniques: Policy) -> None:
     remote = chosen.attempts()[1]
     assert chosen.tokens(remote) == (400, 800)  # 4p in: remote cannot score
     for candidate in chosen.candidates:
-        prices = techniques.index.prices[candidate.model]
+        prices = index_of(techniques).prices[candidate.model]
         assert cost_usd(prices, *chosen.tokens(candidate)) == candidate.estimated_cost_usd
 
 
@@ -221,7 +222,7 @@ def test_sizes_above_the_tasks_max_samples_are_not_candidates(techniques: Policy
     chosen = plan(techniques, request(task="general"))
     assert (chosen.model, chosen.technique) == ("local", "draft")
     assert all(c.samples == 1 for c in chosen.candidates)
-    assert techniques.index.tasks["general"].by_model["local"].sampled == ()
+    assert index_of(techniques).tasks["general"].by_model["local"].sampled == ()
 
 
 def test_ties_go_to_draft_refine_best_of_vote_then_fewer() -> None:
@@ -312,7 +313,7 @@ def test_the_policy_fields(techniques: Policy) -> None:
         ("best_of", 8, 6.0),
         ("vote", 4, 5.0),
     )
-    assert techniques.index.scorers == frozenset({"local"})
+    assert index_of(techniques).scorers == frozenset({"local"})
     assert techniques.tasks["general"].max_samples == 1
 
 

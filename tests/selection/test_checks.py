@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from proxy.backends.base import Completion, SamplingParams, Usage
+from proxy.backends.base import Completion, SamplingParams
 from proxy.calibrate.graders.humaneval import data_path
+from proxy.results import Usage
 from proxy.selection.checks import CheckResult, RequestChecks
 
 USAGE = Usage()
