@@ -69,6 +69,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check --no-cache proxy routing tests benchmarks examples docs
 	$(BIN)/ruff format --no-cache --check proxy routing tests benchmarks examples docs
 	$(BIN)/vulture
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy

@@ -131,3 +131,21 @@ def test_the_backend_table_says_which_implementations_score() -> None:
     assert method == "likelihood"
     scoring = {name for name in BACKENDS if callable(getattr(implementation(name), method, None))}
     assert scoring == {name for name, kind in BACKENDS.items() if kind.scores} == {"llamacpp"}
+
+
+def test_no_import_cycles() -> None:
+    """No module of proxy/ or routing/ reaches itself through its imports, those under
+    ``TYPE_CHECKING`` and inside functions included (a package and its own submodules aside:
+    importing a submodule always runs its package)."""
+    import grimp
+
+    graph = grimp.build_graph("proxy", "routing", cache_dir=None)
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            if module.startswith(imported + ".") or imported.startswith(module + "."):
+                continue
+            back = graph.find_shortest_chain(importer=imported, imported=module)
+            if back is not None:
+                cycles.append(" -> ".join((module, *back)))
+    assert cycles == []
