@@ -92,10 +92,10 @@ def _meter_us(rounds: int) -> float:
     from types import SimpleNamespace
     from typing import cast
 
+    from proxy.ops.meter import Ops, RequestMeter
     from proxy.ops.metrics import Metrics
-    from proxy.ops.observer import Ops, RequestMeter
+    from proxy.protocol import ChatCompletionRequest
     from proxy.runtime import Runtime
-    from proxy.wire import ChatCompletionRequest
     from routing.decision import decide
     from routing.hypothetical import hypothetical_facts
     from routing.policy_loader import parse_policy

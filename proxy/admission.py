@@ -6,7 +6,7 @@ ledger row afterwards.
     ...                                                   # serve it
     admission.settle(request_id, outcome_or_error, status=200, stream=False)
 
-``decide``: the caller's key scope → ``pipeline.decide`` within it → a draw on the key's lease
+``decide``: the caller's key scope → ``pipeline.decision_for`` within it → a draw on the key's lease
 (``proxy.leases``) → once more within what the store says is left when the lease's view was
 stale → the key's budget as the request's ceiling where it could bind. The rule that a
 declared budget must fit what the key has left is the lease's (and the store's grant's).
@@ -23,10 +23,10 @@ from dataclasses import replace
 from proxy import pipeline
 from proxy.accounts import Accounts, Ticket
 from proxy.errors import BackendError, PerficsError, QuotaExceeded
+from proxy.protocol import ChatCompletionRequest
 from proxy.results import Outcome
 from proxy.runtime import Runtime
 from proxy.store.records import KeyRecord, LedgerRow
-from proxy.wire import ChatCompletionRequest
 from routing.decision import Decision
 
 
@@ -61,7 +61,7 @@ class Admission:
         ``RateLimited``, ``KeyStoreUnavailable``, ``PermissionDenied`` when it does not fit)."""
         key, runtime = self.caller, self.runtime
         scope = self.accounts.scope(key) if key is not None else None
-        decision = pipeline.decide(runtime, chat, headers, scope, raw=raw)
+        decision = pipeline.decision_for(runtime, chat, headers, scope, raw=raw)
         self.decision = decision
         if key is None or scope is None:
             return decision
@@ -71,7 +71,7 @@ class Admission:
             if not exc.retryable_within or exc.left_usd is None:
                 raise
             scope = replace(scope, left_usd=max(exc.left_usd, 0.0))
-            decision = pipeline.decide(runtime, chat, headers, scope, raw=raw)
+            decision = pipeline.decision_for(runtime, chat, headers, scope, raw=raw)
             self.decision = decision
             self.ticket = await self.accounts.admit(key, decision)
         self.decision = _key_ceiling(decision, self.ticket.left_usd, runtime)

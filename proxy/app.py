@@ -40,14 +40,14 @@ from proxy.app_responses import add_responses_routes
 from proxy.backends.base import Backend
 from proxy.completions import COMPLETIONS_PATH, parse_completions
 from proxy.errors import InternalError, InvalidRequest, ModelNotFound, PerficsError
-from proxy.ops.observer import Ops
+from proxy.ops.meter import Ops
 from proxy.ops.tracing import Tracing
 from proxy.response import error_json
 from proxy.responses.exchange import RESPONSES_PATH, parse_responses
 from proxy.runtime import Runtime, build_runtime, close_runtime, retire
 from proxy.settings import Settings
 from proxy.store.base import StoreUnavailable
-from proxy.store.schema import database_url, open_store, upgrade
+from proxy.store.connect import database_url, open_store, upgrade
 from routing.errors import PolicyError
 
 log = structlog.get_logger(__name__)

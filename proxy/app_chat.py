@@ -37,12 +37,12 @@ from proxy.http_edge import (
     request_headers,
     respond,
 )
-from proxy.ops.observer import Ops, RequestMeter
+from proxy.ops.meter import Ops, RequestMeter
+from proxy.protocol import ChatCompletionRequest
 from proxy.response import decision_headers, error_json, outcome_headers
 from proxy.results import Outcome
 from proxy.runtime import Runtime
 from proxy.settings import Settings
-from proxy.wire import ChatCompletionRequest
 from routing.cost import format_usd
 from routing.decision import Decision
 

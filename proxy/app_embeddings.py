@@ -34,10 +34,10 @@ from proxy.errors import (
     from_routing_error,
 )
 from proxy.http_edge import JSON_TYPE, check_content_type, read_body, request_headers, respond
+from proxy.protocol import decode_body, invalid_from
 from proxy.response import error_json
 from proxy.runtime import Runtime
 from proxy.store.records import KeyRecord, LedgerRow
-from proxy.wire import decode_body, invalid_from
 from routing.cost import cost_usd, format_usd
 from routing.embeddings import EmbeddingPlan, plan_embedding
 from routing.errors import BudgetExceeded, RoutingError

@@ -1,7 +1,7 @@
 """The operator's routes: ``GET /metrics`` (Prometheus) and the dashboard (``/dashboard``,
 ``/dashboard/plan``, ``/dashboard/plan.json``, ``/dashboard/live``, ``/dashboard/static/*``).
 
-Access follows the admin rule (``proxy.app``: the admin key, else a loopback peer; never a
+Access follows the admin rule (``proxy.app_admin``: the admin key, else a loopback peer; never a
 cross-site browser request). The key may come as ``Authorization: Bearer KEY`` or, so that a
 browser can open the page, as HTTP Basic with the key as password: a refused dashboard
 request answers 401 with ``WWW-Authenticate: Basic``. ``/metrics`` also accepts the metrics key
@@ -27,8 +27,8 @@ from proxy.accounts import Accounts
 from proxy.errors import AuthenticationFailed, InvalidRequest, PerficsError, PermissionDenied
 from proxy.keys import key_view
 from proxy.ops.dashboard import KeySpend, static_file
+from proxy.ops.meter import Ops
 from proxy.ops.metrics import CONTENT_TYPE
-from proxy.ops.observer import Ops
 from proxy.ops.policy_view import PlanView, plan_view
 from proxy.response import error_json
 from proxy.runtime import Runtime

@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from proxy.admission import Admission
 from proxy.errors import InvalidRequest
 from proxy.events import AnswerDelta, Done, Event, Finished, RoundStarted, Sampled
+from proxy.protocol import ChatCompletionRequest, decode_body, invalid_from, validate_chat_request
 from proxy.response.body import perfics_object, system_fingerprint
 from proxy.response.stream import EventFrames, comment, data, replay_pieces
 from proxy.results import Outcome
-from proxy.wire import ChatCompletionRequest, decode_body, invalid_from, validate_chat_request
 from routing.decision import Decision
 
 COMPLETIONS_PATH = "/v1/completions"

@@ -1,5 +1,5 @@
 """The service's exception tree. Every error it raises carries its HTTP status and OpenAI error
-type; one handler (``proxy.app_errors``) renders the envelope
+type; one function (``proxy.response.error_json``) renders the envelope
 ``{"error": {"message", "type", "param", "code"}}``.
 
     PerficsError

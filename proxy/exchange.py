@@ -12,10 +12,10 @@ from typing import Protocol
 import orjson
 
 from proxy.admission import Admission
+from proxy.protocol import ChatCompletionRequest, parse_chat_request
 from proxy.response import CompletionFrames, completion_body
 from proxy.response.stream import EventFrames
 from proxy.results import Outcome
-from proxy.wire import ChatCompletionRequest, parse_chat_request
 from routing.decision import Decision
 
 

@@ -38,7 +38,7 @@ from proxy.keys import (
     update_key,
 )
 from proxy.store.base import KeyConflict, Store, StoreUnavailable
-from proxy.store.schema import database_url, open_store, upgrade
+from proxy.store.connect import database_url, open_store, upgrade
 from routing.errors import PolicyError
 
 if TYPE_CHECKING:

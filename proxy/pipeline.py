@@ -1,7 +1,7 @@
 """The request pipeline: decide, answer on the chosen model, fall back along the plan when a
 model fails before the client saw any of its answer, and account for every call.
 
-    decision = decide(runtime, request, headers)     # routing.decision, errors translated
+    decision = decision_for(runtime, request, headers)   # routing.decision, errors translated
     outcome = await run(runtime, decision, request)  # a non-streaming request
     async for event in stream(runtime, decision, request): ...   # a streaming one
 
@@ -26,12 +26,12 @@ import structlog
 from proxy.backends.base import Backend, RawText, Sampler
 from proxy.errors import BackendError, from_routing_error
 from proxy.events import ChoiceEvent, Committed, Done, Event, Finished, Started
+from proxy.protocol import ChatCompletionRequest
 from proxy.refine import refine
 from proxy.results import CallRecord, Outcome, Refined, Spent, Usage
 from proxy.runtime import Runtime
 from proxy.selection.checks import RequestChecks
 from proxy.selection.select import batched_choices, select
-from proxy.wire import ChatCompletionRequest
 from routing.budget import Budget, ModelBudget
 from routing.cost import cost_usd
 from routing.decision import Decision, KeyScope
@@ -43,7 +43,7 @@ from routing.policy_index import index_of
 log = structlog.get_logger(__name__)
 
 
-def decide(
+def decision_for(
     runtime: Runtime,
     request: ChatCompletionRequest,
     headers: Mapping[str, str],

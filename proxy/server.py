@@ -35,7 +35,7 @@ from proxy.http_protocol import protocol_options
 from proxy.logs import configure_logging
 from proxy.ops.metrics import mark_process_dead
 from proxy.settings import Settings
-from proxy.store import schema
+from proxy.store import connect
 from proxy.store.base import StoreUnavailable
 from routing.errors import PolicyError
 from routing.policy_loader import load_policy
@@ -68,7 +68,7 @@ def serve(
         print(exc, file=sys.stderr)
         return 2
     try:
-        schema.upgrade(schema.database_url(settings.database_url, server.database))
+        connect.upgrade(connect.database_url(settings.database_url, server.database))
     except StoreUnavailable as exc:
         print(f"perfics: {exc}", file=sys.stderr)
         return 2

@@ -19,9 +19,9 @@ import structlog
 
 from proxy.errors import InternalError, PerficsError
 from proxy.events import AnswerDelta, Done, Event, Finished, RoundStarted, Sampled
+from proxy.protocol import ChatCompletionRequest
 from proxy.response.body import chunk_body, completion_id, logprobs_body, perfics_object
 from proxy.results import Outcome, TokenLogprob
-from proxy.wire import ChatCompletionRequest
 from routing.decision import Decision
 
 log = structlog.get_logger(__name__)

@@ -15,13 +15,13 @@ import structlog
 from proxy.accounts import Accounts
 from proxy.admission import Admission
 from proxy.errors import InvalidRequest, KeyStoreUnavailable, NotFound
+from proxy.protocol import ChatCompletionRequest
 from proxy.response.stream import EventFrames
 from proxy.responses.render import ResponseFrames, finished_object, response_id
 from proxy.responses.request import Item, ResponsesRequest, parse_responses_request
 from proxy.results import Outcome
 from proxy.store.base import StoreUnavailable
 from proxy.store.responses import StoredResponse, load_response, save_response
-from proxy.wire import ChatCompletionRequest
 from routing.decision import Decision
 
 log = structlog.get_logger(__name__)

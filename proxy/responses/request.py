@@ -1,5 +1,5 @@
 """The OpenAI Responses request (``POST /v1/responses``) as clients send it, and its
-translation into the chat request the pipeline serves (``proxy.wire.ChatCompletionRequest``):
+translation into the chat request the pipeline serves (``proxy.protocol.ChatCompletionRequest``):
 one pipeline, two wire formats.
 
     request = parse_responses_request(raw)
@@ -26,7 +26,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from proxy.errors import InvalidRequest
-from proxy.wire import ChatCompletionRequest, decode_body, invalid_from, validate_chat_request
+from proxy.protocol import ChatCompletionRequest, decode_body, invalid_from, validate_chat_request
 
 Item = dict[str, Any]
 

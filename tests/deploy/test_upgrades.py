@@ -9,13 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from proxy.store import schema
+from proxy.store import connect
 from tests.conftest import ROOT
 
 
 def test_a_schema_from_a_newer_version_stops_the_start_with_its_reason(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'perfics.db'}"
-    schema.upgrade(url)
+    connect.upgrade(url)
     with sqlite3.connect(tmp_path / "perfics.db") as db:
         db.execute("UPDATE perfics_schema_version SET version_num = '9999'")
     result = subprocess.run(

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from proxy.errors import InvalidRequest
+from proxy.protocol import parse_chat_request
 from proxy.schema_bounds import MAX_ENUM_VALUES, MAX_OBJECT_PROPERTIES, MAX_REPEAT, check_schema
-from proxy.wire import parse_chat_request
 
 PARAM = "response_format.json_schema.schema"
 

@@ -12,8 +12,8 @@ from proxy.accounts import Accounts, Ticket
 from proxy.errors import KeyStoreUnavailable, QuotaExceeded, RateLimited
 from proxy.keys import KeyLimits, create_key
 from proxy.store.base import Store, StoreUnavailable
+from proxy.store.connect import open_store, upgrade
 from proxy.store.records import Grant, LeaseRequest
-from proxy.store.schema import open_store, upgrade
 from routing.decision import Decision, RequestFacts, decide
 from routing.policy_loader import load_policy
 from tests.keys.conftest import keys_policy

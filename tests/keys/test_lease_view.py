@@ -17,8 +17,8 @@ from proxy.accounts import Accounts, Ticket
 from proxy.errors import QuotaExceeded
 from proxy.keys import KeyLimits, create_key, update_key
 from proxy.store.base import Store
+from proxy.store.connect import open_store, upgrade
 from proxy.store.records import KeyRecord, LedgerRow
-from proxy.store.schema import open_store, upgrade
 from routing.decision import Decision, RequestFacts, decide
 from routing.policy import Policy
 from routing.policy_loader import load_policy

@@ -13,7 +13,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from proxy.store.schema import open_store, upgrade
+from proxy.store.connect import open_store, upgrade
 from tests.backends.conftest import Stub, label
 from tests.conftest import ROOT
 from tests.keys.conftest import KeyedServer, keys_policy, make_key, perfics

@@ -1,4 +1,4 @@
-"""Alembic's environment for perfics: the caller (``proxy.store.schema.upgrade``) hands over an
+"""Alembic's environment for perfics: the caller (``proxy.store.connect.upgrade``) hands over an
 open connection; nothing here reads a configuration file."""
 
 from alembic import context

@@ -25,9 +25,9 @@ from proxy.errors import BackendError, PerficsError, QueueFull
 from proxy.ops.dashboard import Dashboard
 from proxy.ops.metrics import NONE, Metrics
 from proxy.ops.tracing import Tracing, tracing_from_env
+from proxy.protocol import ChatCompletionRequest
 from proxy.results import CallRecord, Outcome
 from proxy.runtime import Runtime
-from proxy.wire import ChatCompletionRequest
 from routing.decision import Decision
 
 """Policies whose prices are kept: the one loaded and those still draining requests."""

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from proxy.errors import InvalidRequest
-from proxy.wire import parse_chat_request
+from proxy.protocol import parse_chat_request
 
 
 def test_assistant_tool_call_turn_may_omit_content() -> None:
