@@ -23,7 +23,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import structlog
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
@@ -32,17 +31,25 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from proxy.accounts import Accounts
-from proxy.app_admin import add_admin_routes, authorize_admin, cross_site, is_admin
+from proxy.app_admin import add_admin_routes
+from proxy.app_auth import authorize_admin, is_admin
 from proxy.app_chat import CHAT_PATH, ChatEndpoint
 from proxy.app_embeddings import EMBEDDINGS_PATH, EmbeddingsEndpoint
 from proxy.app_ops import add_ops_routes
 from proxy.app_responses import add_responses_routes
 from proxy.backends.base import Backend
 from proxy.completions import COMPLETIONS_PATH, parse_completions
-from proxy.errors import InternalError, InvalidRequest, ModelNotFound, PerficsError
+from proxy.errors import (
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    ModelNotFound,
+    NotFound,
+    PerficsError,
+)
+from proxy.http_edge import error_response, json_response
 from proxy.ops.meter import Ops
 from proxy.ops.tracing import Tracing
-from proxy.response import error_json
 from proxy.responses.exchange import RESPONSES_PATH, parse_responses
 from proxy.runtime import Runtime, build_runtime, close_runtime, retire
 from proxy.settings import Settings
@@ -124,14 +131,6 @@ class ServiceState:
             return new
 
 
-def _json(body: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code, headers, media_type="application/json")
-
-
-def _error(exc: PerficsError) -> Response:
-    return Response(error_json(exc), exc.status_code, exc.headers, media_type="application/json")
-
-
 class PerficsApp:
     """The service as one ASGI app. ``POST /v1/chat/completions``, ``/v1/responses``,
     ``/v1/completions`` and ``/v1/embeddings`` go to their endpoints (mounted here only);
@@ -150,11 +149,10 @@ class PerficsApp:
             if scope["method"] == "POST":
                 await endpoint(scope, receive, send)
                 return
-            error = PerficsError(
+            error = MethodNotAllowed(
                 f"method {scope['method']} is not allowed here", headers={"allow": "POST"}
             )
-            error.status_code, error.error_type = 405, "invalid_request_error"
-            await _error(error)(scope, receive, send)
+            await error_response(error)(scope, receive, send)
             return
         await self.api(scope, receive, send)
 
@@ -201,39 +199,41 @@ def create_app(
 
     @app.exception_handler(PerficsError)
     async def perfics_error(request: Request, exc: PerficsError) -> Response:
-        return _error(exc)
+        return error_response(exc)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        message = str(exc.detail)
-        if exc.status_code == 404 and message == "Not Found":
+        headers = dict(exc.headers or {})  # 405: Allow
+        if exc.status_code == 404:
             # A path nobody serves: OpenAI's own words, so clients report it the same way.
-            message = f"Invalid URL ({request.method} {request.url.path})"
-        error = PerficsError(message, headers=dict(exc.headers or {}))  # 405: Allow
-        error.status_code, error.error_type = exc.status_code, "invalid_request_error"
-        return _error(error)
+            where = f"Invalid URL ({request.method} {request.url.path})"
+            return error_response(NotFound(where, headers=headers))
+        if exc.status_code == 405:
+            return error_response(MethodNotAllowed(str(exc.detail), headers=headers))
+        error = InvalidRequest(str(exc.detail), headers=headers)
+        return error_response(error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.error("request.failed", exc_info=exc)
-        return _error(InternalError("internal server error"))
+        return error_response(InternalError("internal server error"))
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:
         await state.ledger().caller(request.headers, state.current().api_key)
-        return _json({"object": "list", "data": _model_cards(state.current())})
+        return json_response({"object": "list", "data": _model_cards(state.current())})
 
     @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str, request: Request) -> Response:
         await state.ledger().caller(request.headers, state.current().api_key)
         for card in _model_cards(state.current()):
             if card["id"] == model_id:
-                return _json(card)
+                return json_response(card)
         raise ModelNotFound(f"the model '{model_id}' does not exist", param="model")
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     @app.get("/readyz")
     async def readyz(request: Request) -> Response:
@@ -246,7 +246,7 @@ def create_app(
                 "models_ready": ready,
                 "last_reload_error": state.reload_error,
             }
-        return _json(body, 200 if ready else 503)
+        return json_response(body, 200 if ready else 503)
 
     @app.post("/admin/reload")
     async def admin_reload(request: Request) -> Response:
@@ -254,11 +254,11 @@ def create_app(
         try:
             runtime = await state.reload()
         except PolicyError as exc:
-            return _error(InvalidRequest(str(exc), param="policy", code="invalid_policy"))
-        return _json({"status": "reloaded", "policy": runtime.source})
+            return error_response(InvalidRequest(str(exc), param="policy", code="invalid_policy"))
+        return json_response({"status": "reloaded", "policy": runtime.source})
 
     add_admin_routes(app, lambda: state.current().admin_key, state.ledger)
-    add_ops_routes(app, state, ops, is_admin, cross_site)
+    add_ops_routes(app, state, ops)
     add_responses_routes(app, state.current, state.ledger)
     return PerficsApp(app, endpoints)
 

@@ -1,15 +1,6 @@
-"""``/admin``: who may use it, and the key routes (``/admin/keys``, ``/admin/spend``).
-
-The admin rule: with an admin key configured, the key; without one, a loopback socket peer
-(never a forwarded header: ``proxy.server`` runs uvicorn without proxy headers). Either way a
-cross-site browser request (an ``Origin`` other than the request's own host, or
-``Sec-Fetch-Site`` other than ``same-origin`` / ``none``) is refused, so a page the operator
-visits cannot drive ``/admin`` from their browser. Changing keys takes more: an admin key must
-be configured and sent (loopback alone only reads). And once any key exists, every ``/admin``
-route does (``authorize_admin``): keys mean the proxy has more than one user, and any process
-on the machine is a loopback peer, so without an admin key none may read the keys and spend
-or reload the policy. ``/metrics``, ``/dashboard`` and ``/readyz``'s details keep the loopback
-rule (``is_admin``).
+"""The key routes under ``/admin`` (``/admin/keys``, ``/admin/spend``), for those the admin
+rule lets in (``proxy.app_auth``: reading needs ``authorize_admin``, changing keys
+``authorize_key_change``).
 
     GET    /admin/keys                  every key, with spend and what is left (no secrets)
     POST   /admin/keys                  {"name", "budget_usd", "period", "rpm", "tpm", "models",
@@ -24,7 +15,6 @@ rule (``is_admin``).
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -36,13 +26,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.accounts import Accounts
+from proxy.app_auth import authorize_admin, authorize_key_change
 from proxy.errors import (
-    AuthenticationFailed,
     InvalidRequest,
+    KeyNotFound,
     KeyStoreUnavailable,
-    ModelNotFound,
-    PermissionDenied,
 )
+from proxy.http_edge import json_response
 from proxy.keys import (
     InvalidKeyInput,
     KeyLimits,
@@ -53,10 +43,9 @@ from proxy.keys import (
     rotate_key,
     update_key,
 )
-from proxy.store.base import KeyConflict, StoreUnavailable
+from proxy.store.base import KeyConflict, StoreUnavailable, UnknownKey
 from proxy.store.records import Period
 
-_LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 _SPEND_BY = ("key", "task", "model", "day")
 T = TypeVar("T")
 
@@ -111,16 +100,16 @@ def add_admin_routes(
         await authorize_admin(request, admin_key(), accounts())
         now = time.time()
         usage = await _store(accounts().store.keys(now))
-        return _json({"object": "list", "data": [key_view(u, now) for u in usage]})
+        return json_response({"object": "list", "data": [key_view(u, now) for u in usage]})
 
     @app.get("/admin/keys/{ref}")
     async def get_key(ref: str, request: Request) -> Response:
         await authorize_admin(request, admin_key(), accounts())
-        return _json(await _view(accounts(), ref))
+        return json_response(await _view(accounts(), ref))
 
     @app.post("/admin/keys")
     async def create(request: Request) -> Response:
-        await _authorize_write(request, admin_key(), accounts())
+        await authorize_key_change(request, admin_key(), accounts())
         fields = await _fields(request)
         if fields.name is None:
             raise InvalidRequest("a key needs a name", param="name")
@@ -131,11 +120,11 @@ def add_admin_routes(
         except KeyConflict as exc:
             raise InvalidRequest(str(exc), param="name") from exc
         accounts().forget_keys()
-        return _json({**(await _view(accounts(), key.id)), "secret": secret}, 201)
+        return json_response({**(await _view(accounts(), key.id)), "secret": secret}, 201)
 
     @app.patch("/admin/keys/{ref}")
     async def update(ref: str, request: Request) -> Response:
-        await _authorize_write(request, admin_key(), accounts())
+        await authorize_key_change(request, admin_key(), accounts())
         fields = await _fields(request)
         try:
             key = await _store(update_key(accounts().store, ref, fields.name, fields.limits()))
@@ -144,27 +133,27 @@ def add_admin_routes(
         except KeyConflict as exc:
             raise _missing_or_conflict(exc) from exc
         accounts().forget_keys()
-        return _json(await _view(accounts(), key.id))
+        return json_response(await _view(accounts(), key.id))
 
     @app.post("/admin/keys/{ref}/rotate")
     async def rotate(ref: str, request: Request) -> Response:
-        await _authorize_write(request, admin_key(), accounts())
+        await authorize_key_change(request, admin_key(), accounts())
         try:
             key, secret = await _store(rotate_key(accounts().store, ref))
         except KeyConflict as exc:
             raise _missing_or_conflict(exc) from exc
         accounts().forget_keys()
-        return _json({**(await _view(accounts(), key.id)), "secret": secret})
+        return json_response({**(await _view(accounts(), key.id)), "secret": secret})
 
     @app.post("/admin/keys/{ref}/revoke")
     async def revoke(ref: str, request: Request) -> Response:
-        await _authorize_write(request, admin_key(), accounts())
+        await authorize_key_change(request, admin_key(), accounts())
         try:
             key = await _store(revoke_key(accounts().store, ref))
         except KeyConflict as exc:
             raise _missing_or_conflict(exc) from exc
         accounts().forget_keys()
-        return _json(await _view(accounts(), key.id))
+        return json_response(await _view(accounts(), key.id))
 
     @app.get("/admin/spend")
     async def spend(request: Request) -> Response:
@@ -191,7 +180,7 @@ def add_admin_routes(
             }
             for line in lines
         ]
-        return _json({"object": "list", "by": by, "data": data})
+        return json_response({"object": "list", "by": by, "data": data})
 
 
 async def _store(call: Awaitable[T]) -> T:
@@ -228,64 +217,6 @@ def _param(exc: Exception) -> str | None:
 
 
 def _missing_or_conflict(exc: KeyConflict) -> Exception:
-    if str(exc).startswith("no key"):
-        return ModelNotFound(str(exc), param="key", code="key_not_found")
+    if isinstance(exc, UnknownKey):
+        return KeyNotFound(str(exc), param="key")
     return InvalidRequest(str(exc), param="name")
-
-
-def _json(body: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code, media_type="application/json")
-
-
-async def _authorize_write(request: Request, admin_key: str | None, accounts: Accounts) -> None:
-    if not admin_key:
-        raise PermissionDenied(
-            "changing keys needs an admin key: set PERFICS_ADMIN_KEY (loopback alone only reads)"
-        )
-    await authorize_admin(request, admin_key, accounts)
-
-
-async def authorize_admin(request: Request, admin_key: str | None, accounts: Accounts) -> None:
-    """Raise unless the request passes the admin rule (the module docstring); without an admin
-    key, ask ``accounts`` whether keys exist (``KeyStoreUnavailable`` when it cannot say)."""
-    if cross_site(request):
-        raise PermissionDenied("/admin refuses cross-site browser requests")
-    if admin_key:
-        if not _has_key(request, admin_key):
-            raise AuthenticationFailed("invalid or missing admin key")
-        return
-    if not _loopback_peer(request):
-        raise PermissionDenied("/admin is served to loopback clients only; set PERFICS_ADMIN_KEY")
-    if await accounts.keys_exist():
-        raise PermissionDenied(
-            "keys exist, so /admin needs the admin key, loopback or not: set PERFICS_ADMIN_KEY "
-            "and send it"
-        )
-
-
-def is_admin(request: Request, admin_key: str | None) -> bool:
-    if cross_site(request):
-        return False
-    return _has_key(request, admin_key) if admin_key else _loopback_peer(request)
-
-
-def _has_key(request: Request, key: str) -> bool:
-    supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    return hmac.compare_digest(supplied.encode(), key.encode())
-
-
-def _loopback_peer(request: Request) -> bool:
-    """The TCP peer (ASGI ``client``) is this machine. Forwarded headers are not consulted."""
-    client = request.scope.get("client")
-    return client is not None and client[0] in _LOOPBACK
-
-
-def cross_site(request: Request) -> bool:
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return True
-    origin = request.headers.get("origin")
-    if origin is None:
-        return False
-    host = request.headers.get("host", "")
-    return origin.split("://", 1)[-1].rstrip("/") != host

@@ -11,11 +11,7 @@ request answers 401 with ``WWW-Authenticate: Basic``. ``/metrics`` also accepts 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 import orjson
@@ -24,13 +20,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.accounts import Accounts
-from proxy.errors import AuthenticationFailed, InvalidRequest, PerficsError, PermissionDenied
+from proxy.app_auth import authorize_operator
+from proxy.errors import InvalidRequest, NotFound
+from proxy.http_edge import error_response
 from proxy.keys import key_view
 from proxy.ops.dashboard import KeySpend, static_file
 from proxy.ops.meter import Ops
 from proxy.ops.metrics import CONTENT_TYPE
 from proxy.ops.policy_view import PlanView, plan_view
-from proxy.response import error_json
 from proxy.runtime import Runtime
 from proxy.settings import Settings
 from proxy.store.base import StoreUnavailable
@@ -50,8 +47,6 @@ class ServiceView(Protocol):
     def current(self) -> Runtime: ...
 
 
-IsAdmin = Callable[[Request, "str | None"], bool]
-CrossSite = Callable[[Request], bool]
 _HTML = "text/html; charset=utf-8"
 _NO_STORE = {"cache-control": "no-store"}
 # The page loads only what perfics serves, and no other site may frame it.
@@ -64,32 +59,18 @@ _PAGE_HEADERS = {
 }
 
 
-def add_ops_routes(
-    app: FastAPI, state: ServiceView, ops: Ops, is_admin: IsAdmin, cross_site: CrossSite
-) -> None:
-    """Mount the routes on ``app``. ``is_admin(request, admin_key)`` is the admin rule;
-    ``cross_site(request)`` tells a cross-site browser request, always refused."""
+def add_ops_routes(app: FastAPI, state: ServiceView, ops: Ops) -> None:
+    """Mount the routes on ``app``, for those the operator's rule lets in
+    (``proxy.app_auth.authorize_operator``)."""
 
     def allowed(request: Request, extra_key: str | None = None) -> None:
-        if cross_site(request):
-            raise PermissionDenied("cross-site browser requests are refused")
-        admin_key = state.current().admin_key
-        if is_admin(request, admin_key) or (admin_key and _basic_key(request, admin_key)):
-            return
-        if extra_key and (_bearer(request, extra_key) or _basic_key(request, extra_key)):
-            return
-        if admin_key or extra_key:
-            raise AuthenticationFailed(
-                "invalid or missing admin key",
-                headers={"www-authenticate": 'Basic realm="perfics"'},
-            )
-        raise PermissionDenied("served to loopback clients only; set PERFICS_ADMIN_KEY")
+        authorize_operator(request, state.current().admin_key, extra_key)
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
         allowed(request, state.settings.metrics_key)
         if ops.metrics is None:
-            return _error(_not_found("metrics are off (PERFICS_METRICS=off)"))
+            return error_response(NotFound("metrics are off (PERFICS_METRICS=off)"))
         ops.refresh(state.runtime)
         await _key_gauges(state, ops)
         body = await asyncio.to_thread(ops.metrics.exposition)
@@ -114,7 +95,7 @@ def add_ops_routes(
         allowed(request)
         view = plan_view(state.current().policy, request.query_params)
         if view.decision is None:
-            return _error(InvalidRequest(view.error or "no plan", code="no_plan"))
+            return error_response(InvalidRequest(view.error or "no plan", code="no_plan"))
         body = plan_to_json(view.decision.plan, view.decision.declarations)
         return Response(orjson.dumps(body), media_type="application/json")
 
@@ -131,7 +112,7 @@ def add_ops_routes(
         allowed(request)
         found = static_file(name)
         if found is None:
-            return _error(_not_found(f"no such file: {name}"))
+            return error_response(NotFound(f"no such file: {name}"))
         content, media_type = found
         return Response(content, media_type=media_type, headers={"cache-control": "max-age=300"})
 
@@ -200,33 +181,3 @@ def _page(state: ServiceView, ops: Ops, plan: PlanView, spend: list[KeySpend] | 
         spend,
     )
     return Response(html, media_type=_HTML, headers=_PAGE_HEADERS)
-
-
-def _error(exc: PerficsError) -> Response:
-    return Response(error_json(exc), exc.status_code, exc.headers, media_type="application/json")
-
-
-def _not_found(message: str) -> PerficsError:
-    error = PerficsError(message)
-    error.status_code, error.error_type = 404, "not_found"
-    return error
-
-
-def _bearer(request: Request, key: str) -> bool:
-    supplied = request.headers.get("authorization", "")
-    if not supplied.startswith("Bearer "):
-        return False
-    return hmac.compare_digest(supplied.removeprefix("Bearer ").strip().encode(), key.encode())
-
-
-def _basic_key(request: Request, key: str) -> bool:
-    """HTTP Basic credentials whose password is ``key`` (the user name is not checked)."""
-    supplied = request.headers.get("authorization", "")
-    if not supplied.startswith("Basic "):
-        return False
-    try:
-        decoded = base64.b64decode(supplied.removeprefix("Basic ").strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    password = decoded.partition(b":")[2]
-    return hmac.compare_digest(password, key.encode())

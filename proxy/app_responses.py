@@ -7,15 +7,14 @@ made them (``POST /v1/responses`` is served on the chat endpoint's path,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-import orjson
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.accounts import Accounts
 from proxy.errors import InvalidRequest
+from proxy.http_edge import json_response
 from proxy.responses.exchange import response_not_found, stored_response, unavailable
 from proxy.responses.render import input_item
 from proxy.runtime import Runtime
@@ -37,7 +36,7 @@ def add_responses_routes(
     @app.get("/v1/responses/{response_id}")
     async def get_response(response_id: str, request: Request) -> Response:
         _, stored = await owned(request, response_id)
-        return _json(stored.body)
+        return json_response(stored.body)
 
     @app.get("/v1/responses/{response_id}/input_items")
     async def input_items(response_id: str, request: Request) -> Response:
@@ -51,7 +50,7 @@ def add_responses_routes(
         ]
         if order == "desc":
             items.reverse()
-        return _json(
+        return json_response(
             {
                 "object": "list",
                 "data": items,
@@ -68,8 +67,4 @@ def add_responses_routes(
             await delete_response(accounts().store, response_id, key_id)
         except StoreUnavailable as exc:
             raise unavailable(exc) from exc
-        return _json({"id": response_id, "object": "response", "deleted": True})
-
-
-def _json(body: Any) -> Response:
-    return Response(orjson.dumps(body), media_type="application/json")
+        return json_response({"id": response_id, "object": "response", "deleted": True})

@@ -7,7 +7,9 @@ type; one function (``proxy.response.error_json``) renders the envelope
     ├── AuthenticationFailed    401 authentication_error
     ├── PermissionDenied        403 permission_error
     ├── NotFound                404 invalid_request_error (a stored response, a path)
-    │   └── ModelNotFound       404 code model_not_found
+    │   ├── ModelNotFound       404 code model_not_found
+    │   └── KeyNotFound         404 code key_not_found
+    ├── MethodNotAllowed        405 invalid_request_error (with Allow)
     ├── RequestTimeout          408 invalid_request_error, code request_timeout (body too slow)
     ├── PayloadTooLarge         413 invalid_request_error, code request_too_large
     ├── UnsupportedMediaType    415 invalid_request_error, code unsupported_content_type
@@ -96,6 +98,19 @@ class NotFound(PerficsError):
 
 class ModelNotFound(NotFound):
     default_code = "model_not_found"
+
+
+class KeyNotFound(NotFound):
+    """``/admin/keys/{ref}`` names no key."""
+
+    default_code = "key_not_found"
+
+
+class MethodNotAllowed(PerficsError):
+    """A path served for other methods; ``headers`` carry ``Allow``."""
+
+    status_code = 405
+    error_type = "invalid_request_error"
 
 
 class RequestTimeout(PerficsError):

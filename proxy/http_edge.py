@@ -1,6 +1,6 @@
-"""The HTTP edge every OpenAI endpoint shares, as plain ASGI: request headers, the JSON content
-type, a body read within its size and time limits, a whole response, and the watch that
-cancels the work when the client goes.
+"""The HTTP edge every endpoint shares: as plain ASGI, request headers, the JSON content type, a
+body read within its size and time limits, a whole response, and the watch that cancels the
+work when the client goes; for the FastAPI routes, a JSON response and the error envelope.
 
 A watcher task waits for the client's ``http.disconnect`` and cancels the serving task, so an
 abandoned request, streaming or not, stops calling models at once (the backend frees the model
@@ -13,9 +13,11 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from proxy.errors import PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from proxy.errors import PayloadTooLarge, PerficsError, RequestTimeout, UnsupportedMediaType
 
 JSON_TYPE = (b"content-type", b"application/json")
 EVENT_STREAM = (b"content-type", b"text/event-stream; charset=utf-8")
@@ -132,3 +134,17 @@ async def respond(
         raw += encoded(headers)
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+def json_response(
+    body: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A Starlette response of ``body`` as JSON (the FastAPI routes')."""
+    return Response(orjson.dumps(body), status_code, headers, media_type="application/json")
+
+
+def error_response(exc: PerficsError) -> Response:
+    """OpenAI's error envelope for ``exc``, with its status and headers."""
+    return Response(
+        orjson.dumps(exc.to_envelope()), exc.status_code, exc.headers, media_type="application/json"
+    )

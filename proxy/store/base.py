@@ -88,7 +88,15 @@ class StoreUnavailable(Exception):
 
 
 class KeyConflict(Exception):
-    """A key name already in use, or an unknown key."""
+    """A key operation the keys in the store do not allow (one of the two below)."""
+
+
+class KeyNameTaken(KeyConflict):
+    """Another key has that name."""
+
+
+class UnknownKey(KeyConflict):
+    """No key has that id or name."""
 
 
 class Tx(Protocol):
@@ -121,7 +129,7 @@ class Store(ABC):
     async def insert_key(self, key: KeyRecord, secret_hash: str) -> None:
         async with self.transaction() as tx:
             if await tx.fetch("SELECT 1 FROM api_keys WHERE name = ?", (key.name,)):
-                raise KeyConflict(f"a key named {key.name!r} exists")
+                raise KeyNameTaken(f"a key named {key.name!r} exists")
             await tx.execute(
                 f"INSERT INTO api_keys ({_KEY_COLUMNS}, secret_hash) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -136,13 +144,13 @@ class Store(ABC):
         return _key(rows[0]) if rows else None
 
     async def key(self, ref: str) -> KeyRecord:
-        """The key whose id or name is ``ref``; ``KeyConflict`` when there is none."""
+        """The key whose id or name is ``ref``; ``UnknownKey`` when there is none."""
         async with self.transaction() as tx:
             rows = await tx.fetch(
                 f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ? OR name = ?", (ref, ref)
             )
         if not rows:
-            raise KeyConflict(f"no key has the id or name {ref[:64]!r}")
+            raise UnknownKey(f"no key has the id or name {ref[:64]!r}")
         return _key(rows[0])
 
     async def has_keys(self) -> bool:
@@ -188,7 +196,7 @@ class Store(ABC):
             if "name" in changes and await tx.fetch(
                 "SELECT 1 FROM api_keys WHERE name = ? AND id <> ?", (changes["name"], key_id)
             ):
-                raise KeyConflict(f"a key named {changes['name']!r} exists")
+                raise KeyNameTaken(f"a key named {changes['name']!r} exists")
             await tx.execute(f"UPDATE api_keys SET {assignments} WHERE id = ?", (*values, key_id))
 
     async def set_secret(self, key_id: str, secret_hash: str, hint: str) -> None:
