@@ -10,6 +10,11 @@ next request starts on a quiet model within a token or two.
 The chat template is rendered here (not by ``create_chat_completion``) so that the exact prompt
 token count, the prefix shared with the previous call (llama.cpp reuses its KV cache for it) and
 the stop handling are ours to see.
+
+``sample`` makes several answers in one llama.cpp batch (``llama_batch`` entries with sequence
+ids; the prompt's cache shared through ``llama_memory_seq_cp``), so the context is made to hold
+``MAX_SEQUENCES`` sequences in one unified KV cache of ``n_ctx`` cells (``_hold_sequences``).
+Everything else runs on sequence 0, as with llama-cpp-python's own one-sequence context.
 """
 
 from __future__ import annotations

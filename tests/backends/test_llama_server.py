@@ -51,3 +51,22 @@ async def test_litellm_complete_and_stream(
     assert whole.usage.prompt_tokens > 0 and whole.usage.completion_tokens > 0
     assert "".join(d.text for d in deltas).strip()
     assert deltas[-1].finish_reason in ("stop", "length") and deltas[-1].usage is not None
+
+
+async def test_samples_from_a_real_server(llama_server: str) -> None:
+    # llama-cpp-python's server answers one choice whatever n asks: the backend makes up the
+    # rest with single calls, each with its own seed. (That server's answers to one seed vary
+    # with what its cache held before, so they are not compared across calls.)
+    backend = OpenAICompatBackend(openai_spec(llama_server, model="smollm2"))
+    await backend.start()
+    warm = SamplingParams(max_tokens=12, temperature=0.9, seed=4)
+    try:
+        first = await backend.sample(MESSAGES, warm, 3)
+        second = await backend.sample(MESSAGES, warm, 3)
+    finally:
+        await backend.aclose()
+    for answers in (first, second):
+        assert len(answers) == 3
+        assert all(a.text.strip() and a.finish_reason in ("stop", "length") for a in answers)
+        assert len({a.text for a in answers}) > 1
+        assert all(a.usage.prompt_tokens > 0 for a in answers)  # three calls, three prompts
