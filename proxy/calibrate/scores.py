@@ -117,19 +117,16 @@ class Calibration:
             return None
         return pair(after.graded, before.graded)
 
-    def technique_cell(
-        self, task: str, model: str, technique: str, k: int, checks: bool
-    ) -> TechniqueCell | None:
+    def technique_tables(self) -> dict[str, dict[str, dict[str, dict[int, TechniqueCell]]]]:
+        """``{model: {task: {technique: {k: cell}}}}`` of the cells a policy plans with:
+        ``best_of`` and ``vote`` under the policy's ``selection.checks``, with grades."""
+        tables: dict[str, dict[str, dict[str, dict[int, TechniqueCell]]]] = {}
         for cell in self.techniques:
-            if (cell.task, cell.model, cell.technique, cell.k, cell.checks) == (
-                task,
-                model,
-                technique,
-                k,
-                checks,
-            ):
-                return cell
-        return None
+            planned = cell.technique in ("best_of", "vote") and cell.checks == self.selection_checks
+            if planned and cell.graded:
+                by_task = tables.setdefault(cell.model, {}).setdefault(cell.task, {})
+                by_task.setdefault(cell.technique, {})[cell.k] = cell
+        return tables
 
     def technique_gain(self, cell: TechniqueCell) -> PairedDifference | None:
         """A technique's grades minus the draft's, on the questions graded both ways."""
