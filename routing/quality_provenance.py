@@ -1,5 +1,9 @@
-"""Which quality lists of a policy file were measured: those ``perfics calibrate`` wrote, with
-``# calibrated DATE: n=...`` after the list on its line. Every other list is a guess.
+"""Which quality figures of a policy file were measured: those ``perfics calibrate`` wrote, with
+``# calibrated DATE: n=...`` after the value on its line. Every other figure is a guess.
+
+A task's plain list is ``(model, task)``; in the mapping form, its ``refine`` list is
+``(model, task)`` too, and a technique table ``(model, "task.best_of")`` or
+``(model, "task.vote")``.
 
 PyYAML drops comments, so the file is composed (nodes keep their position) and the text after
 each ``models[i].quality.<key>`` list on its last line is read.
@@ -27,11 +31,20 @@ def calibrated_quality(text: str) -> frozenset[tuple[str, str]]:
         if not isinstance(model_id, yaml.ScalarNode) or not isinstance(quality, yaml.MappingNode):
             continue
         for key, value in quality.value:
-            end = value.end_mark
-            rest = lines[end.line][end.column :] if end.line < len(lines) else ""
-            if rest.strip().startswith(MARK):
+            if isinstance(value, yaml.MappingNode):
+                for sub, figures in value.value:
+                    name = key.value if sub.value == "refine" else f"{key.value}.{sub.value}"
+                    if _marked(lines, figures):
+                        found.add((str(model_id.value), str(name)))
+            elif _marked(lines, value):
                 found.add((str(model_id.value), str(key.value)))
     return frozenset(found)
+
+
+def _marked(lines: list[str], value: yaml.Node) -> bool:
+    end = value.end_mark
+    rest = lines[end.line][end.column :] if end.line < len(lines) else ""
+    return rest.strip().startswith(MARK)
 
 
 def _value(node: yaml.Node | None, name: str) -> yaml.Node | None:

@@ -10,6 +10,7 @@ from proxy import cli
 from routing.planner import PlanRequest, plan
 from routing.policy import Policy
 from routing.policy_loader import load_policy
+from routing.quality_provenance import calibrated_quality
 
 POLICIES = Path(__file__).resolve().parents[1] / "policies"
 FILES = sorted(POLICIES.rglob("*.yaml")) + sorted(POLICIES.rglob("*.yml"))
@@ -48,30 +49,40 @@ def _gain(policy: Policy, model: str, task: str) -> float:
     return (max(quality) - quality[0]) / quality[0]
 
 
-def test_default_quality_is_measured_and_rounds_are_planned_only_where_they_helped() -> None:
-    """Every quality list in the default policy was written by ``perfics calibrate`` (its
-    comment says so), and the planner pays for a round only where the measured list rises."""
+def test_default_quality_is_measured_and_extra_compute_is_planned_only_where_it_helped() -> None:
+    """Every quality figure in the default policy was written by ``perfics calibrate`` (its
+    comment says so: each list, and each technique table where a task lists one), and the
+    planner pays for rounds or samples only where the measured figure rises above the
+    draft's."""
     policy = load_policy(POLICIES / "default.yaml")
-    lines = (POLICIES / "default.yaml").read_text().splitlines()
+    calibrated = calibrated_quality((POLICIES / "default.yaml").read_text())
     for spec in policy.models:
         assert set(spec.quality) == set(policy.tasks), spec.id
         for task in spec.quality:
-            line = next(
-                line
-                for line in lines[_entry_line(lines, spec.id) :]
-                if line.strip().startswith(f"{task}:")
-            )
-            assert "# calibrated" in line and "n=" in line, (spec.id, task)
+            assert (spec.id, task) in calibrated, (spec.id, task)
+            for technique in {t for t, _, _ in spec.sampled_quality(task)}:
+                assert (spec.id, f"{task}.{technique}") in calibrated, (spec.id, task)
     for task in policy.tasks:
         for prompt_tokens in (20, 200, 800):
             chosen = plan(policy, PlanRequest(task=task, prompt_tokens=prompt_tokens))
             quality = policy.model(chosen.model).quality_for(task)
             assert quality is not None
-            assert chosen.rounds == 0 or quality[chosen.rounds] > quality[0], (task, chosen)
+            if chosen.samples > 1:
+                sampled = policy.model(chosen.model).sampled_quality(task)
+                q = next(q for t, k, q in sampled if (t, k) == (chosen.technique, chosen.samples))
+                assert q > quality[0], (task, chosen)
+            else:
+                assert chosen.rounds == 0 or quality[chosen.rounds] > quality[0], (task, chosen)
 
 
-def _entry_line(lines: list[str], model_id: str) -> int:
-    return next(i for i, line in enumerate(lines) if line.strip() == f"- id: {model_id}")
+def test_bundled_models_sample_as_their_model_cards_say_when_the_client_sends_nothing() -> None:
+    policy = load_policy(POLICIES / "default.yaml")
+    assert policy.model("smollm2-135m").defaults.given() == {"temperature": 0.2, "top_p": 0.9}
+    assert policy.model("gemma3-270m").defaults.given() == {
+        "temperature": 1.0,
+        "top_k": 64,
+        "top_p": 0.95,
+    }
 
 
 def test_fleet_refinement_helps_small_models_most_on_creative() -> None:

@@ -55,6 +55,7 @@ def add_calibrate_parser(subparsers: Any) -> None:
     parser.add_argument("--models", help="comma-separated model ids (default: all but the judge)")
     parser.add_argument("--tasks-map", help="YAML/JSON {category: task}")
     parser.add_argument("--per-task", type=_positive, help="use at most N questions per task")
+    parser.add_argument("--tasks", help="comma-separated: calibrate only these tasks' questions")
     parser.add_argument("--out", help="write the calibrated policy here")
     parser.add_argument(
         "--write", action="store_true", help="without --out: rewrite --policy in place"
@@ -74,6 +75,18 @@ def add_calibrate_parser(subparsers: Any) -> None:
         default="shown",
         help="shown (default): a round count's gain counts only where its 95%% interval "
         "excludes zero, else Q_r is written as Q_0; mean: write every measured mean",
+    )
+    parser.add_argument(
+        "--samples",
+        type=_sizes,
+        help="selection sizes to measure, comma-separated (e.g. 4,8): every technique of "
+        "--techniques at each (default: the sizes each model's quality lists per task)",
+    )
+    parser.add_argument(
+        "--techniques",
+        type=_techniques,
+        help="best_of, vote (comma-separated), or none (default: both with --samples, else "
+        "those the policy lists)",
     )
     parser.add_argument("--judge-max-tokens", type=_positive, default=256)
     parser.add_argument(
@@ -109,6 +122,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from routing.policy_loader import load_policy
 
     from .runner import CalibrationSettings, default_run_dir
+    from .selections import SelectionSettings
 
     out, err = sys.stdout, sys.stderr
     try:
@@ -133,6 +147,16 @@ def run_calibrate(args: argparse.Namespace) -> int:
     except QuestionsError as exc:
         print(exc, file=err)
         return 2
+    if args.tasks:
+        wanted = _split(args.tasks)
+        unknown_tasks = [task for task in wanted if task not in policy.tasks]
+        if unknown_tasks:
+            print(f"--tasks: {', '.join(unknown_tasks)} not a task of {args.policy}", file=err)
+            return 2
+        questions = [q for q in questions if q.task in wanted]
+        if not questions:
+            print(f"--tasks: no question of the suites is for {args.tasks}", file=err)
+            return 2
     questions = limit_per_task(questions, args.per_task)
     judged = [q.source for q in questions if q.judged]
     if judged and args.judge is None:
@@ -143,6 +167,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         return 2
     judge = args.judge if judged else None
     settings = CalibrationSettings(
+        selection=SelectionSettings(tuple(args.samples or ()), args.techniques),
         rounds=args.rounds,
         seed=args.seed,
         judge_max_tokens=args.judge_max_tokens,
@@ -280,9 +305,26 @@ def _print_summary(calibration: Calibration, policy: Policy, wall_s: float, out:
     if calibration.ablation:
         print("\nacceptance rules after one round (same drafts, critiques and rewrites):", file=out)
         print(ablation_table(calibration), file=out)
+    if calibration.techniques:
+        from .techniques import technique_table
+
+        print("\nselection techniques (gain: paired with the draft, same questions):", file=out)
+        print(technique_table(calibration, ablation=False), file=out)
+        print(
+            "\nablation on the same samples (best_of with the checks flipped; any: the best "
+            "of the first k answers by the hidden grader, a ceiling):",
+            file=out,
+        )
+        print(technique_table(calibration, ablation=True), file=out)
+        for (model, task), (draft_s, samples_s) in calibration.latency.items():
+            print(
+                f"  {model} {task}: a draft {draft_s:.1f} s, its samples {samples_s:.1f} s",
+                file=out,
+            )
     print(
         f"\nwall time {wall_s:.0f} s; model calls {calibration.model_calls}, "
-        f"judge calls {calibration.judge_calls}, grader checks {calibration.checks}",
+        f"samples {calibration.samples_made}, judge calls {calibration.judge_calls}, "
+        f"grader checks {calibration.checks}",
         file=out,
     )
     print("\nmeasured speed (draft calls; tokens/s)   policy hardware now", file=out)
@@ -372,6 +414,31 @@ def _positive(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return number
+
+
+def _sizes(value: str) -> list[int]:
+    from .techniques import check_sizes
+
+    try:
+        sizes = [int(part) for part in _split(value)]
+        check_sizes(sizes)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return sizes
+
+
+def _techniques(value: str) -> tuple[str, ...]:
+    from routing.techniques import SELECTION_TECHNIQUES
+
+    names = _split(value)
+    if names == ["none"]:
+        return ()
+    unknown = [name for name in names if name not in SELECTION_TECHNIQUES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected {', '.join(SELECTION_TECHNIQUES)} or none, got {value!r}"
+        )
+    return tuple(dict.fromkeys(names))
 
 
 def _non_negative(value: str) -> int:

@@ -11,7 +11,9 @@ Only these change:
   and each round count's paired gain over the draft with its 95 % interval). An
   existing entry is rewritten in place (its alignment kept); a new one is added after the
   last entry; a flow-style ``quality: {...}`` is rewritten as a block so each list has a line
-  for its comment. Tasks without questions keep their list (or ``default``).
+  for its comment. Tasks without questions keep their list (or ``default``). A task whose
+  selection techniques were measured takes the mapping form (``refine``, ``best_of``,
+  ``vote``), each figure with its own comment: ``quality_entries`` decides what is written.
 - with ``hardware``, ``models[i].hardware.prefill_tokens_per_s`` / ``decode_tokens_per_s`` take
   the measured speeds, for models that already price themselves by ``hardware``; the line gets
   ``# measured DATE: N draft calls`` unless it already carries a comment.
@@ -29,12 +31,13 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from .scores import Calibration, gain_text
+from .policy_text import eol_comment, render, value_end
+from .quality_entries import About, Entry, task_entry
+from .scores import Calibration
 from .throughput import Throughput
 
 _NUMBER = re.compile(r"[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?")
@@ -67,7 +70,8 @@ def apply_calibration(
 ) -> Edited:
     """The policy ``text`` with ``calibration``'s figures written in; ``machine`` describes
     where they were measured (it goes into each list's comment). ``significant_only``: see
-    ``Calibration.quality_lists``; the comment still gives every measured gain."""
+    ``Calibration.quality_lists`` (and, for techniques, the module docstring); the comments
+    still give every measured gain."""
     doc = YAML().load(text)
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
@@ -76,21 +80,33 @@ def apply_calibration(
     edits: list[_Edit] = []
     changes: list[str] = []
     notes: list[str] = []
-    for model, tasks in calibration.quality_lists(significant_only=significant_only).items():
+    lists = calibration.quality_lists(significant_only=significant_only)
+    tables = calibration.technique_tables()
+    about = About(date, machine, significant_only)
+    for model in dict.fromkeys([*lists, *tables]):
         entry = entries.get(model)
         if entry is None:
             notes.append(f"{model}: not in the policy file; nothing written")
             continue
-        new = {
-            task: f"{_flow(values)}  # {_comment(date, counts, calibration, model, task, machine)}"
-            for task, (values, counts) in tasks.items()
-        }
-        edits += _quality_edits(lines, entry, new)
-        for task, (values, _) in tasks.items():
-            old = entry.get("quality", {}).get(task)
-            changes.append(
-                f"{model}.quality.{task}: {_flow(old) if old else '(default)'} -> {values}"
+        quality = entry.get("quality")
+        new: dict[str, Entry] = {}
+        for task in dict.fromkeys([*lists.get(model, {}), *tables.get(model, {})]):
+            found = task_entry(
+                lines,
+                quality if isinstance(quality, CommentedMap) else None,
+                model,
+                task,
+                lists.get(model, {}).get(task),
+                tables.get(model, {}).get(task, {}),
+                calibration,
+                about,
             )
+            if found is None:
+                notes.append(f"{model}.{task}: no draft measured; nothing written")
+                continue
+            new[task] = found
+            changes += [f"{model}.quality.{task}{change}" for change in found.changes]
+        edits += _quality_edits(lines, entry, new)
     if hardware:
         for model, speed in calibration.throughput.items():
             entry = entries.get(model)
@@ -101,16 +117,27 @@ def apply_calibration(
 
 
 def calibrated_lists(text: str) -> frozenset[tuple[str, str]]:
-    """``(model, quality key)`` pairs whose list carries a ``# calibrated`` comment."""
+    """``(model, quality key)`` pairs whose figures carry a ``# calibrated`` comment: a task
+    (or ``default``) whose list, or whose mapping's ``refine`` list, carries one, and
+    ``task.best_of`` / ``task.vote`` for a technique table that does."""
     found: set[tuple[str, str]] = set()
     for entry in YAML().load(text).get("models") or ():
         quality = entry.get("quality") if isinstance(entry, CommentedMap) else None
         if not isinstance(quality, CommentedMap):
             continue
-        for key in quality:
-            if _eol_comment(quality, key).lstrip().startswith("# calibrated "):
-                found.add((str(entry.get("id")), str(key)))
+        model = str(entry.get("id"))
+        for key, value in quality.items():
+            if isinstance(value, CommentedMap):
+                for sub in value:
+                    if _marked(value, sub):
+                        found.add((model, str(key) if sub == "refine" else f"{key}.{sub}"))
+            elif _marked(quality, key):
+                found.add((model, str(key)))
     return frozenset(found)
+
+
+def _marked(mapping: CommentedMap, key: str) -> bool:
+    return eol_comment(mapping, key).lstrip().startswith("# calibrated ")
 
 
 def diff(old: str, new: str, name: str) -> str:
@@ -155,43 +182,67 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def _quality_edits(lines: list[str], entry: CommentedMap, new: Mapping[str, str]) -> list[_Edit]:
+def _quality_edits(lines: list[str], entry: CommentedMap, new: Mapping[str, Entry]) -> list[_Edit]:
     quality = entry.get("quality")
     entry_col = entry.lc.key(next(iter(entry)))[1]
     if isinstance(quality, CommentedMap) and quality and not quality.fa.flow_style():
         edits: list[_Edit] = []
         for task, value in new.items():
-            if task in quality:
+            if task not in quality:
+                continue
+            key_line, key_col = quality.lc.key(task)
+            end = value_end(lines, key_line, key_col)
+            if value.inline is not None:
                 line, col = quality.lc.value(task)
-                end = _value_end(lines, line, quality.lc.key(task)[1])
-                edits.append(_Edit(line, end, (lines[line][:col] + value + "\n",)))
+                edits.append(_Edit(line, end, (lines[line][:col] + value.inline + "\n",)))
+                continue
+            old = quality[task]
+            if isinstance(old, CommentedMap) and old and not old.fa.flow_style():
+                head = lines[key_line].rstrip("\n")
+                sub_col = old.lc.key(next(iter(old)))[1]
+            else:
+                head = lines[key_line][:key_col] + f"{task}:"
+                if isinstance(old, CommentedMap):
+                    head += eol_comment(quality, task)
+                sub_col = key_col + 2
+            edits.append(_Edit(key_line, end, _rows(head, value, sub_col)))
         added = [task for task in new if task not in quality]
         if added:
             last = list(quality)[-1]
             key_col = quality.lc.key(last)[1]
             value_cols = {quality.lc.value(k)[1] for k in quality}
             aligned = value_cols.pop() if len(value_cols) == 1 else 0
-            end = _value_end(lines, quality.lc.key(last)[0], key_col)
-            rows = tuple(
-                " " * key_col + f"{task}:".ljust(aligned - key_col - 1) + f" {new[task]}\n"
-                for task in added
-            )
+            end = value_end(lines, quality.lc.key(last)[0], key_col)
+            rows: tuple[str, ...] = ()
+            for task in added:
+                key = " " * key_col + f"{task}:"
+                if new[task].inline is not None:
+                    rows += (key.ljust(aligned - 1) + f" {new[task].inline}\n",)
+                else:
+                    rows += _rows(key, new[task], key_col + 2)
             edits.append(_Edit(end, end, rows))
         return edits
     # No quality yet, or a flow mapping: write the whole mapping as a block.
-    merged = {str(k): _flow(v) for k, v in (quality or {}).items()}
+    merged = {str(k): Entry(render(v)) for k, v in (quality or {}).items()}
     merged.update(new)
     indent = " " * entry_col
-    rows = (
-        f"{indent}quality:{_eol_comment(entry, 'quality')}\n",
-        *(f"{indent}  {task}: {value}\n" for task, value in merged.items()),
-    )
+    rows = (f"{indent}quality:{eol_comment(entry, 'quality')}\n",)
+    for task, value in merged.items():
+        if value.inline is not None:
+            rows += (f"{indent}  {task}: {value.inline}\n",)
+        else:
+            rows += _rows(f"{indent}  {task}:", value, len(indent) + 4)
     if "quality" in entry:
         line = entry.lc.key("quality")[0]
-        return [_Edit(line, _value_end(lines, line, entry_col), rows)]
+        return [_Edit(line, value_end(lines, line, entry_col), rows)]
     last = list(entry)[-1]
-    end = _value_end(lines, entry.lc.key(last)[0], entry_col)
+    end = value_end(lines, entry.lc.key(last)[0], entry_col)
     return [_Edit(end, end, rows)]
+
+
+def _rows(head: str, value: Entry, sub_col: int) -> tuple[str, ...]:
+    """A mapping-form entry's lines: its key line, then each sub-entry at ``sub_col``."""
+    return (f"{head}\n", *(f"{' ' * sub_col}{key}: {text}\n" for key, text in value.nested))
 
 
 def _speed_edits(
@@ -233,57 +284,3 @@ def _speed_edits(
             text = f"{text.rstrip()}  # measured {date}: {speed.calls} draft calls\n"
         edits.append(_Edit(line, line + 1, (text,)))
     return edits
-
-
-def _value_end(lines: list[str], start: int, key_col: int) -> int:
-    """The line after the value of the key at (``start``, ``key_col``): the value runs on
-    through lines indented deeper than the key; trailing blank and comment-only lines are left
-    outside, since they introduce what follows."""
-    end = start + 1
-    while end < len(lines):
-        stripped = lines[end].strip()
-        indent = len(lines[end]) - len(lines[end].lstrip(" "))
-        if stripped and not stripped.startswith("#") and indent <= key_col:
-            break
-        end += 1
-    while end > start + 1 and (
-        not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")
-    ):
-        end -= 1
-    return end
-
-
-def _eol_comment(mapping: CommentedMap, key: str) -> str:
-    """The end-of-line comment after ``key``'s value, as ``"  # text"``, or ``""``."""
-    slots = mapping.ca.items.get(key)
-    token = slots[2] if slots and len(slots) > 2 else None
-    if token is None:
-        return ""
-    first = str(token.value).split("\n", 1)[0].strip()
-    return f"  {first}" if first.startswith("#") else ""
-
-
-def _flow(values: Any) -> str:
-    return "[" + ", ".join(repr(float(v)) for v in values) + "]"
-
-
-def _comment(
-    date: str, counts: list[int], calibration: Calibration, model: str, task: str, machine: str
-) -> str:
-    n = str(counts[0]) if len(set(counts)) == 1 else ",".join(map(str, counts))
-    parts = [f"n={n}"]
-    suites = calibration.task_suites.get(task) or calibration.suites
-    if suites:
-        parts.append(f"suites={'+'.join(suites)}")
-    if calibration.judge:
-        parts.append(f"judge={calibration.judge}")
-    if machine:
-        parts.append(f"machine={machine}")
-    gains = []
-    for r in range(1, calibration.rounds + 1):
-        gain = calibration.gain(task, model, r)
-        if gain is not None:
-            shown = "" if gain.distinguishable else ", not shown"
-            gains.append(f"r{r} {gain_text(gain)}{shown}")
-    text = f"calibrated {date}: {', '.join(parts)}"
-    return f"{text}; {', '.join(gains)}" if gains else text

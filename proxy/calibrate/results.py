@@ -1,8 +1,10 @@
 """A calibration's figures as JSON (``perfics calibrate --results FILE``), and back.
 
 The file holds every cell (task, model, round count) with n, mean, its 95 % interval and the
-paired gain over the draft, the acceptance-rule ablation, the failures, and each question's
-grade, so a reader can recompute any figure; ``perfics report --calibration FILE`` draws the
+paired gain over the draft, the acceptance-rule ablation, every selection technique measured
+(``techniques``: each variant and the ``any`` oracle, with the rule that decided each question
+and the answers it made), the failures, and each question's grade, so a reader can recompute
+any figure; ``perfics report --calibration FILE`` draws the
 intervals from it. No prompt or answer text is written: the run directory keeps those.
 """
 
@@ -17,6 +19,7 @@ from typing import Any
 from .questions import Question
 from .scores import AblationRow, Calibration, Cell, pair
 from .stats import Interval, PairedDifference
+from .techniques import TechniqueCell
 
 FORMAT = 1
 
@@ -46,6 +49,12 @@ def to_json(
         "grader_checks": calibration.checks,
         "cells": [_cell(calibration, cell) for cell in calibration.cells],
         "ablation": [_ablation(row) for row in calibration.ablation],
+        "techniques": [_technique(calibration, cell) for cell in calibration.techniques],
+        "samples_made": calibration.samples_made,
+        "seconds": {
+            f"{model} {task}": {"draft": round(draft, 2), "samples": round(samples, 2)}
+            for (model, task), (draft, samples) in calibration.latency.items()
+        },
         "failures": [
             {
                 "stage": f.stage,
@@ -91,6 +100,22 @@ def _ablation(row: AblationRow) -> dict[str, Any]:
         "kept": row.kept,
         "extra_calls": row.extra_calls,
         "grades": dict(row.graded),
+    }
+
+
+def _technique(calibration: Calibration, cell: TechniqueCell) -> dict[str, Any]:
+    return {
+        "task": cell.task,
+        "model": cell.model,
+        "technique": cell.technique,
+        "k": cell.k,
+        "checks": cell.checks,
+        **_interval(cell.interval),
+        "gain": _gain(calibration.technique_gain(cell)),
+        "decided": cell.rules(),
+        "mean_samples": round(cell.mean_samples, 3),
+        "grades": dict(cell.graded),
+        "selected_by": dict(cell.decided),
     }
 
 

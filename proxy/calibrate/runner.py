@@ -9,6 +9,15 @@ every acceptance rule, so one run also compares the rules after one round (the a
 ``AnswerRecord.first_round_under``). Answers and grades are written to the run directory as
 they are made; with ``resume`` they are read back instead of asking the models again.
 
+Where the run measures selection techniques (``SelectionSettings``: the ``--samples`` sizes,
+else those the policy lists for the model and task), each such question's samples are made
+after its draft and every variant selects among them (``proxy.calibrate.selections``); every
+sample is graded too, so the figures include what an oracle could have picked.
+
+Answers are made with the pipeline's sampling: the task's ``answer_tokens``, temperature 0, the
+seed, and the model's ``defaults`` filling the fields left unset (``top_p`` and the like, which
+shape the samples drawn at ``selection.temperature``).
+
 Backend errors (``proxy.errors.PerficsError``) on one question are counted as failures and the
 run goes on; any other exception (an interrupt) ends the run, keeping what was written.
 """
@@ -17,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -35,7 +44,9 @@ from .judge import RUBRIC_VERSION, Grade, grade
 from .progress import Progress
 from .questions import Question
 from .scores import AblationRow, Calibration, Cell, Failure, build_cells, pair
+from .selections import SelectionRun, SelectionSettings, planned, select_all
 from .store import DEFAULT_ROOT, RunStore, fingerprint
+from .techniques import TechniqueCell, build_technique_cells
 from .throughput import CallTiming, TimedBackend, throughput
 
 if TYPE_CHECKING:
@@ -64,6 +75,7 @@ class CalibrationSettings:
     judge_retries: int = 2
     resume: bool = False
     suites: tuple[str, ...] = ()
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
 
 
 def task_suites(questions: Sequence[Question]) -> dict[str, tuple[str, ...]]:
@@ -123,16 +135,34 @@ async def calibrate(
     answer_units = 1 + 2 * rounds
     ablated = len(RULES) if rounds else 0
     total = len(models) * len(questions) * (answer_units + rounds + 1 + ablated)
+    sampled = planned(policy, list(models), questions, settings.selection)
+    total += sum(3 * size for size in sampled.values())
     progress = Progress(total, progress_stream)
     failures: list[Failure] = []
     answers, model_calls = await _answer_all(
         policy, questions, models, store, settings, progress, failures
     )
+    selected = SelectionRun()
+    if sampled:
+        selected = await select_all(
+            policy,
+            questions,
+            models,
+            answers,
+            store,
+            settings.selection,
+            params_for=lambda model, question: answer_params(policy, model, question, settings),
+            serving={model: _serving_entry(policy.model(model)) for model in models},
+            resume=settings.resume,
+            progress=progress,
+            failures=failures,
+        )
     grading = _Grading(judge, store, settings, progress)
     scores = await _grade_all(questions, answers, grading, failures)
     pairs = [(q.question_id, q.task) for q in questions]
     cells = build_cells(pairs, list(models), rounds, scores)
     ablation = await _ablation(questions, answers, grading, cells) if rounds else ()
+    techniques = await _grade_selections(questions, answers, selected, grading)
     progress.close()
     speeds = {
         model: throughput(
@@ -154,6 +184,10 @@ async def calibrate(
         task_suites=task_suites(questions),
         ablation=ablation,
         checks=grading.checks,
+        techniques=techniques,
+        samples_made=selected.made,
+        selection_checks=policy.selection.checks,
+        latency=_latency(answers, selected, {q.question_id: q.task for q in questions}),
     )
 
 
@@ -177,11 +211,7 @@ async def _answer_all(
         spec = policy.model(model)
         for question in questions:
             qid = question.question_id
-            params = SamplingParams(
-                max_tokens=policy.tasks[question.task].answer_tokens,
-                temperature=0.0,
-                seed=settings.seed,
-            )
+            params = answer_params(policy, model, question, settings)
             key = _answer_key(policy, spec, question, params)
             cached = store.load_answer(model, qid) if settings.resume else None
             if cached is not None and cached.get("key") == key:
@@ -204,6 +234,19 @@ async def _answer_all(
             answers[(model, qid)] = record
             progress.advance(units, f"answered {model} q{qid}")
     return answers, calls
+
+
+def answer_params(
+    policy: Policy, model: str, question: Question, settings: CalibrationSettings
+) -> SamplingParams:
+    """A question's draft sampling, as the pipeline would send it: the task's answer length,
+    temperature 0 and the seed, with the model's ``defaults`` filling the rest."""
+    params = SamplingParams(
+        max_tokens=policy.tasks[question.task].answer_tokens,
+        temperature=0.0,
+        seed=settings.seed,
+    )
+    return params.with_defaults(policy.model(model).defaults.given())
 
 
 class _Grading:
@@ -352,6 +395,47 @@ async def _ablation(
                 )
             )
     return tuple(rows)
+
+
+async def _grade_selections(
+    questions: Sequence[Question],
+    answers: Mapping[tuple[str, str], AnswerRecord],
+    selected: SelectionRun,
+    grading: _Grading,
+) -> tuple[TechniqueCell, ...]:
+    """Grade the draft and every sample of each question that measured a technique, then
+    tally every variant's choices (``techniques.build_technique_cells``)."""
+    by_id = {q.question_id: q for q in questions}
+    grades: dict[tuple[str, str], list[float | None]] = {}
+    for (model, qid), record in selected.records.items():
+        texts = [answers[(model, qid)].draft]
+        texts += [s.text for s in record.samples[: selected.sizes[(model, qid)] - 1]]
+        found: list[float | None] = []
+        for i, text in enumerate(texts):
+            result = await grading.grade(by_id[qid], text, f"graded {model} q{qid} sample {i}")
+            found.append(None if result is None else result.score)
+        grades[(model, qid)] = found
+    pairs = [(q.question_id, q.task) for q in questions]
+    return build_technique_cells(pairs, selected.chosen, selected.measured, grades)
+
+
+def _latency(
+    answers: Mapping[tuple[str, str], AnswerRecord],
+    selected: SelectionRun,
+    tasks: Mapping[str, str],
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """Per ``(model, task)`` that measured a technique: the mean seconds of a draft and of
+    its largest size's samples."""
+    found: dict[tuple[str, str], tuple[float, float]] = {}
+    for (model, task), seconds in selected.seconds.items():
+        drafts = [
+            record.draft_timing.total_s
+            for (m, qid), record in answers.items()
+            if m == model and tasks[qid] == task and record.draft_timing is not None
+        ]
+        if seconds and drafts:
+            found[(model, task)] = (sum(drafts) / len(drafts), sum(seconds) / len(seconds))
+    return found
 
 
 async def _answer(

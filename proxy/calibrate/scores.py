@@ -16,9 +16,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .stats import Interval, PairedDifference, mean_interval, paired_difference
 from .throughput import Throughput
+
+if TYPE_CHECKING:
+    from .techniques import TechniqueCell
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +58,7 @@ class Failure:
     """One answer or grade that produced no score. ``rounds`` is ``None`` for an answer
     failure, which fails every round count of that question."""
 
-    stage: str  # answer | grade
+    stage: str  # answer | samples | grade
     model: str
     question_id: str
     rounds: int | None
@@ -94,6 +98,10 @@ class Calibration:
     task_suites: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     ablation: tuple[AblationRow, ...] = ()
     checks: int = 0  # answers checked by a verifiable grader
+    techniques: tuple[TechniqueCell, ...] = ()
+    samples_made: int = 0
+    selection_checks: bool = True  # the policy's selection.checks: the variants it plans
+    latency: Mapping[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
 
     def cell(self, task: str, model: str, rounds: int) -> Cell | None:
         for cell in self.cells:
@@ -108,6 +116,22 @@ class Calibration:
         if rounds == 0 or after is None or before is None:
             return None
         return pair(after.graded, before.graded)
+
+    def technique_tables(self) -> dict[str, dict[str, dict[str, dict[int, TechniqueCell]]]]:
+        """``{model: {task: {technique: {k: cell}}}}`` of the cells a policy plans with:
+        ``best_of`` and ``vote`` under the policy's ``selection.checks``, with grades."""
+        tables: dict[str, dict[str, dict[str, dict[int, TechniqueCell]]]] = {}
+        for cell in self.techniques:
+            planned = cell.technique in ("best_of", "vote") and cell.checks == self.selection_checks
+            if planned and cell.graded:
+                by_task = tables.setdefault(cell.model, {}).setdefault(cell.task, {})
+                by_task.setdefault(cell.technique, {})[cell.k] = cell
+        return tables
+
+    def technique_gain(self, cell: TechniqueCell) -> PairedDifference | None:
+        """A technique's grades minus the draft's, on the questions graded both ways."""
+        draft = self.cell(cell.task, cell.model, 0)
+        return None if draft is None else pair(cell.graded, draft.graded)
 
     def quality_lists(
         self, *, significant_only: bool = False
@@ -164,7 +188,7 @@ def summary_table(calibration: Calibration) -> str:
                 gain.verdict() if gain is not None else "",
             )
         )
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def ablation_table(calibration: Calibration) -> str:
@@ -187,10 +211,10 @@ def ablation_table(calibration: Calibration) -> str:
                 str(row.extra_calls),
             )
         )
-    return _table(header, rows)
+    return table(header, rows)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(row: Sequence[str]) -> str:

@@ -1,6 +1,8 @@
 """The run directory: every answer and grade of a calibration, one small JSON file each.
 
     <run dir>/answers/<model>--<question>--<hash>.json   a draft and its rounds
+    <run dir>/samples/<model>--<question>--<hash>.json   the samples after a draft, and
+                                                          the selections made among them
     <run dir>/grades/<hash>.json                          one judged answer text
 
 Files are written atomically (a temporary file in the same directory, then ``os.replace``), so
@@ -40,10 +42,16 @@ class RunStore:
         self.path = Path(path)
 
     def load_answer(self, model: str, question_id: str) -> dict[str, Any] | None:
-        return _read(self._answer_path(model, question_id))
+        return _read(self._item_path("answers", model, question_id))
 
     def save_answer(self, model: str, question_id: str, record: Mapping[str, Any]) -> None:
-        _write_atomic(self._answer_path(model, question_id), record)
+        _write_atomic(self._item_path("answers", model, question_id), record)
+
+    def load_samples(self, model: str, question_id: str) -> dict[str, Any] | None:
+        return _read(self._item_path("samples", model, question_id))
+
+    def save_samples(self, model: str, question_id: str, record: Mapping[str, Any]) -> None:
+        _write_atomic(self._item_path("samples", model, question_id), record)
 
     def load_grade(self, key: str) -> dict[str, Any] | None:
         return _read(self.path / "grades" / f"{key}.json")
@@ -51,9 +59,9 @@ class RunStore:
     def save_grade(self, key: str, record: Mapping[str, Any]) -> None:
         _write_atomic(self.path / "grades" / f"{key}.json", record)
 
-    def _answer_path(self, model: str, question_id: str) -> Path:
+    def _item_path(self, kind: str, model: str, question_id: str) -> Path:
         name = f"{_slug(model)}--{_slug(question_id)}--{fingerprint([model, question_id])[:8]}"
-        return self.path / "answers" / f"{name}.json"
+        return self.path / kind / f"{name}.json"
 
 
 def _slug(text: str) -> str:

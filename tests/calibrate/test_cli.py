@@ -33,6 +33,11 @@ CALIBRATION = Calibration(
         (["--judge", "nobody"], "--judge: 'nobody' is not a model"),
         (["--judge", "judge", "--models", "alpha,ghost"], "--models: unknown ['ghost']"),
         (["--judge", "judge", "--questions", "missing.jsonl"], "missing.jsonl"),
+        (["--samples", "4,1"], "sample counts must be 2 to 16, got 1"),
+        (["--samples", "17"], "sample counts must be 2 to 16, got 17"),
+        (["--techniques", "best_of,refine"], "expected best_of, vote or none"),
+        (["--suite", "math", "--tasks", "poetry"], "--tasks: poetry not a task"),
+        (["--suite", "math", "--tasks", "creative"], "--tasks: no question of the suites"),
     ],
 )
 def test_bad_arguments_exit_2_before_loading_models(

@@ -15,9 +15,11 @@ from proxy.calibrate.policy_writer import (
     write_policy,
 )
 from proxy.calibrate.scores import Calibration, Cell
+from proxy.calibrate.techniques import TechniqueCell
 from proxy.calibrate.throughput import Throughput
 from routing.errors import PolicyError
 from routing.policy_loader import load_policy, parse_policy
+from routing.quality_provenance import calibrated_quality
 
 from .conftest import POLICY
 
@@ -237,3 +239,118 @@ def test_a_model_without_quality_gets_a_block() -> None:
         "  - id: other\n" in edited.text
     )
     assert parse_policy(edited.text, "x.yaml").model("alpha").quality == {"general": (5.0, 6.0)}
+
+
+TECHNIQUES = Path(__file__).parent / "policies" / "techniques.yaml"
+IDS = [f"q{i}" for i in range(10)]
+DRAFT = tuple((q, 10.0 if q == "q0" else 0.0) for q in IDS)
+# best_of at 8 turns five wrong drafts right (+5.00 [+1.23, +8.77]: shown); at 4 one (not shown).
+BEST_OF = {
+    4: tuple((q, 10.0 if q in ("q0", "q1") else 0.0) for q in IDS),
+    8: tuple((q, 10.0 if q in ("q0", "q1", "q2", "q3", "q4", "q5") else 0.0) for q in IDS),
+}
+
+
+def technique_calibration(task: str = "coding", rounds: int = 0) -> Calibration:
+    cells = tuple(Cell(task, "alpha", r, DRAFT, 0) for r in range(rounds + 1))
+    techniques = (
+        *(
+            TechniqueCell(task, "alpha", "best_of", k, True, graded)
+            for k, graded in BEST_OF.items()
+        ),
+        TechniqueCell(task, "alpha", "best_of", 8, False, DRAFT),  # the ablation: not written
+        TechniqueCell(task, "alpha", "vote", 4, True, DRAFT),
+        TechniqueCell(task, "alpha", "any", 8, False, BEST_OF[8]),
+    )
+    return Calibration(
+        None, rounds, cells, (), techniques=techniques, task_suites={task: ("humaneval",)}
+    )
+
+
+def test_techniques_are_written_in_the_mapping_form_beside_the_kept_refine_list() -> None:
+    original = TECHNIQUES.read_text()
+    edited = apply_calibration(
+        original, technique_calibration(), date=DATE, hardware=False, machine="m",
+        significant_only=True,
+    )  # fmt: skip
+    refine = "[2.0, 2.0]  # calibrated 2026-12-01: n=3, suites=humaneval; r1 +0.00 (n=3), not shown"
+    assert (
+        "      coding:\n"
+        f"        refine: {refine}\n"
+        "        best_of: {4: 2.0, 8: 7.0}  # calibrated 2026-11-29: n=10, suites=humaneval, "
+        "machine=m; draft 1.00, k4 +1.00 [-1.26, +3.26], not shown, k8 +5.00 [+1.23, +8.77]\n"
+        "        vote: {4: 2.0}  # calibrated 2026-11-29: n=10, suites=humaneval, machine=m; "
+        "draft 1.00, k4 +0.00 [+0.00, +0.00], not shown\n"
+        "      math:\n" in edited.text
+    )
+    policy = parse_policy(edited.text, "calibrated.yaml").model("alpha")
+    assert policy.quality_for("coding") == (2.0, 2.0)  # a run without rounds keeps the list
+    assert policy.sampled_quality("coding") == (
+        ("best_of", 4, 2.0),  # not shown: the draft's Q, so the planner keeps the draft
+        ("best_of", 8, 7.0),  # the list's Q0 plus the measured gain
+        ("vote", 4, 2.0),
+    )
+    assert edited.changes == (
+        "alpha.quality.coding.best_of: (none) -> {4: 2.0, 8: 7.0}",
+        "alpha.quality.coding.vote: (none) -> {4: 2.0}",
+    )
+    marked = {("alpha", "general"), ("alpha", "coding"), ("alpha", "coding.best_of"),
+              ("alpha", "coding.vote")}  # fmt: skip
+    assert calibrated_lists(edited.text) == calibrated_quality(edited.text) == marked
+    for line in original.splitlines():
+        if "coding" not in line:
+            assert line in edited.text, line
+
+
+def test_gains_mean_writes_every_measured_gain() -> None:
+    edited = apply_calibration(
+        TECHNIQUES.read_text(), technique_calibration(), date=DATE, hardware=False
+    )
+    policy = parse_policy(edited.text, "calibrated.yaml").model("alpha")
+    assert policy.sampled_quality("coding")[0] == ("best_of", 4, 3.0)
+
+
+def test_a_refine_run_keeps_a_mapping_entrys_technique_tables() -> None:
+    cells = (
+        Cell("math", "alpha", 0, (("q1", 0.0), ("q2", 10.0)), 0),
+        Cell("math", "alpha", 1, (("q1", 0.0), ("q2", 10.0)), 0),
+    )
+    edited = apply_calibration(
+        TECHNIQUES.read_text(), Calibration(None, 1, cells, ()), date=DATE, hardware=False
+    )
+    assert edited.text.endswith(
+        "      math:\n"
+        "        refine: [5.0, 5.0]  # calibrated 2026-11-29: n=2; r1 +0.00 [+0.00, +0.00], "
+        "not shown\n"
+        "        vote: {4: 3.0}  # a guess\n"
+    )
+    assert edited.changes == ("alpha.quality.math.refine: [1.0, 1.0] -> [5.0, 5.0]",)
+
+
+def test_a_run_with_rounds_rewrites_the_refine_list_and_anchors_on_it() -> None:
+    edited = apply_calibration(
+        TECHNIQUES.read_text(), technique_calibration(rounds=1), date=DATE, hardware=False,
+        significant_only=True,
+    )  # fmt: skip
+    policy = parse_policy(edited.text, "calibrated.yaml").model("alpha")
+    assert policy.quality_for("coding") == (1.0, 1.0)
+    assert dict((k, q) for _, k, q in policy.sampled_quality("coding")[:2]) == {4: 1.0, 8: 6.0}
+    assert "        refine: [1.0, 1.0]  # calibrated 2026-11-29: n=10, suites=humaneval; r1" in (
+        edited.text
+    )
+
+
+def test_a_new_task_in_a_flow_quality_mapping_is_written_as_a_block() -> None:
+    edited = apply_calibration(
+        POLICY.read_text(), technique_calibration("general"), date=DATE, hardware=False
+    )
+    assert (
+        "    quality:\n"
+        "      default: [3.0, 3.2, 3.3]\n"
+        "      creative: [4.0, 4.5]\n"
+        "      general:\n"
+        "        refine: [1.0]  # calibrated 2026-11-29: n=10, suites=humaneval\n"
+        "        best_of: {4: 2.0, 8: 6.0}  # calibrated 2026-11-29: n=10, suites=humaneval; "
+        in edited.text
+    )
+    parse_policy(edited.text, "calibrated.yaml")
