@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from ruamel.yaml.comments import CommentedMap
 
 from .policy_text import flow, old_value, render
-from .scores import Calibration, gain_text
-from .techniques import TechniqueCell
+from .scores import Calibration, TechniqueCell, gain_text
 
 
 @dataclass(frozen=True, slots=True)

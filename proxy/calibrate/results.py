@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .questions import Question
-from .scores import AblationRow, Calibration, Cell, pair
+from .scores import AblationRow, Calibration, Cell, TechniqueCell, pair
 from .stats import Interval, PairedDifference
-from .techniques import TechniqueCell
 
 FORMAT = 1
 

@@ -43,10 +43,10 @@ from .answers import AnswerRecord
 from .judge import RUBRIC_VERSION, Grade, grade
 from .progress import Progress
 from .questions import Question
-from .scores import AblationRow, Calibration, Cell, Failure, build_cells, pair
+from .scores import AblationRow, Calibration, Cell, Failure, TechniqueCell, build_cells, pair
 from .selections import SelectionRun, SelectionSettings, planned, select_all
 from .store import DEFAULT_ROOT, RunStore, fingerprint
-from .techniques import TechniqueCell, build_technique_cells
+from .techniques import build_technique_cells
 from .throughput import CallTiming, TimedBackend, throughput
 
 if TYPE_CHECKING:

@@ -33,8 +33,8 @@ from proxy.backends.base import (
     Sampler,
     SamplingParams,
     Scorer,
-    Usage,
 )
+from proxy.results import Usage
 
 from .store import fingerprint
 

@@ -8,21 +8,19 @@ model only when every round count 0..R has at least one graded answer.
 Every cell keeps its grades by question, so a round count can be compared with the draft on
 the same questions (``Calibration.gain``: a paired difference, ``proxy.calibrate.stats``).
 ``AblationRow`` compares the acceptance rules (``proxy.acceptance``) after one round, on the
-same drafts, critiques and rewrites.
+same drafts, critiques and rewrites. ``TechniqueCell`` holds a selection technique's grades
+the same way (``proxy.calibrate.techniques`` measures them).
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .stats import Interval, PairedDifference, mean_interval, paired_difference
 from .throughput import Throughput
-
-if TYPE_CHECKING:
-    from .techniques import TechniqueCell
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +81,38 @@ class AblationRow:
     @property
     def interval(self) -> Interval:
         return mean_interval([score for _, score in self.graded])
+
+
+@dataclass(frozen=True, slots=True)
+class TechniqueCell:
+    """One variant (or the ``any`` oracle, ``technique`` "any") on one task and model:
+    grades by question, the rule that decided each, and the answers made per question."""
+
+    task: str
+    model: str
+    technique: str
+    k: int
+    checks: bool
+    graded: tuple[tuple[str, float], ...]
+    decided: tuple[tuple[str, str], ...] = ()
+    samples_made: tuple[int, ...] = ()
+
+    @property
+    def interval(self) -> Interval:
+        return mean_interval([score for _, score in self.graded])
+
+    @property
+    def n(self) -> int:
+        return len(self.graded)
+
+    def rules(self) -> dict[str, int]:
+        """How many questions each rule decided."""
+        return dict(Counter(rule for _, rule in self.decided))
+
+    @property
+    def mean_samples(self) -> float:
+        made = self.samples_made
+        return sum(made) / len(made) if made else 0.0
 
 
 @dataclass(frozen=True, slots=True)

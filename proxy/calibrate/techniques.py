@@ -9,15 +9,15 @@ of one question chooses among the same draft and samples, and reports which answ
 (``index``: 0 the draft, ``i`` the ``i``-th sample) and the rule that decided
 (``selected_by``: checks, agreement, likelihood or draft).
 
-``TechniqueCell`` holds a variant's grades on one task and model, question by question, with
-the rule that decided each; ``any`` cells hold the best grade among the first ``k`` answers
+``TechniqueCell`` (``proxy.calibrate.scores``) holds a variant's grades on one task and
+model, question by question, with the rule that decided each; ``any`` cells hold the best
+grade among the first ``k`` answers
 (an oracle that reads the hidden tests: the ceiling no selector can pass). Gains are paired
 differences with the draft's grades on the same questions (``proxy.calibrate.stats``).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -30,8 +30,7 @@ from routing.budget import no_budget
 from routing.techniques import MIN_SAMPLES, SELECTION_TECHNIQUES
 
 from .samples import SampleRecord, replay
-from .scores import gain_text, table
-from .stats import Interval, mean_interval
+from .scores import TechniqueCell, gain_text, table
 
 if TYPE_CHECKING:
     from routing.policy import Policy, Selection
@@ -146,38 +145,6 @@ async def choose(
             index = answers.index(result.text) if result.text in answers else 0
             return Chosen(index, result.selected_by or "draft", result.samples), source.made
     raise AssertionError("select ended without Finished")
-
-
-@dataclass(frozen=True, slots=True)
-class TechniqueCell:
-    """One variant (or the ``any`` oracle, ``technique`` "any") on one task and model:
-    grades by question, the rule that decided each, and the answers made per question."""
-
-    task: str
-    model: str
-    technique: str
-    k: int
-    checks: bool
-    graded: tuple[tuple[str, float], ...]
-    decided: tuple[tuple[str, str], ...] = ()
-    samples_made: tuple[int, ...] = ()
-
-    @property
-    def interval(self) -> Interval:
-        return mean_interval([score for _, score in self.graded])
-
-    @property
-    def n(self) -> int:
-        return len(self.graded)
-
-    def rules(self) -> dict[str, int]:
-        """How many questions each rule decided."""
-        return dict(Counter(rule for _, rule in self.decided))
-
-    @property
-    def mean_samples(self) -> float:
-        made = self.samples_made
-        return sum(made) / len(made) if made else 0.0
 
 
 def build_technique_cells(

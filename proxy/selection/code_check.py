@@ -3,7 +3,7 @@
 ``run_examples(examples, answer, timeout_s=...)`` takes the code from the answer (the fenced
 block that defines the prompt's function, else the first Python block, else the whole answer:
 ``python_tests.extract_code``), refuses code that does not parse without running it, and runs
-``harness.py`` on it in ``proxy.calibrate.graders.sandbox.run_python`` — the graders' limits
+``harness.py`` on it in ``proxy.pycode.sandbox.run_python`` — the graders' limits
 (memory, CPU, file size, open files) and refusals (processes, signals, sockets, writes outside
 its temporary directory), killed after ``timeout_s``. Every example counts: one the run did
 not reach (a timeout, a crash) failed.
@@ -26,8 +26,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxy.calibrate.graders.python_tests import extract_code
-from proxy.calibrate.graders.sandbox import SandboxResult, run_python
+from proxy.pycode.extract import extract_code
+from proxy.pycode.sandbox import SandboxResult, run_python
 
 from .examples import CodeExamples
 

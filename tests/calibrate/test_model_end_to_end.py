@@ -62,7 +62,7 @@ def test_calibrate_resume_check_and_route(
         path.write_text(json.dumps({**record, "score": 6.0, "error": None}))
     resumed, stdout = perfics([*args, "--resume"])
     assert resumed == 0, stdout
-    assert "model calls 0, judge calls 0" in stdout
+    assert "model calls 0, samples 0, judge calls 0" in stdout
     assert "calibrated" in out.read_text()
 
     assert main(["policy", "check", str(out)]) == 0

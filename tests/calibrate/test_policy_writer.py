@@ -14,8 +14,7 @@ from proxy.calibrate.policy_writer import (
     diff,
     write_policy,
 )
-from proxy.calibrate.scores import Calibration, Cell
-from proxy.calibrate.techniques import TechniqueCell
+from proxy.calibrate.scores import Calibration, Cell, TechniqueCell
 from proxy.calibrate.throughput import Throughput
 from routing.errors import PolicyError
 from routing.policy_loader import load_policy, parse_policy

@@ -17,10 +17,10 @@ from proxy.calibrate.questions import Question, load_questions
 from proxy.calibrate.results import to_json
 from proxy.calibrate.runner import CalibrationSettings, calibrate
 from proxy.calibrate.samples import ReplayMismatch, SampleRecord, replay
-from proxy.calibrate.scores import Calibration
+from proxy.calibrate.scores import Calibration, TechniqueCell
 from proxy.calibrate.selections import SelectionSettings
 from proxy.calibrate.store import RunStore
-from proxy.calibrate.techniques import TechniqueCell, technique_table
+from proxy.calibrate.techniques import technique_table
 from routing.policy import Policy
 from routing.policy_loader import load_policy
 

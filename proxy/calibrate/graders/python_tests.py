@@ -21,13 +21,13 @@ run is, in order:
 4. the tests, ``check(<entry_point>)`` and a line that prints a random token.
 
 The answer passes when the program exits with status 0 within the timeout and the token was
-printed, so code that exits early does not pass. Programs run in ``sandbox.run_python``.
+printed, so code that exits early does not pass. Programs run in
+``proxy.pycode.sandbox.run_python``; the code is found by ``proxy.pycode.extract``.
 """
 
 from __future__ import annotations
 
 import keyword
-import re
 import secrets
 import textwrap
 from collections.abc import Mapping
@@ -37,12 +37,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from proxy.calibrate.graders.base import STRICT, Verdict, validate_spec
-from proxy.calibrate.graders.sandbox import SandboxResult, run_python
+from proxy.pycode.extract import defines, extract_code
+from proxy.pycode.sandbox import SandboxResult, run_python
 
-_OPENING_FENCE = r"^[ \t]*```[ \t]*(?P<lang>[\w+-]*)[^\n]*\n"
-_FENCE = re.compile(_OPENING_FENCE + r"(?P<body>.*?)^[ \t]*```", re.M | re.S)
-_UNCLOSED_FENCE = re.compile(_OPENING_FENCE + r"(?P<body>.*)\Z", re.M | re.S)
-_PYTHON_FENCES = frozenset({"", "python", "python3", "py"})
 _DETAIL_CHARS = 200
 _NOT_MAIN = "__name__ = 'candidate'\n"
 
@@ -108,31 +105,13 @@ def build(spec: Mapping[str, Any]) -> PythonTestsGrader:
     )
 
 
-def extract_code(answer: str, entry_point: str) -> str:
-    """The code in ``answer`` to run (see the module docstring). An unclosed last fence, as in
-    an answer cut off by its token limit, counts as a block."""
-    blocks = [m["body"] for m in _FENCE.finditer(answer) if m["lang"].lower() in _PYTHON_FENCES]
-    unclosed = None if blocks else _UNCLOSED_FENCE.search(answer)
-    if unclosed and unclosed["lang"].lower() in _PYTHON_FENCES:
-        blocks = [unclosed["body"]]
-    for block in blocks:
-        if _defines(block, entry_point):
-            return block
-    return blocks[0] if blocks else answer
-
-
 def build_program(prompt: str, code: str, tests: str, entry_point: str) -> str:
     """The program that tests ``code`` (see the module docstring), without the token line."""
     if prompt and not prompt.endswith("\n"):
         prompt += "\n"
     first_line = next((line for line in code.splitlines() if line.strip()), "")
-    if not _defines(code, entry_point) and first_line[:1] in (" ", "\t"):
+    if not defines(code, entry_point) and first_line[:1] in (" ", "\t"):
         body = prompt + code
     else:
         body = prompt + "\n\n" + textwrap.dedent(code)
     return f"{_NOT_MAIN}{body}\n\n{tests}\n\ncheck({entry_point})\n"
-
-
-def _defines(code: str, entry_point: str) -> bool:
-    definition = rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{entry_point}[ \t]*\("
-    return re.search(definition, code, re.MULTILINE) is not None

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from proxy.calibrate.graders import Grader, GraderError, parse_grader
-from proxy.calibrate.graders.python_tests import build_program, extract_code
+from proxy.calibrate.graders.python_tests import build_program
+from proxy.pycode.extract import extract_code
 
 PROMPT = '''from typing import List
 

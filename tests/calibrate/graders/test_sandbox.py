@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.calibrate.graders.sandbox import _run_in_new_session, run_python
+from proxy.pycode.sandbox import _run_in_new_session, run_python
 
 
 def test_a_plain_program_runs_and_its_output_comes_back() -> None:
