@@ -11,9 +11,9 @@ of one question chooses among the same draft and samples, and reports which answ
 
 ``TechniqueCell`` (``proxy.calibrate.scores``) holds a variant's grades on one task and
 model, question by question, with the rule that decided each; ``any`` cells hold the best
-grade among the first ``k`` answers
-(an oracle that reads the hidden tests: the ceiling no selector can pass). Gains are paired
-differences with the draft's grades on the same questions (``proxy.calibrate.stats``).
+grade among the first ``k`` answers (an oracle that reads the hidden tests: the ceiling no
+selector can pass). Gains are paired differences with the draft's grades on the same
+questions (``proxy.calibrate.stats``).
 """
 
 from __future__ import annotations
