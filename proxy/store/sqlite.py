@@ -116,7 +116,9 @@ class SqliteStore(Store):
         left = None if budget is None else budget - used
         verdict = _verdict(r, left, rpm, tpm, requests, tokens, revoked, expires)
         if verdict != "ok":
-            return Grant(verdict, left, 0.0, requests, tokens, 0, 0)
+            # As perfics_lease: a revoked or expired key's budget is not read (left None).
+            shown = None if verdict == "revoked" else left
+            return Grant(verdict, shown, 0.0, requests, tokens, 0, 0)
         usd = 0.0
         if left is not None and r.want_usd > 0:
             usd = min(r.want_usd, left)
