@@ -61,7 +61,8 @@ class Admission:
         ``RateLimited``, ``KeyStoreUnavailable``, ``PermissionDenied`` when it does not fit)."""
         key, runtime = self.caller, self.runtime
         scope = self.accounts.scope(key) if key is not None else None
-        decision = pipeline.decision_for(runtime, chat, headers, scope, raw=raw)
+        facts = chat.facts(headers, raw=raw)
+        decision = pipeline.decision_for(runtime, facts, scope)
         self.decision = decision
         if key is None or scope is None:
             return decision
@@ -71,7 +72,7 @@ class Admission:
             if not exc.retryable_within or exc.left_usd is None:
                 raise
             scope = replace(scope, left_usd=max(exc.left_usd, 0.0))
-            decision = pipeline.decision_for(runtime, chat, headers, scope, raw=raw)
+            decision = pipeline.decision_for(runtime, facts, scope)
             self.decision = decision
             self.ticket = await self.accounts.admit(key, decision)
         self.decision = _key_ceiling(decision, self.ticket.left_usd, runtime)

@@ -164,7 +164,7 @@ class _Request:
 
     async def complete(self, send: Send, decision: Decision, watch: DisconnectWatch) -> Outcome:
         exchange = self.exchange
-        outcome = await pipeline.run(self.runtime, decision, exchange.chat, raw=exchange.raw)
+        outcome = await pipeline.run(self.runtime, decision, exchange.chat.job(raw=exchange.raw))
         _log_done(decision, outcome, exchange.chat, stream=False)
         body = await exchange.body(decision, outcome)
         headers = decision_headers(
@@ -182,7 +182,7 @@ class _Request:
     ) -> Outcome | PerficsError:
         """Stream the answer; its outcome, or the error sent as an event after the headers."""
         exchange, meter = self.exchange, self.meter
-        items = pipeline.stream(self.runtime, decision, exchange.chat, raw=exchange.raw)
+        items = pipeline.stream(self.runtime, decision, exchange.chat.job(raw=exchange.raw))
         try:
             # Hold the headers until the answering model has started, so they name it and the
             # models that failed before it.

@@ -1,9 +1,12 @@
 """The request pipeline: decide, answer on the chosen model, fall back along the plan when a
 model fails before the client saw any of its answer, and account for every call.
 
-    decision = decision_for(runtime, request, headers)   # routing.decision, errors translated
-    outcome = await run(runtime, decision, request)  # a non-streaming request
-    async for event in stream(runtime, decision, request): ...   # a streaming one
+    decision = decision_for(runtime, facts)     # routing.decision, errors translated
+    outcome = await run(runtime, decision, job)    # a non-streaming request
+    async for event in stream(runtime, decision, job): ...   # a streaming one
+
+``facts`` (``routing.decision.RequestFacts``) and the ``Job`` (``proxy.job``) come from the
+endpoint's own parser; nothing here knows a wire format.
 
 ``run`` and ``stream`` walk the same attempts (``_Attempts``): the plan's models in order, one
 ``Budget`` across all of them and all choices, what a failed model spent counted. A choice is
@@ -17,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import cast
 
 import structlog
@@ -26,7 +29,7 @@ import structlog
 from proxy.backends.base import Backend, RawText, Sampler
 from proxy.errors import BackendError, from_routing_error
 from proxy.events import ChoiceEvent, Committed, Done, Event, Finished, Started
-from proxy.protocol import ChatCompletionRequest
+from proxy.job import Job
 from proxy.refine import refine
 from proxy.results import CallRecord, Outcome, Refined, Spent, Usage
 from proxy.runtime import Runtime
@@ -34,7 +37,7 @@ from proxy.selection.checks import RequestChecks
 from proxy.selection.select import batched_choices, select
 from routing.budget import Budget, ModelBudget
 from routing.cost import cost_usd
-from routing.decision import Decision, KeyScope
+from routing.decision import Decision, KeyScope, RequestFacts
 from routing.decision import decide as decide_plan
 from routing.errors import RoutingError
 from routing.planner import Candidate
@@ -43,31 +46,18 @@ from routing.policy_index import index_of
 log = structlog.get_logger(__name__)
 
 
-def decision_for(
-    runtime: Runtime,
-    request: ChatCompletionRequest,
-    headers: Mapping[str, str],
-    scope: KeyScope | None = None,
-    *,
-    raw: bool = False,
-) -> Decision:
-    """``routing.decision.decide`` for this request on the models ready now, within the
-    caller's key's ``scope``; ``raw`` (a text completion) plans no rounds."""
-    facts = request.facts(headers)
-    if raw:
-        facts = replace(facts, refinable=False)
+def decision_for(runtime: Runtime, facts: RequestFacts, scope: KeyScope | None = None) -> Decision:
+    """``routing.decision.decide`` for a request's ``facts`` on the models ready now, within
+    the caller's key's ``scope``."""
     try:
         return decide_plan(runtime.policy, facts, ready=runtime.ready_models(), scope=scope)
     except RoutingError as exc:
         raise from_routing_error(exc) from exc
 
 
-async def run(
-    runtime: Runtime, decision: Decision, request: ChatCompletionRequest, *, raw: bool = False
-) -> Outcome:
-    """Serve a non-streaming request to the end. ``raw``: the request's one message is a
-    prompt to continue as it is (``/v1/completions``), never refined."""
-    attempts = _Attempts(runtime, decision, request, raw)
+async def run(runtime: Runtime, decision: Decision, job: Job) -> Outcome:
+    """Serve a non-streaming request to the end."""
+    attempts = _Attempts(runtime, decision, job)
     for candidate in attempts:
         finished: list[Refined] = []  # choices answered before another failed: paid for
         try:
@@ -79,12 +69,10 @@ async def run(
     raise AssertionError("unreachable: the last attempt's failure is raised")
 
 
-async def stream(
-    runtime: Runtime, decision: Decision, request: ChatCompletionRequest, *, raw: bool = False
-) -> AsyncGenerator[Event, None]:
+async def stream(runtime: Runtime, decision: Decision, job: Job) -> AsyncGenerator[Event, None]:
     """Serve a streaming request: ``Committed`` first (the answering model, after any that
     failed before it produced anything), then the choices' events, then ``Done``."""
-    attempts = _Attempts(runtime, decision, request, raw)
+    attempts = _Attempts(runtime, decision, job)
     for candidate in attempts:
         committed = False
         results: list[Refined] = []
@@ -112,8 +100,7 @@ class _Attempts:
 
     runtime: Runtime
     decision: Decision
-    request: ChatCompletionRequest
-    raw: bool = False
+    job: Job
     budget: Budget = field(init=False)
     failed_calls: list[CallRecord] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
@@ -205,12 +192,12 @@ async def _answers(
 def _choice_events(
     attempts: _Attempts, candidate: Candidate, *, live: bool
 ) -> AsyncIterator[ChoiceEvent]:
-    runtime, request, decision = attempts.runtime, attempts.request, attempts.decision
+    runtime, job, decision = attempts.runtime, attempts.job, attempts.decision
     backend: Backend = runtime.backends[candidate.model]
-    if attempts.raw:
+    if job.raw:
         backend = RawText(backend)
     spending = attempts.spending(candidate)
-    base = request.sampling(offer_tools=candidate.offers_tools)
+    base = job.sampling(offer_tools=candidate.offers_tools)
     if spending.applies:
         # A declared budget is a ceiling: each answer is held to the planned length, or less
         # when what is left would not pay for it.
@@ -218,7 +205,7 @@ def _choice_events(
             max_tokens=spending.answer_cap(decision.prompt_tokens, decision.plan.estimate.a)
         )
     base = base.with_defaults(index_of(runtime.policy).models[candidate.model].defaults.given())
-    messages = request.backend_messages()
+    messages = job.messages
     if candidate.technique in ("best_of", "vote"):
         selection = runtime.policy.selection
         checks = RequestChecks.build(
@@ -235,7 +222,7 @@ def _choice_events(
             budget=spending,
         )
     if (
-        request.n > 1
+        job.n > 1
         and candidate.rounds == 0
         and not live
         and not spending.applies
@@ -243,7 +230,7 @@ def _choice_events(
         and isinstance(backend, Sampler)
     ):
         # Choices that are drafts: made together, sharing the prompt.
-        return batched_choices(backend, candidate.model, messages, base, request.n, spending)
+        return batched_choices(backend, candidate.model, messages, base, job.n, spending)
     choices = [
         refine(
             backend,
@@ -254,9 +241,9 @@ def _choice_events(
             budget=spending,
             live=live,
             choice=i,
-            refinable=not attempts.raw,
+            refinable=not job.raw,
         )
-        for i in range(request.n)
+        for i in range(job.n)
     ]
     if len(choices) == 1 or spending.applies or backend.serial:
         return _one_after_another(choices)

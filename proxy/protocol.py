@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from proxy.backends.base import SamplingParams
 from proxy.errors import InvalidRequest
+from proxy.job import Job
 from proxy.schema_bounds import check_schema
 from routing.decision import RequestFacts
 from routing.estimate import estimate_json_tokens, estimate_prompt_tokens
@@ -147,8 +148,9 @@ class ChatCompletionRequest(BaseModel):
             needed.add("vision")
         return frozenset(needed)
 
-    def facts(self, headers: Mapping[str, str]) -> RequestFacts:
-        """What the decision depends on (``routing.decision``)."""
+    def facts(self, headers: Mapping[str, str], *, raw: bool = False) -> RequestFacts:
+        """What the decision depends on (``routing.decision``); ``raw`` (a text completion)
+        is never refined."""
         messages = self.backend_messages()
         return RequestFacts(
             model=self.model,
@@ -161,7 +163,12 @@ class ChatCompletionRequest(BaseModel):
             needs=self.needs(),
             optional_tools=bool(self.tools) and not self.forces_tool_call,
             tool_tokens=estimate_json_tokens(self.tools) if self.tools else 0,
+            refinable=not raw,
         )
+
+    def job(self, *, raw: bool = False) -> Job:
+        """What the pipeline serves for this request (``proxy.job``)."""
+        return Job(tuple(self.backend_messages()), self.sampling(), self.n, raw)
 
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
@@ -172,9 +179,8 @@ class ChatCompletionRequest(BaseModel):
     def backend_messages(self) -> list[dict[str, Any]]:
         return [message.to_backend() for message in self.messages]
 
-    def sampling(self, *, offer_tools: bool = True) -> SamplingParams:
-        """The call's generation settings; without the request's tools when they are not
-        offered to the answering model."""
+    def sampling(self) -> SamplingParams:
+        """The call's generation settings, the request's tools among them."""
         stop: tuple[str, ...] = (
             (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         )
@@ -191,9 +197,9 @@ class ChatCompletionRequest(BaseModel):
                 if self.response_format and self.response_format.type != "text"
                 else None
             ),
-            tools=self.tools if offer_tools else None,
-            tool_choice=self.tool_choice if offer_tools else None,
-            parallel_tool_calls=self.parallel_tool_calls if offer_tools else None,
+            tools=self.tools,
+            tool_choice=self.tool_choice,
+            parallel_tool_calls=self.parallel_tool_calls,
             logprobs=self.logprobs or None,
             top_logprobs=self.top_logprobs if self.logprobs else None,
         )
