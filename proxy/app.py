@@ -102,6 +102,8 @@ class ServiceState:
             await open_store(url),
             lease_ttl_s=server.lease_ttl_s,
             ledger_interval_s=server.ledger_interval_s,
+            key_cache_s=server.key_cache_s,
+            lease_idle_s=server.lease_idle_s,
             retention_days=server.ledger_retention_days,
             responses_retention_days=server.responses_retention_days,
         )

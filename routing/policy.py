@@ -324,6 +324,10 @@ class Server(PolicyModel):
     a key's budget outlives its last renewal (every ledger batch) before it is charged as
     spent: a process that died stops renewing.
     ``ledger_interval_s``: how often ledger rows are written (a crash loses at most that).
+    ``key_cache_s``: how long a process trusts a key it looked up, so a key revoked, rotated
+    or changed elsewhere (another process, the CLI) keeps its old standing at most this long
+    there (0: every request reads the store). ``lease_idle_s``: what a lease holds of a key's
+    budget and has not used for this long goes back to the store with the next ledger batch.
     ``ledger_retention_days``: ledger rows older than this are deleted.
     ``responses_retention_days``: stored responses (the Responses API's ``store: true``, what
     ``previous_response_id`` continues) older than this are deleted. ``store_responses``
@@ -339,6 +343,8 @@ class Server(PolicyModel):
     database: str | None = None
     lease_ttl_s: Positive = 60.0
     ledger_interval_s: Positive = 1.0
+    key_cache_s: NonNegative = 1.0
+    lease_idle_s: NonNegative = 1.0
     ledger_retention_days: Positive = 90.0
     responses_retention_days: Positive = 30.0
     store_responses: bool = True

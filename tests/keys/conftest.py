@@ -30,6 +30,8 @@ refinement:
 server:
   ledger_interval_s: {ledger_interval_s}
   lease_ttl_s: {lease_ttl_s}
+  key_cache_s: {key_cache_s}
+  lease_idle_s: {lease_idle_s}
 tasks:
   general: {{max_rounds: 2, answer_tokens: 40}}
   coding: {{max_rounds: 2, answer_tokens: 40}}
@@ -54,8 +56,16 @@ models:
 
 
 def keys_policy(
-    tmp: Path, api_base: str, *, ledger_interval_s: float = 0.2, lease_ttl_s: float = 900
+    tmp: Path,
+    api_base: str,
+    *,
+    ledger_interval_s: float = 0.2,
+    lease_ttl_s: float = 900,
+    key_cache_s: float = 0.0,
+    lease_idle_s: float = 1.0,
 ) -> Path:
+    """The keys policy on ``api_base``. ``key_cache_s`` 0 by default: a key changed by the
+    CLI or another process counts at the next request, so no test waits out the cache."""
     path = tmp / "policy.yaml"
     path.write_text(
         textwrap.dedent(
@@ -63,6 +73,8 @@ def keys_policy(
                 api_base=api_base,
                 ledger_interval_s=ledger_interval_s,
                 lease_ttl_s=lease_ttl_s,
+                key_cache_s=key_cache_s,
+                lease_idle_s=lease_idle_s,
             )
         )
     )
