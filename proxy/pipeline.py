@@ -198,13 +198,12 @@ def _choice_events(
         backend = RawText(backend)
     spending = attempts.spending(candidate)
     base = job.sampling(offer_tools=candidate.offers_tools)
+    base = base.with_defaults(index_of(runtime.policy).models[candidate.model].defaults.given())
     if spending.applies:
         # A declared budget is a ceiling: each answer is held to the planned length, or less
         # when what is left would not pay for it.
-        base = base.replace(
-            max_tokens=spending.answer_cap(decision.prompt_tokens, decision.plan.estimate.a)
-        )
-    base = base.with_defaults(index_of(runtime.policy).models[candidate.model].defaults.given())
+        cap = spending.answer_cap(decision.prompt_tokens, decision.plan.estimate.a)
+        base = base.replace(max_tokens=min(cap, base.max_tokens or cap))
     messages = job.messages
     if candidate.technique in ("best_of", "vote"):
         selection = runtime.policy.selection

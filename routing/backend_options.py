@@ -96,14 +96,14 @@ class BackendKind:
     api_base: Literal["required", "optional", "forbidden"]
     implementation: str
     scores: bool = False
-    sampling: tuple[SamplingParam, ...] = ("temperature", "top_p")
+    sampling: tuple[SamplingParam, ...] = ("temperature", "top_p", "max_tokens")
 
 
 BACKENDS: dict[str, BackendKind] = {
     # The embedded model: output held to a grammar, logits read from llama.cpp; tools only
     # when a policy lists them (for a model trained to call tools). Any OpenAI-compatible
-    # server takes temperature and top_p; vLLM and llama.cpp also top_k, min_p and a
-    # repetition penalty.
+    # server takes temperature, top_p and max_tokens; vLLM and llama.cpp also top_k, min_p
+    # and a repetition penalty.
     "llamacpp": BackendKind(
         LlamaCppOptions,
         ("json_schema", "logprobs"),

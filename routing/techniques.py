@@ -87,13 +87,14 @@ class Selection(PolicyModel):
     time_limit_s: Positive = 10.0
 
 
-SamplingParam = Literal["temperature", "top_p", "top_k", "min_p", "repeat_penalty"]
+SamplingParam = Literal["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens"]
 SAMPLING_PARAMS: tuple[SamplingParam, ...] = (
     "temperature",
     "top_p",
     "top_k",
     "min_p",
     "repeat_penalty",
+    "max_tokens",
 )
 
 
@@ -101,7 +102,8 @@ class SamplingDefaults(PolicyModel):
     """A model's sampling when the client sends none, field by field (a client's own value
     wins; a field left out here is the backend's own default). ``temperature`` 0-2, ``top_p``
     in (0, 1], ``top_k`` at least 1, ``min_p`` 0-1, ``repeat_penalty`` above 0 (1 is none;
-    vLLM's ``repetition_penalty``). Which of them a backend can apply is
+    vLLM's ``repetition_penalty``), ``max_tokens`` at least 1 (an answer the client did not
+    cap stops there, not at the end of the context). Which of them a backend can apply is
     ``routing.backend_options.BACKENDS[...].sampling``."""
 
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
@@ -109,6 +111,7 @@ class SamplingDefaults(PolicyModel):
     top_k: PositiveCount | None = None
     min_p: Annotated[float, Field(ge=0, le=1)] | None = None
     repeat_penalty: Positive | None = None
+    max_tokens: PositiveCount | None = None
 
     def given(self) -> dict[SamplingParam, float | int]:
         """The fields set, by name."""
@@ -118,5 +121,6 @@ class SamplingDefaults(PolicyModel):
             "top_k": self.top_k,
             "min_p": self.min_p,
             "repeat_penalty": self.repeat_penalty,
+            "max_tokens": self.max_tokens,
         }
         return {name: value for name, value in fields.items() if value is not None}

@@ -33,7 +33,7 @@ models:
     context_window: 4096
     input_usd_per_mtok: 1.0
     output_usd_per_mtok: 2.0
-    defaults: {temperature: 0.2}
+    defaults: {temperature: 0.2, max_tokens: 64}
     quality:
       general: {refine: [5.0], best_of: {4: 8.0}}
       math: {refine: [5.0], vote: {4: 8.0}}
@@ -197,6 +197,20 @@ def test_a_budget_that_pays_for_the_draft_only_keeps_the_draft(served: Served) -
             extra_body={"perfics": {"budget_usd": 0.00001}},
         )
     assert caught.value.code == "budget_exceeded"
+
+
+def test_a_models_max_tokens_bounds_only_answers_the_client_left_uncapped(served: Served) -> None:
+    served.alpha.queue(
+        Completion("one", "stop", Usage(5, 1)), Completion("two", "stop", Usage(5, 1))
+    )
+    ask = [{"role": "user", "content": "Say one word."}]
+    served.client.chat.completions.create(model="auto", messages=ask)  # type: ignore[arg-type]
+    served.client.chat.completions.create(
+        model="auto",
+        messages=ask,  # type: ignore[arg-type]
+        max_tokens=500,
+    )
+    assert [call.params.max_tokens for call in served.alpha.calls] == [64, 500]
 
 
 def test_normal_forms() -> None:

@@ -295,7 +295,7 @@ def test_sampling_defaults_and_the_backends_that_apply_them() -> None:
         remote.replace("    quality:", "    defaults: {temperature: 0.2, top_k: 40}\n    quality:")
     ) == [
         "p.yaml:15: models.0.defaults.top_k: backend openai cannot apply top_k (it applies: "
-        "temperature, top_p)"
+        "temperature, top_p, max_tokens)"
     ]
 
 
