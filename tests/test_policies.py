@@ -77,11 +77,16 @@ def test_default_quality_is_measured_and_extra_compute_is_planned_only_where_it_
 
 def test_bundled_models_sample_as_their_model_cards_say_when_the_client_sends_nothing() -> None:
     policy = load_policy(POLICIES / "default.yaml")
-    assert policy.model("smollm2-135m").defaults.given() == {"temperature": 0.2, "top_p": 0.9}
+    assert policy.model("smollm2-135m").defaults.given() == {
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "max_tokens": 2048,  # not the card's: the bound on an answer the client did not cap
+    }
     assert policy.model("gemma3-270m").defaults.given() == {
         "temperature": 1.0,
         "top_k": 64,
         "top_p": 0.95,
+        "max_tokens": 2048,
     }
 
 
