@@ -26,7 +26,7 @@ class Service:
         self.client = openai.OpenAI(base_url=f"{self.base_url}/v1", api_key="x", max_retries=0)
 
 
-@pytest.fixture()
+@pytest.fixture
 def service() -> Iterator[Service]:
     # The scripted policy plans 2 rounds for chats: a completion must still make one call.
     svc = Service(POLICIES / "scripted.yaml")

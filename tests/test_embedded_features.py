@@ -45,7 +45,7 @@ def server() -> Iterator[ServerProcess]:
     served.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(server: ServerProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)
 

@@ -56,7 +56,7 @@ class Service:
             ).fetchall()
 
 
-@pytest.fixture()
+@pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
     svc = Service(tmp_path)
     yield svc

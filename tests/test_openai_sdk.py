@@ -18,12 +18,12 @@ pytestmark = pytest.mark.model
 QUESTION = [{"role": "user", "content": "Name three colours."}]
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(model_server: ServerProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{model_server.base_url}/v1", api_key="unused", max_retries=0)
 
 
-@pytest.fixture()
+@pytest.fixture
 def aclient(model_server: ServerProcess) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
         base_url=f"{model_server.base_url}/v1", api_key="unused", max_retries=0

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.model
 Q = [{"role": "user", "content": "Explain in two sentences why the sky is blue."}]
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(model_server: ServerProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{model_server.base_url}/v1", api_key="x", max_retries=0)
 

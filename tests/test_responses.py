@@ -58,7 +58,7 @@ class Service:
         self.client = openai.OpenAI(base_url=f"{self.base_url}/v1", api_key="x", max_retries=0)
 
 
-@pytest.fixture()
+@pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
     svc = Service(tmp_path)
     yield svc

@@ -61,7 +61,7 @@ class Served:
         self.client = openai.OpenAI(base_url=f"{self.base_url}/v1", api_key="x", max_retries=0)
 
 
-@pytest.fixture()
+@pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     service = Served(tmp_path)
     yield service

@@ -44,7 +44,7 @@ class Service:
         )
 
 
-@pytest.fixture()
+@pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
     svc = Service(tmp_path, keepalive_s=0.05)
     yield svc

@@ -47,7 +47,7 @@ models:
 """
 
 
-@pytest.fixture()
+@pytest.fixture
 def upstream() -> Iterator[subprocess.Popen[bytes]]:
     port = free_port()
     args = [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_gguf())]

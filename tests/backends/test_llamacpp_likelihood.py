@@ -17,7 +17,7 @@ CONVERSATION = [{"role": "user", "content": "What is the capital of France?"}]
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0, seed=0)
 
 
-@pytest.fixture()
+@pytest.fixture
 async def backend() -> AsyncIterator[LlamaCppBackend]:
     spec = ModelSpec(
         id="smollm2",

@@ -21,7 +21,7 @@ WARM = SamplingParams(max_tokens=24, temperature=0.8, seed=11)
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0, seed=0)
 
 
-@pytest.fixture()
+@pytest.fixture
 async def backend() -> AsyncIterator[LlamaCppBackend]:
     spec = ModelSpec(
         id="smollm2",

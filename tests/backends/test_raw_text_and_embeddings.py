@@ -33,7 +33,7 @@ def smollm2(*capabilities: str) -> ModelSpec:
     )
 
 
-@pytest.fixture()
+@pytest.fixture
 async def generator() -> AsyncIterator[LlamaCppBackend]:
     backend = LlamaCppBackend(smollm2())
     await backend.start()

@@ -72,7 +72,7 @@ class ToolsService:
         self.server.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def tools_service(tmp_path: Path) -> Iterator[ToolsService]:
     service = ToolsService(tmp_path)
     yield service

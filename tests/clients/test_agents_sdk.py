@@ -28,7 +28,7 @@ from tests.clients.conftest import Recorder, ToolsService, tool_call
 from tests.conftest import ServerProcess
 
 
-@pytest.fixture()
+@pytest.fixture
 def recorder() -> Iterator[Recorder]:
     """Requests recorded on the client the SDK uses by default; the SDK's defaults restored
     afterwards (they are module state)."""
@@ -51,7 +51,7 @@ def point_at(base_url: str, recorder: Recorder) -> None:
     set_tracing_disabled(True)
 
 
-@pytest.fixture()
+@pytest.fixture
 def default_named(tmp_path: Path) -> Iterator[ToolsService]:
     """A tools-capable scripted model under a policy that accepts the SDK's default model name
     as an alias (with ``model`` left out, the SDK sends that name)."""

@@ -60,7 +60,7 @@ def two_rounds(alpha: ScriptedBackend) -> None:
     )
 
 
-@pytest.fixture()
+@pytest.fixture
 def traced(tmp_path: Path) -> Iterator[tuple[TracedServer, ScriptedBackend]]:
     alpha = ScriptedBackend("alpha")
     server = TracedServer(
