@@ -68,7 +68,8 @@ def test_tools_go_to_a_model_that_can_call_them(service: Service) -> None:
     )
     assert raw.headers["x-perfics-model"] == "tooled"
     message = raw.parse().choices[0].message
-    assert message.tool_calls is not None and message.tool_calls[0].function.name == "get_weather"
+    assert message.tool_calls is not None
+    assert message.tool_calls[0].function.name == "get_weather"
     assert service.tooled.calls[-1].params.tools == TOOLS
 
 

@@ -64,15 +64,19 @@ def test_a_forced_tool_call_is_a_real_call_with_valid_arguments(
         temperature=0,
     )
     choice = completion.choices[0]
-    assert choice.finish_reason == "tool_calls" and choice.message.content is None
-    assert choice.message.tool_calls is not None and len(choice.message.tool_calls) == 1
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    assert choice.message.tool_calls is not None
+    assert len(choice.message.tool_calls) == 1
     call = choice.message.tool_calls[0]
-    assert call.id and call.type == "function"
+    assert call.id
+    assert call.type == "function"
     arguments = json.loads(call.function.arguments)
     if call.function.name == "magic_function":
         assert isinstance(arguments["input"], int)
     else:
-        assert call.function.name == "get_weather" and isinstance(arguments["location"], str)
+        assert call.function.name == "get_weather"
+        assert isinstance(arguments["location"], str)
 
 
 def test_a_tool_call_streams_and_a_tool_result_round_trips(client: openai.OpenAI) -> None:
@@ -88,11 +92,15 @@ def test_a_tool_call_streams_and_a_tool_result_round_trips(client: openai.OpenAI
     # As OpenAI streams a call: its id and name first (content null), then the arguments in
     # pieces, each naming the call by index.
     head = deltas[0].tool_calls
-    assert head is not None and deltas[0].content is None
+    assert head is not None
+    assert deltas[0].content is None
     call = head[0]
-    assert call.id and call.function is not None and call.function.name == "magic_function"
+    assert call.id
+    assert call.function is not None
+    assert call.function.name == "magic_function"
     pieces = [d.tool_calls[0] for d in deltas[1:] if d.tool_calls]
-    assert pieces and all(p.index == 0 and p.id is None for p in pieces)
+    assert pieces
+    assert all(p.index == 0 and p.id is None for p in pieces)
     arguments = "".join((p.function.arguments or "") for p in pieces if p.function is not None)
     json.loads(arguments)
     history = [
@@ -132,10 +140,15 @@ def test_logprobs_have_the_sdks_shape_streamed_and_not(client: openai.OpenAI) ->
         logprobs=True,
         top_logprobs=3,
     )
-    content = whole.choices[0].logprobs.content  # type: ignore[union-attr]
-    assert content is not None and len(content) == whole.usage.completion_tokens  # type: ignore[union-attr]
+    logprobs = whole.choices[0].logprobs
+    assert logprobs is not None
+    content = logprobs.content
+    assert content is not None
+    assert whole.usage is not None
+    assert len(content) == whole.usage.completion_tokens
     for entry in content:
-        assert entry.logprob <= 0 and len(entry.top_logprobs) == 3
+        assert entry.logprob <= 0
+        assert len(entry.top_logprobs) == 3
         assert entry.top_logprobs[0].logprob >= entry.top_logprobs[-1].logprob
         assert entry.bytes is not None
     assert "".join(e.token for e in content) == whole.choices[0].message.content

@@ -77,7 +77,8 @@ def test_embeddings_come_from_the_cheapest_embedding_model(service: Service) -> 
     float_result = service.client.embeddings.create(
         model="embed-dear", input="pinned", encoding_format="float"
     )
-    assert float_result.model == "embed-dear" and float_result.data[0].embedding == [6.0, 1.0]
+    assert float_result.model == "embed-dear"
+    assert float_result.data[0].embedding == [6.0, 1.0]
     service.server.stop()  # the ledger batch is written on the way out
     assert service.ledger() == [
         ("embed-cheap", "embeddings", 5, pytest.approx(1e-7), 200),

@@ -42,9 +42,11 @@ def test_non_streaming_with_headers(client: openai.OpenAI) -> None:
     assert completion.object == "chat.completion"
     assert completion.model == "smollm2-135m"
     choice = completion.choices[0]
-    assert choice.message.role == "assistant" and choice.message.content
+    assert choice.message.role == "assistant"
+    assert choice.message.content
     assert choice.finish_reason in {"stop", "length"}
-    assert completion.usage is not None and completion.usage.prompt_tokens > 0
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens > 0
     assert (
         completion.usage.total_tokens
         == completion.usage.prompt_tokens + completion.usage.completion_tokens
@@ -64,7 +66,8 @@ def test_max_tokens_limit_gives_finish_reason_length(client: openai.OpenAI) -> N
             model="auto", messages=long, temperature=0, **limit
         )  # type: ignore[arg-type]
         assert completion.choices[0].finish_reason == "length"
-        assert completion.usage is not None and completion.usage.completion_tokens == 5
+        assert completion.usage is not None
+        assert completion.usage.completion_tokens == 5
 
 
 def test_stream_text_equals_non_streamed_text_at_temperature_zero(client: openai.OpenAI) -> None:
@@ -97,16 +100,19 @@ def test_stream_include_usage_sends_one_final_usage_chunk(client: openai.OpenAI)
         assert response.headers["content-type"].startswith("text/event-stream")
         chunks = list(response.parse())
     usage_chunks = [c for c in chunks if c.usage is not None]
-    assert len(usage_chunks) == 1 and usage_chunks[0] is chunks[-1]
+    assert len(usage_chunks) == 1
+    assert usage_chunks[0] is chunks[-1]
     assert usage_chunks[0].choices == []
-    assert usage_chunks[0].usage is not None and usage_chunks[0].usage.completion_tokens == 8
+    assert usage_chunks[0].usage is not None
+    assert usage_chunks[0].usage.completion_tokens == 8
 
 
 def test_stop_sequences_truncate_at_the_earliest_match(client: openai.OpenAI) -> None:
     kwargs = {"model": "auto", "max_tokens": 40, "temperature": 0, "seed": 3}
     messages = [{"role": "user", "content": "Count from one to ten in words."}]
     full = client.chat.completions.create(messages=messages, **kwargs).choices[0].message.content  # type: ignore[call-overload]
-    assert full and len(full) > 12
+    assert full
+    assert len(full) > 12
     # Two stop strings taken from the greedy answer itself; the one that occurs first wins,
     # whatever its position in the list, and neither is returned.
     late, early = full[2 * len(full) // 3 :][:3], full[len(full) // 3 :][:3]
@@ -183,7 +189,8 @@ def test_models_endpoints(client: openai.OpenAI) -> None:
 def test_health_and_readiness(model_server: ServerProcess) -> None:
     assert httpx.get(f"{model_server.base_url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{model_server.base_url}/readyz").json()
-    assert ready["status"] == "ready" and ready["models_ready"] == ["smollm2-135m"]
+    assert ready["status"] == "ready"
+    assert ready["models_ready"] == ["smollm2-135m"]
 
 
 def small_request_seconds(server: ServerProcess) -> float:

@@ -124,4 +124,5 @@ def test_one_arm_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         server.stop()
     assert [c.params.temperature for c in alpha.calls] == [0.0]
     printed = capsys.readouterr().out
-    assert "draft acc %" in printed and "plan acc %" not in printed
+    assert "draft acc %" in printed
+    assert "plan acc %" not in printed

@@ -42,8 +42,10 @@ def test_planned_rounds_run_and_usage_covers_them(client: openai.OpenAI) -> None
     assert rounds > 0 or reason == "no_issues"
     body = refined.parse()
     trace = body.model_extra["perfics"]["trace"]  # type: ignore[index]
-    assert trace and all(t["critique"] for t in trace)
-    assert body.usage is not None and plain.parse().usage is not None
+    assert trace
+    assert all(t["critique"] for t in trace)
+    assert body.usage is not None
+    assert plain.parse().usage is not None
     assert body.usage.prompt_tokens > plain.parse().usage.prompt_tokens  # type: ignore[union-attr]
     assert body.usage.total_tokens > plain.parse().usage.total_tokens  # type: ignore[union-attr]
     # The draft is the 0-round answer: same model, prompt, seed and temperature.

@@ -89,7 +89,8 @@ def test_best_of_keeps_the_sample_that_passes_the_prompts_examples(served: Serve
     assert (perfics["samples"], perfics["selected_by"]) == (4, "checks")
     draft, *samples = served.alpha.calls
     # The draft at the model's default temperature, the samples at selection's, each seeded.
-    assert draft.params.temperature == 0.2 and draft.params.seed == 7
+    assert draft.params.temperature == 0.2
+    assert draft.params.seed == 7
     assert [c.params.temperature for c in samples] == [0.7] * 3
     assert [c.params.seed for c in samples] == [8, 9, 10]
 
@@ -165,7 +166,8 @@ def test_a_stream_shows_the_sampling_then_the_chosen_answer(served: Served) -> N
         timeout=30,
     ) as response:
         lines = [line for line in response.iter_lines() if line]
-    assert ": perfics sampling 1/4" in lines and ": perfics sampling 4/4" in lines
+    assert ": perfics sampling 1/4" in lines
+    assert ": perfics sampling 4/4" in lines
     assert lines.index(": perfics sampling 4/4") < next(
         i for i, line in enumerate(lines) if line.startswith("data: {")
     )

@@ -90,7 +90,8 @@ def test_route_to_a_real_upstream_then_fall_back_when_it_dies(
             assert response.headers["x-perfics-model"] == "remote-smollm2"
             chunks = list(response.parse())
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+        assert chunks[-1].usage is not None
+        assert chunks[-1].usage.completion_tokens > 0
 
         stop(upstream)
         raw = client.chat.completions.with_raw_response.create(

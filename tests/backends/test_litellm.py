@@ -87,7 +87,8 @@ async def test_errors_are_translated(
     if error is BackendError:
         assert not isinstance(caught.value, UpstreamRejected | BackendUnavailable)
     if error is UpstreamRejected:
-        assert caught.value.status_code == 400 and "stub says 400" in caught.value.message
+        assert caught.value.status_code == 400
+        assert "stub says 400" in caught.value.message
 
 
 async def test_refused_connection_is_unavailable() -> None:

@@ -167,9 +167,11 @@ async def test_a_plain_agent_answers_on_the_default_policy(
     point_at(default_server.base_url, recorder)
     agent = Agent(name="plain", instructions="Answer in one sentence.", model="gpt-4o")
     result = await Runner.run(agent, "What is the capital of France?")
-    assert isinstance(result.final_output, str) and result.final_output.strip()
+    assert isinstance(result.final_output, str)
+    assert result.final_output.strip()
     ((status, headers),) = recorder.responses
-    assert status == 200 and headers["x-perfics-model"] in ("smollm2-135m", "gemma3-270m")
+    assert status == 200
+    assert headers["x-perfics-model"] in ("smollm2-135m", "gemma3-270m")
     assert "x-perfics-tools" not in headers
 
 
@@ -189,10 +191,12 @@ async def test_an_agent_with_a_tool_is_answered_in_text_on_the_default_policy(
         tools=[weather.tool],
     )
     result = await Runner.run(agent, "What is the capital of France?")
-    assert isinstance(result.final_output, str) and result.final_output.strip()
+    assert isinstance(result.final_output, str)
+    assert result.final_output.strip()
     assert weather.cities == []
     (body,) = recorder.bodies("/v1/responses")
     assert [tool["name"] for tool in body["tools"]] == ["get_weather"]
     assert "tool_choice" not in body
     ((status, headers),) = recorder.responses
-    assert status == 200 and headers["x-perfics-tools"] == "not-offered"
+    assert status == 200
+    assert headers["x-perfics-tools"] == "not-offered"

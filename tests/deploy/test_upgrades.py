@@ -30,4 +30,5 @@ def test_a_schema_from_a_newer_version_stops_the_start_with_its_reason(tmp_path:
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    assert "'9999'" in result.stderr and "a newer perfics upgraded its schema" in result.stderr
+    assert "'9999'" in result.stderr
+    assert "a newer perfics upgraded its schema" in result.stderr

@@ -132,7 +132,8 @@ def test_a_budget_too_large_to_bind_is_served_and_one_not_finite_is_refused(
             )
         )
         finish = [c for c in chunks if c.choices and c.choices[0].finish_reason]
-        assert finish and finish[0].model_extra is not None, how
+        assert finish, how
+        assert finish[0].model_extra is not None, how
         assert finish[0].model_extra["perfics"]["stop_reason"] != "budget"
     for value in ("inf", "nan", "1e309"):
         with pytest.raises(openai.BadRequestError) as refused:

@@ -29,7 +29,8 @@ def fenced(code: str) -> str:
 
 async def test_a_request_with_nothing_to_check_says_so() -> None:
     plain = checks("What is the capital of France?")
-    assert plain.empty and plain.kinds == ()
+    assert plain.empty
+    assert plain.kinds == ()
     assert await plain.run("Paris") == CheckResult(False, 0, 0, "the request carries no check")
     # Tools the model may or may not call carry no check either.
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
@@ -160,7 +161,8 @@ async def test_code_examples_of_each_form(form: str) -> None:
     passed = await request.run(fenced(right))
     assert passed == CheckResult(True, 2 if form != "arrow" else 3, 0, passed.reason), passed
     failed = await request.run(fenced(wrong))
-    assert not failed.passed and failed.failed >= 1, failed
+    assert not failed.passed, failed
+    assert failed.failed >= 1, failed
     assert failed.reason.startswith("code: ")
 
 
@@ -206,7 +208,8 @@ async def test_a_memory_hog_fails() -> None:
     request = checks(FORMS["equals"][0])
     hog = "def double(n):\n    x = bytearray(4 * 1024 ** 3)\n    return 2 * n"
     result = await request.run(fenced(hog))
-    assert not result.passed and result.failed == 2
+    assert not result.passed
+    assert result.failed == 2
 
 
 class FakeClock:
@@ -253,7 +256,8 @@ async def test_reasons_never_quote_the_prompt_or_the_code() -> None:
     answer = fenced("def double(n):\n    raise ValueError('SECRET-CODE')")
     result = await request.run(answer)
     assert not result.passed
-    assert "SECRET" not in result.reason and "double" not in result.reason
+    assert "SECRET" not in result.reason
+    assert "double" not in result.reason
 
 
 # A dozen HumanEval problems, as perfics's calibration asks them: the canonical solution passes

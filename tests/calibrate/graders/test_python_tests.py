@@ -36,7 +36,8 @@ WRONG = RIGHT.replace("total += n", "total = n")
 def grader(**changes: Any) -> Grader:
     spec = {"type": "python_tests", "prompt": PROMPT, "tests": TESTS, "entry_point": "running_sum"}
     built = parse_grader(spec | changes)
-    assert built is not None and built.kind == "python_tests"
+    assert built is not None
+    assert built.kind == "python_tests"
     return built
 
 
