@@ -17,8 +17,9 @@ from proxy.backends.base import Delta, SamplingParams, collect
 from proxy.backends.litellm_backend import LiteLLMBackend
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, UpstreamRejected
 from proxy.results import Usage
+from tests.conftest import free_port
 
-from .conftest import Stub, free_port, label, litellm_spec
+from .conftest import Stub, label, litellm_spec
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 PARAMS = SamplingParams(max_tokens=5, temperature=0.0)

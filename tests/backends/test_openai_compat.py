@@ -15,8 +15,9 @@ from proxy.backends.openai_compat import OpenAICompatBackend
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, UpstreamRejected
 from proxy.logs import REQUEST_ID
 from proxy.results import Usage
+from tests.conftest import free_port
 
-from .conftest import Stub, free_port, label, openai_spec
+from .conftest import Stub, eventually, label, openai_spec
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 PARAMS = SamplingParams(max_tokens=5)
@@ -274,9 +275,7 @@ async def test_cancelling_a_stream_closes_the_upstream_connection(stub: Stub, pa
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        deadline = time.monotonic() + 3
-        while stub.stats(lab)["disconnects"] == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await eventually(lambda: stub.stats(lab)["disconnects"] > 0, within=3)
         assert backend.replicas[0].outstanding == 0
     stats = stub.stats(lab)
     assert stats["disconnects"] == 1

@@ -87,7 +87,7 @@ def test_sign_test_is_exact() -> None:
     # 1 better, 7 worse: 2 * (C(8,0) + C(8,1)) / 2^8 = 2 * 9 / 256
     assert sign_test(1, 7) == pytest.approx(18 / 256)
     assert sign_test(0, 0) == 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="two equally long"):
         paired_difference([1.0], [1.0, 2.0])
 
 
