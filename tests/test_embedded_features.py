@@ -7,11 +7,16 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+from openai.types.chat import (
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageParam,
+    ChatCompletionToolChoiceOptionParam,
+)
 
 from tests.conftest import POLICIES, ServerProcess
 
 pytestmark = pytest.mark.model
-MAGIC = {
+MAGIC: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "magic_function",
@@ -23,7 +28,7 @@ MAGIC = {
         },
     },
 }
-WEATHER = {
+WEATHER: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -35,7 +40,9 @@ WEATHER = {
         },
     },
 }
-ASK = [{"role": "user", "content": "What is the value of magic_function(3)? Use the tool."}]
+ASK: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is the value of magic_function(3)? Use the tool."}
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +61,13 @@ def client(server: ServerProcess) -> openai.OpenAI:
     "tool_choice", ["required", {"type": "function", "function": {"name": "magic_function"}}]
 )
 def test_a_forced_tool_call_is_a_real_call_with_valid_arguments(
-    client: openai.OpenAI, tool_choice: object
+    client: openai.OpenAI, tool_choice: ChatCompletionToolChoiceOptionParam
 ) -> None:
     completion = client.chat.completions.create(
         model="auto",
-        messages=ASK,  # type: ignore[arg-type]
-        tools=[MAGIC, WEATHER],  # type: ignore[list-item]
-        tool_choice=tool_choice,  # type: ignore[arg-type]
+        messages=ASK,
+        tools=[MAGIC, WEATHER],
+        tool_choice=tool_choice,
         temperature=0,
     )
     choice = completion.choices[0]
@@ -82,8 +89,8 @@ def test_a_forced_tool_call_is_a_real_call_with_valid_arguments(
 def test_a_tool_call_streams_and_a_tool_result_round_trips(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="auto",
-        messages=ASK,  # type: ignore[arg-type]
-        tools=[MAGIC],  # type: ignore[list-item]
+        messages=ASK,
+        tools=[MAGIC],
         tool_choice="required",
         temperature=0,
         stream=True,
@@ -103,7 +110,7 @@ def test_a_tool_call_streams_and_a_tool_result_round_trips(client: openai.OpenAI
     assert all(p.index == 0 and p.id is None for p in pieces)
     arguments = "".join((p.function.arguments or "") for p in pieces if p.function is not None)
     json.loads(arguments)
-    history = [
+    history: list[ChatCompletionMessageParam] = [
         *ASK,
         {
             "role": "assistant",
@@ -120,8 +127,8 @@ def test_a_tool_call_streams_and_a_tool_result_round_trips(client: openai.OpenAI
     ]
     answer = client.chat.completions.create(
         model="auto",
-        messages=history,  # type: ignore[arg-type]
-        tools=[MAGIC],  # type: ignore[list-item]
+        messages=history,
+        tools=[MAGIC],
         tool_choice="none",
         temperature=0,
         max_tokens=24,
@@ -131,10 +138,12 @@ def test_a_tool_call_streams_and_a_tool_result_round_trips(client: openai.OpenAI
 
 
 def test_logprobs_have_the_sdks_shape_streamed_and_not(client: openai.OpenAI) -> None:
-    question = [{"role": "user", "content": "Name three colours."}]
+    question: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Name three colours."}
+    ]
     whole = client.chat.completions.create(
         model="auto",
-        messages=question,  # type: ignore[arg-type]
+        messages=question,
         max_tokens=8,
         temperature=0,
         logprobs=True,
@@ -155,7 +164,7 @@ def test_logprobs_have_the_sdks_shape_streamed_and_not(client: openai.OpenAI) ->
     chunks = list(
         client.chat.completions.create(
             model="auto",
-            messages=question,  # type: ignore[arg-type]
+            messages=question,
             max_tokens=8,
             temperature=0,
             logprobs=True,
@@ -173,14 +182,11 @@ def test_logprobs_have_the_sdks_shape_streamed_and_not(client: openai.OpenAI) ->
 
 
 def test_a_clients_request_id_is_kept_and_an_unsafe_one_replaced(client: openai.OpenAI) -> None:
-    kwargs = {"model": "auto", "messages": ASK, "max_tokens": 2}
     raw = client.chat.completions.with_raw_response.create(
-        extra_headers={"X-Request-Id": "trace-abc.123"},
-        **kwargs,  # type: ignore[arg-type]
+        model="auto", messages=ASK, max_tokens=2, extra_headers={"X-Request-Id": "trace-abc.123"}
     )
     assert raw.headers["x-request-id"] == "trace-abc.123"
     unsafe = client.chat.completions.with_raw_response.create(
-        extra_headers={"X-Request-Id": "x" * 200},
-        **kwargs,  # type: ignore[arg-type]
+        model="auto", messages=ASK, max_tokens=2, extra_headers={"X-Request-Id": "x" * 200}
     )
     assert unsafe.headers["x-request-id"].startswith("req_")

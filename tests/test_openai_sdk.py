@@ -11,11 +11,12 @@ import time
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.model
-QUESTION = [{"role": "user", "content": "Name three colours."}]
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name three colours."}]
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def test_non_streaming_with_headers(client: openai.OpenAI) -> None:
         messages=QUESTION,
         max_tokens=12,
         temperature=0,
-        seed=1,  # type: ignore[arg-type]
+        seed=1,
     )
     completion = raw.parse()
     assert completion.object == "chat.completion"
@@ -60,11 +61,15 @@ def test_non_streaming_with_headers(client: openai.OpenAI) -> None:
 
 
 def test_max_tokens_limit_gives_finish_reason_length(client: openai.OpenAI) -> None:
-    long = [{"role": "user", "content": "Write a long story about a dragon and a knight."}]
-    for limit in ({"max_tokens": 5}, {"max_completion_tokens": 5}):
-        completion = client.chat.completions.create(
-            model="auto", messages=long, temperature=0, **limit
-        )  # type: ignore[arg-type]
+    long: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Write a long story about a dragon and a knight."}
+    ]
+    for completion in (
+        client.chat.completions.create(model="auto", messages=long, temperature=0, max_tokens=5),
+        client.chat.completions.create(
+            model="auto", messages=long, temperature=0, max_completion_tokens=5
+        ),
+    ):
         assert completion.choices[0].finish_reason == "length"
         assert completion.usage is not None
         assert completion.usage.completion_tokens == 5
@@ -93,7 +98,7 @@ def test_stream_include_usage_sends_one_final_usage_chunk(client: openai.OpenAI)
         messages=QUESTION,
         max_tokens=8,
         temperature=0,
-        stream=True,  # type: ignore[arg-type]
+        stream=True,
         stream_options={"include_usage": True},
     ) as response:
         assert response.headers["x-perfics-model"] == "smollm2-135m"
@@ -133,7 +138,7 @@ def test_n_choices_are_indexed(client: openai.OpenAI) -> None:
         n=2,
         max_tokens=6,
         temperature=0.8,
-        seed=11,  # type: ignore[arg-type]
+        seed=11,
     )
     assert [c.index for c in completion.choices] == [0, 1]
     streamed = client.chat.completions.create(
@@ -143,7 +148,7 @@ def test_n_choices_are_indexed(client: openai.OpenAI) -> None:
         max_tokens=6,
         temperature=0.8,
         seed=11,
-        stream=True,  # type: ignore[arg-type]
+        stream=True,
     )
     texts = {0: "", 1: ""}
     for chunk in streamed:
@@ -153,7 +158,7 @@ def test_n_choices_are_indexed(client: openai.OpenAI) -> None:
 
 
 def test_content_parts_and_every_role(client: openai.OpenAI) -> None:
-    messages = [
+    messages: list[ChatCompletionMessageParam] = [
         {"role": "developer", "content": "Answer in one word."},
         {"role": "system", "content": [{"type": "text", "text": "Be polite."}]},
         {"role": "user", "content": [{"type": "text", "text": "Capital of France?"}]},
@@ -162,18 +167,18 @@ def test_content_parts_and_every_role(client: openai.OpenAI) -> None:
     ]
     completion = client.chat.completions.create(
         model="auto", messages=messages, max_tokens=4, temperature=0
-    )  # type: ignore[arg-type]
+    )
     assert completion.choices[0].message.content is not None
 
 
 async def test_async_client_stream_and_not(aclient: openai.AsyncOpenAI) -> None:
     completion = await aclient.chat.completions.create(
         model="auto", messages=QUESTION, max_tokens=4
-    )  # type: ignore[arg-type]
+    )
     assert completion.choices[0].message.content is not None
     stream = await aclient.chat.completions.create(
         model="auto", messages=QUESTION, max_tokens=4, stream=True
-    )  # type: ignore[arg-type]
+    )
     pieces = [c async for c in stream]
     assert pieces[-1].choices[0].finish_reason in {"stop", "length"}
 
@@ -277,7 +282,7 @@ def test_concurrent_async_requests_all_complete(aclient: openai.AsyncOpenAI) -> 
         calls = [
             aclient.chat.completions.create(model="auto", messages=QUESTION, max_tokens=3)
             for _ in range(2)
-        ]  # type: ignore[arg-type]
+        ]
         return [r.choices[0].message.content for r in await asyncio.gather(*calls)]
 
     assert len(asyncio.run(many())) == 2

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import ServerProcess
 
@@ -69,7 +70,7 @@ def test_best_of_on_the_embedded_model(server: ServerProcess) -> None:
 
 def test_n_choices_share_one_prompt(server: ServerProcess) -> None:
     client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)
-    question = [{"role": "user", "content": "Name a colour."}]
+    question: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name a colour."}]
     one = client.chat.completions.create(model="auto", messages=question, max_tokens=8, seed=1)
     three = client.chat.completions.create(
         model="auto", messages=question, max_tokens=8, n=3, seed=1, temperature=0.9

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from proxy.backends.base import Completion
 from proxy.backends.scripted import ScriptedBackend
@@ -22,7 +23,7 @@ from proxy.results import Usage
 from routing.cost import format_usd
 from tests.conftest import POLICIES, InProcessServer
 
-Q = [{"role": "user", "content": "Explain tides."}]
+Q: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Explain tides."}]
 
 
 class Service:
@@ -59,7 +60,7 @@ def test_two_hidden_rounds_answer_with_the_last_rewrite_and_summed_usage(service
         Completion("still vague", "stop", Usage(35, 6)),
         Completion("best answer", "stop", Usage(47, 30)),
     )
-    raw = service.client.chat.completions.with_raw_response.create(model="gpt-4o", messages=Q)  # type: ignore[arg-type]
+    raw = service.client.chat.completions.with_raw_response.create(model="gpt-4o", messages=Q)
     completion = raw.parse()
     assert completion.choices[0].message.content == "best answer"
     assert completion.usage is not None
@@ -152,7 +153,7 @@ def test_stream_through_sdk_text_usage_and_perfics_chunk(service: Service) -> No
         model="auto",
         messages=Q,
         stream=True,
-        stream_options={"include_usage": True},  # type: ignore[arg-type]
+        stream_options={"include_usage": True},
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -160,7 +161,9 @@ def test_stream_through_sdk_text_usage_and_perfics_chunk(service: Service) -> No
     finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
     assert len(finishing) == 1
     assert finishing[0].choices[0].finish_reason == "stop"
-    perfics = finishing[0].model_extra["perfics"]  # type: ignore[index]
+    extra = finishing[0].model_extra
+    assert extra is not None
+    perfics = extra["perfics"]
     assert perfics["rounds"] == 2
     assert perfics["stop_reason"] == "max_rounds"
     assert chunks[-1].usage is not None
@@ -175,7 +178,7 @@ def test_stream_through_sdk_text_usage_and_perfics_chunk(service: Service) -> No
 def test_answer_accepted_on_no_issues_is_replayed_as_chunks(service: Service) -> None:
     draft = "A fairly long first draft that the critique accepts as it is, word for word."
     service.alpha.queue(draft, "No issues.")
-    stream = service.client.chat.completions.create(model="auto", messages=Q, stream=True)  # type: ignore[arg-type]
+    stream = service.client.chat.completions.create(model="auto", messages=Q, stream=True)
     chunks = [c for c in stream if c.choices]
     pieces = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
     assert "".join(pieces) == draft
@@ -185,7 +188,7 @@ def test_answer_accepted_on_no_issues_is_replayed_as_chunks(service: Service) ->
 def test_fallback_to_the_next_model_when_the_first_is_down(service: Service) -> None:
     service.alpha.queue(BackendUnavailable("alpha is down"))
     service.beta.queue("draft", "NO ISSUES")
-    raw = service.client.chat.completions.with_raw_response.create(model="auto", messages=Q)  # type: ignore[arg-type]
+    raw = service.client.chat.completions.with_raw_response.create(model="auto", messages=Q)
     assert raw.parse().choices[0].message.content == "draft"
     assert raw.headers["x-perfics-model"] == "beta"
     assert raw.headers["x-perfics-fallbacks"] == "1"
@@ -198,7 +201,7 @@ def test_streaming_fallback_happens_before_headers(service: Service) -> None:
     with service.client.chat.completions.with_streaming_response.create(
         model="auto",
         messages=Q,
-        stream=True,  # type: ignore[arg-type]
+        stream=True,
     ) as response:
         assert response.headers["x-perfics-model"] == "beta"
         assert response.headers["x-perfics-fallbacks"] == "1"
@@ -211,7 +214,7 @@ def test_what_a_failed_model_spent_is_in_usage_and_cost(service: Service) -> Non
     # beta answers (40 in, 10 out at 0.1 and 0.2: 6e-6). The client pays, and sees, both.
     service.alpha.queue(Completion("alpha draft", "stop", Usage(100, 50)), BackendError("died"))
     service.beta.queue(Completion("beta draft", "stop", Usage(40, 10)), "NO ISSUES")
-    raw = service.client.chat.completions.with_raw_response.create(model="auto", messages=Q)  # type: ignore[arg-type]
+    raw = service.client.chat.completions.with_raw_response.create(model="auto", messages=Q)
     body = raw.parse()
     assert body.choices[0].message.content == "beta draft"
     assert raw.headers["x-perfics-model"] == "beta"
@@ -240,7 +243,7 @@ def service_usage(call: object, reply: str) -> Usage:
 def test_client_errors_are_not_retried_elsewhere(service: Service) -> None:
     service.alpha.queue(UpstreamRejected("prompt too long", status_code=400))
     with pytest.raises(openai.BadRequestError):
-        service.client.chat.completions.create(model="auto", messages=Q)  # type: ignore[arg-type]
+        service.client.chat.completions.create(model="auto", messages=Q)
     assert service.beta.calls == []
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.backends.conftest import bundled_gguf, stop, wait_for
 from tests.conftest import ServerProcess, free_port
 
 pytestmark = pytest.mark.model
-Q = [{"role": "user", "content": "Name a fruit."}]
+Q: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name a fruit."}]
 
 POLICY = """
 version: 1
@@ -73,7 +74,7 @@ def test_route_to_a_real_upstream_then_fall_back_when_it_dies(
             model="auto",
             messages=Q,
             max_tokens=8,
-            temperature=0,  # type: ignore[arg-type]
+            temperature=0,
         )
         assert raw.headers["x-perfics-model"] == "remote-smollm2"
         assert raw.headers["x-perfics-fallbacks"] == "0"
@@ -84,7 +85,7 @@ def test_route_to_a_real_upstream_then_fall_back_when_it_dies(
             messages=Q,
             max_tokens=8,
             temperature=0,
-            stream=True,  # type: ignore[arg-type]
+            stream=True,
             stream_options={"include_usage": True},
         ) as response:
             assert response.headers["x-perfics-model"] == "remote-smollm2"
@@ -98,7 +99,7 @@ def test_route_to_a_real_upstream_then_fall_back_when_it_dies(
             model="auto",
             messages=Q,
             max_tokens=8,
-            temperature=0,  # type: ignore[arg-type]
+            temperature=0,
         )
         assert raw.headers["x-perfics-model"] == "local-smollm2"
         assert raw.headers["x-perfics-fallbacks"] == "1"

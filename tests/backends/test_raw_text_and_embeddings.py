@@ -14,6 +14,7 @@ from proxy.backends.litellm_backend import LiteLLMBackend
 from proxy.backends.llamacpp import LlamaCppBackend
 from proxy.backends.openai_compat import OpenAICompatBackend
 from proxy.errors import ContextLengthExceeded, UpstreamRejected
+from routing.backend_options import Capability
 from routing.policy import ModelSpec
 
 from .conftest import Stub, label, litellm_spec, openai_spec
@@ -21,7 +22,7 @@ from .conftest import Stub, label, litellm_spec, openai_spec
 GREEDY = SamplingParams(max_tokens=12, temperature=0.0, seed=0)
 
 
-def smollm2(*capabilities: str) -> ModelSpec:
+def smollm2(*capabilities: Capability) -> ModelSpec:
     return ModelSpec(
         id="smollm2",
         backend="llamacpp",

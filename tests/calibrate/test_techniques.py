@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.backends.base import Completion, Likelihood, Message, Sampler, SamplingParams, Usage
+from proxy.backends.base import Completion, Likelihood, Message, Sampler, SamplingParams
 from proxy.backends.scripted import ScriptedBackend
 from proxy.calibrate.questions import Question, load_questions
 from proxy.calibrate.results import to_json
@@ -21,6 +21,7 @@ from proxy.calibrate.scores import Calibration, TechniqueCell
 from proxy.calibrate.selections import SelectionSettings
 from proxy.calibrate.store import RunStore
 from proxy.calibrate.techniques import technique_table
+from proxy.results import Usage
 from routing.policy import Policy
 from routing.policy_loader import load_policy
 

@@ -37,7 +37,7 @@ def recorder() -> Iterator[Recorder]:
     if before is not None:
         set_default_openai_client(before, use_for_tracing=False)
     else:
-        agents_openai.set_default_openai_client(None)
+        agents_openai._default_openai_client = None  # what the setter's type cannot say
 
 
 def point_at(base_url: str, recorder: Recorder) -> None:

@@ -47,13 +47,13 @@ def test_the_sdk_stream_helper_assembles_the_call(tools_service: ToolsService) -
     assert json.loads("".join(pieces)) == ARGUMENTS
     (done,) = [e for e in events if e.type == "tool_calls.function.arguments.done"]
     assert done.name == "GetForecast"
-    assert done.parsed_arguments == GetForecast(**ARGUMENTS)
+    assert done.parsed_arguments == GetForecast.model_validate(ARGUMENTS)
     choice = final.choices[0]
     assert choice.finish_reason == "tool_calls"
     (call,) = choice.message.tool_calls or []
     assert call.id == "call_sf"
     assert call.function.name == "GetForecast"
-    assert call.function.parsed_arguments == GetForecast(**ARGUMENTS)  # type: ignore[union-attr]
+    assert call.function.parsed_arguments == GetForecast.model_validate(ARGUMENTS)
 
 
 def test_langchain_streams_tool_call_chunks_that_add_up(tools_service: ToolsService) -> None:
@@ -77,7 +77,9 @@ def test_langchain_streams_tool_call_chunks_that_add_up(tools_service: ToolsServ
     assert (head["id"], head["name"], head["args"]) == ("call_sf", "get_forecast", "")
     assert all(c.tool_call_chunks[0]["name"] is None for c in with_calls[1:])  # type: ignore[attr-defined]
     whole = chunks[0]
+    assert isinstance(whole, AIMessageChunk)
     for chunk in chunks[1:]:
+        assert isinstance(chunk, AIMessageChunk)
         whole += chunk
     assert isinstance(whole, AIMessageChunk)
     assert whole.tool_calls == [

@@ -56,7 +56,7 @@ def a_decision(tmp_path: Path) -> Decision:
 
 async def burst(
     database: str, decision: Decision, limits: KeyLimits, *, down: bool = False
-) -> tuple[int, list[BaseException | object]]:
+) -> tuple[int, list[Ticket | BaseException]]:
     """100 concurrent admissions for a new key with ``limits``: the store's lease calls and
     the outcomes (tickets or the errors raised)."""
     store = SlowStore(await open_store(database))

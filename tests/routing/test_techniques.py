@@ -33,6 +33,7 @@ from routing.errors import BudgetExceeded, KeyLimit
 from routing.planner import Candidate, PlanRequest, plan
 from routing.policy import Policy
 from routing.policy_index import index_of
+from routing.techniques import Technique
 
 from .conftest import policy_from
 
@@ -73,12 +74,15 @@ models:
 """
 DRAFT = (0.0005, 0.4150515)
 REFINE_1 = (0.0019, 0.3860623)
-LOCAL = {
+LOCAL: dict[tuple[Technique, int], tuple[float, float]] = {
     ("best_of", 4): (0.0032, 0.5997425),
     ("best_of", 8): (0.0064, 0.8096910),
     ("vote", 4): (0.0020, 0.6099485),
 }
-REMOTE = {("best_of", 4): (0.0020, 0.6099485), ("vote", 4): (0.0020, 0.6099485)}
+REMOTE: dict[tuple[Technique, int], tuple[float, float]] = {
+    ("best_of", 4): (0.0020, 0.6099485),
+    ("vote", 4): (0.0020, 0.6099485),
+}
 
 
 @pytest.fixture
@@ -110,7 +114,7 @@ def test_every_technique_is_a_candidate_scored_as_computed_by_hand(techniques: P
         (c.model, c.technique, c.samples if c.samples > 1 else c.rounds): c
         for c in chosen.candidates
     }
-    expected = {
+    expected: dict[tuple[str, Technique, int], tuple[float, float]] = {
         ("local", "draft", 0): DRAFT,
         ("local", "refine", 1): REFINE_1,
         ("remote", "draft", 0): DRAFT,
