@@ -130,6 +130,7 @@ def test_bad_input_is_a_400_naming_it(
     assert response.json()["error"]["param"] == param
 
 
+@pytest.mark.heavy
 def test_without_an_embedding_model_the_answer_says_so(tmp_path: Path) -> None:
     service = Service(tmp_path, embedding_models=False)
     try:
@@ -141,6 +142,7 @@ def test_without_an_embedding_model_the_answer_says_so(tmp_path: Path) -> None:
         service.server.stop()
 
 
+@pytest.mark.heavy
 def test_a_key_admits_embeddings_against_its_budget(tmp_path: Path) -> None:
     service = Service(tmp_path)
     try:

@@ -15,6 +15,8 @@ from benchmarks.quality_check.__main__ import main
 from proxy.backends.scripted import ScriptedBackend
 from tests.conftest import InProcessServer
 
+pytestmark = pytest.mark.heavy  # serves scripted models over HTTP (uvicorn in this process)
+
 POLICY = """\
 version: 1
 default_task: general

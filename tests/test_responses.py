@@ -273,6 +273,7 @@ def test_other_methods_and_unknown_paths_answer_openais_way(service: Service) ->
     }
 
 
+@pytest.mark.heavy
 def test_a_policy_may_forbid_storing_conversations(tmp_path: Path) -> None:
     service = Service(tmp_path, server="server: {store_responses: false}\n")
     try:

@@ -92,6 +92,7 @@ async def test_errors_are_translated(
         assert "stub says 400" in caught.value.message
 
 
+@pytest.mark.slow
 async def test_refused_connection_is_unavailable() -> None:
     backend = await started(f"http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(BackendUnavailable):

@@ -98,6 +98,7 @@ def test_an_invalid_result_is_refused(tmp_path: Path) -> None:
     assert policy.read_text() == POLICY.read_text()
 
 
+@pytest.mark.slow
 def test_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--policy", str(POLICY), "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.split()

@@ -135,6 +135,7 @@ def decided(
     return {"graded": cell.graded, "rules": cell.rules(), "made": cell.samples_made}
 
 
+@pytest.mark.slow
 async def test_every_variant_selects_among_the_same_samples(
     policy: Policy, questions: list[Question], tmp_path: Path
 ) -> None:
@@ -209,6 +210,7 @@ async def test_every_variant_selects_among_the_same_samples(
     assert "vote" not in ablation
 
 
+@pytest.mark.slow
 async def test_resume_reuses_samples_and_selections(
     policy: Policy, questions: list[Question], tmp_path: Path
 ) -> None:

@@ -75,6 +75,7 @@ def test_the_schema_check_can_fail() -> None:
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
 
 
+@pytest.mark.slow  # checkov, in its own venv (make test installs it)
 def test_checkov_fails_no_check_and_every_skip_gives_its_reason() -> None:
     assert CHECKOV.is_file(), f"{CHECKOV} is missing: `make test` installs it (.venv-checkov)"
     result = subprocess.run(

@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from proxy.store import connect
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_a_schema_from_a_newer_version_stops_the_start_with_its_reason(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'perfics.db'}"
     connect.upgrade(url)

@@ -194,6 +194,7 @@ async def test_hostile_code_is_refused_and_fails(kind: str) -> None:
     assert result == CheckResult(False, 2, 2, "code: 2 of 2 examples failed"), result
 
 
+@pytest.mark.slow
 async def test_an_endless_loop_is_stopped_by_the_run_timeout() -> None:
     request = checks(FORMS["equals"][0] + "\n  double(0) == 0", run_timeout_s=1.0)
     loop = (
@@ -276,6 +277,7 @@ def problems() -> dict[int, dict[str, Any]]:
     return humaneval()
 
 
+@pytest.mark.slow  # a dozen HumanEval problems, each run in the sandbox
 @pytest.mark.parametrize("number", HUMANEVAL)
 async def test_humaneval_prompts(number: int, problems: dict[int, dict[str, Any]]) -> None:
     problem = problems[number]
