@@ -83,7 +83,8 @@ def _median(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def _ask_worker(worker: subprocess.Popen[str]) -> dict[str, float]:
-    assert worker.stdin is not None and worker.stdout is not None
+    assert worker.stdin is not None
+    assert worker.stdout is not None
     worker.stdin.write("run\n")
     worker.stdin.flush()
     line = worker.stdout.readline()

@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 HERE = Path(__file__).resolve().parents[1]
 STUB = HERE / "tests" / "backends" / "stub_upstream.py"
@@ -141,7 +142,9 @@ def deep(base: str) -> dict[str, Any]:
 
 async def budgets(base: str) -> dict[str, Any]:
     client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=60)
-    messages = [{"role": "user", "content": "Tell me about tides, at length."}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Tell me about tides, at length."}
+    ]
     rng = random.Random(7)
 
     async def one(budget: float, n: int, stream: bool) -> tuple[float, Decimal | None]:
@@ -154,7 +157,7 @@ async def budgets(base: str) -> dict[str, Any]:
                     messages=messages,
                     n=n,
                     stream=True,
-                    extra_headers=headers,  # type: ignore[arg-type]
+                    extra_headers=headers,
                 ):
                     extra = chunk.model_extra or {}
                     if "perfics" in extra:
@@ -164,7 +167,7 @@ async def budgets(base: str) -> dict[str, Any]:
                 model="auto",
                 messages=messages,
                 n=n,
-                extra_headers=headers,  # type: ignore[arg-type]
+                extra_headers=headers,
             )
             return budget, Decimal(raw.headers["x-perfics-cost-usd"])
         except openai.APIError:

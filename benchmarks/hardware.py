@@ -28,7 +28,7 @@ def measure(path: str, threads: int, context: int) -> tuple[float, float, int]:
     tokens = llama.tokenize(PROMPT.encode(), add_bos=True)
     prefill, decode = [], []
     for _ in range(3):
-        llama.reset()
+        llama.reset()  # type: ignore[no-untyped-call]
         llama_cpp.llama_perf_context_reset(llama.ctx)
         for count, _token in enumerate(llama.generate(tokens, temp=0.0), start=1):
             if count >= 128:

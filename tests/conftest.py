@@ -35,6 +35,28 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PERFICS_DATABASE_URL", f"sqlite:///{scratch}")
 
 
+# Fixtures that start a server (a process: perfics, the stub upstream, llama.cpp's server; or
+# uvicorn in this process), load the bundled model, or need PostgreSQL or a browser. A test
+# that uses one, or runs against PostgreSQL through a parametrized store, is marked ``heavy``:
+# `make check` leaves it out. A test that starts one itself carries the mark in its module.
+HEAVY_FIXTURES = frozenset(
+    {
+        *("model_server", "llama_server", "backend", "generator", "embedded"),
+        *("stub", "stub2", "stub_base", "upstream", "served", "server", "servers", "pair"),
+        *("default_server", "greedy", "exposed", "fuzzed", "postgres", "browser"),
+        *("service", "selecting", "traced", "tools_service", "default_named"),
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and "postgresql" in callspec.params.values()
+        if on_postgres or HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.heavy)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -12,18 +12,25 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import free_port
 
 
 def bindir() -> Path | None:
-    """Where ``initdb`` and ``pg_ctl`` are, or None when the server packages are missing."""
+    """Where ``initdb`` and ``pg_ctl`` are, or None when the server packages are missing (the
+    caller skips). Under ``CI=true`` a missing server fails the calling test instead: ``make
+    test`` installs the packages, and a skip there would hide that PostgreSQL was never tested."""
     pg_config = shutil.which("pg_config")
-    if pg_config is None:
-        return None
-    found = Path(
-        subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip()
-    )
-    return found if (found / "initdb").exists() and (found / "pg_ctl").exists() else None
+    found = None
+    if pg_config is not None:
+        listed = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        found = Path(listed.stdout.strip())
+    if found is not None and (found / "initdb").exists() and (found / "pg_ctl").exists():
+        return found
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("CI=true and PostgreSQL's server is missing (`make test` installs it)")
+    return None
 
 
 class PostgresServer:

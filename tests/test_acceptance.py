@@ -59,8 +59,10 @@ def test_words_the_conversation_used_are_not_meta_talk() -> None:
 
 
 def test_parses_as_json_allows_one_fence() -> None:
-    assert parses_as_json('{"a": 1}') and parses_as_json("```json\n[1, 2]\n```")
-    assert not parses_as_json("not json") and not parses_as_json("")
+    assert parses_as_json('{"a": 1}')
+    assert parses_as_json("```json\n[1, 2]\n```")
+    assert not parses_as_json("not json")
+    assert not parses_as_json("")
 
 
 class Scoring(ScriptedBackend):
@@ -85,9 +87,11 @@ async def test_likelier_keeps_only_what_the_model_prefers() -> None:
     reviewer = Reviewer("likelier", backend, CONVERSATION, wants_json=False)
     worse = await reviewer.review("Paris.", "Lyon.", "Be specific.")
     assert (worse.kept, worse.reason, worse.likelihoods) == (False, "less_likely", (-0.5, -2.0))
-    assert worse.calls == 2 and worse.usage == Usage(20, 0, 20)
+    assert worse.calls == 2
+    assert worse.usage == Usage(20, 0, 20)
     better = await reviewer.review("Paris.", "It is Paris.", "Be specific.")
-    assert better.kept and better.calls == 1  # the answer in hand was scored already
+    assert better.kept
+    assert better.calls == 1  # the answer in hand was scored already
     assert backend.scored == ["Paris.", "Lyon.", "It is Paris."]
     meta = await reviewer.review("Paris.", "Here is the improved answer: Paris.", "x")
     assert (meta.kept, meta.reason, meta.calls) == (False, "meta", 0)  # not scored at all
@@ -106,7 +110,9 @@ async def test_verdicts_of_every_rule_are_recorded_for_calibration() -> None:
 async def test_a_backend_that_cannot_score_decides_as_answers() -> None:
     reviewer = Reviewer("likelier", ScriptedBackend("m"), CONVERSATION, wants_json=False)
     review = await reviewer.review("Paris.", "Lyon.", "Be specific.")
-    assert review.kept and review.likelihoods is None and review.calls == 0
+    assert review.kept
+    assert review.likelihoods is None
+    assert review.calls == 0
 
 
 async def test_the_all_rule_keeps_anything_but_empty_or_broken_json() -> None:

@@ -11,6 +11,12 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import (
+    ChatCompletionContentPartParam,
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageParam,
+)
 
 from proxy.backends.base import Completion
 from proxy.backends.scripted import ScriptedBackend
@@ -19,8 +25,8 @@ from proxy.results import Usage
 from tests.conftest import POLICIES, InProcessServer
 
 POLICY = POLICIES / "capabilities.yaml"
-Q = [{"role": "user", "content": "What's the weather in Paris?"}]
-TOOLS = [
+Q: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What's the weather in Paris?"}]
+TOOLS: list[ChatCompletionFunctionToolParam] = [
     {
         "type": "function",
         "function": {
@@ -63,12 +69,15 @@ def test_tools_go_to_a_model_that_can_call_them(service: Service) -> None:
     service.tooled.queue(Completion("", "tool_calls", Usage(5, 5), (CALL,)))
     raw = service.client.chat.completions.with_raw_response.create(
         model="auto",
-        messages=Q,  # type: ignore[arg-type]
-        tools=TOOLS,  # type: ignore[arg-type]
+        messages=Q,
+        tools=TOOLS,
     )
     assert raw.headers["x-perfics-model"] == "tooled"
     message = raw.parse().choices[0].message
-    assert message.tool_calls is not None and message.tool_calls[0].function.name == "get_weather"
+    assert message.tool_calls is not None
+    call = message.tool_calls[0]
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)
+    assert call.function.name == "get_weather"
     assert service.tooled.calls[-1].params.tools == TOOLS
 
 
@@ -83,22 +92,19 @@ def test_a_pinned_model_without_the_capability_is_400_naming_the_field(service: 
     with pytest.raises(openai.BadRequestError) as caught:
         service.client.chat.completions.create(
             model="plain",
-            messages=Q,  # type: ignore[arg-type]
-            tools=TOOLS,  # type: ignore[arg-type]
+            messages=Q,
+            tools=TOOLS,
             tool_choice="required",
         )
     assert caught.value.code == "unsupported_capability"
-    assert caught.value.param == "tools"  # type: ignore[attr-defined]
+    assert caught.value.param == "tools"
     assert "plain" in caught.value.message
 
 
 def test_tools_a_pinned_model_may_decline_are_answered_in_text(service: Service) -> None:
-    for choice in ("auto", "none", None):
+    for choice in ("auto", "none", openai.omit):
         raw = service.client.chat.completions.with_raw_response.create(
-            model="plain",
-            messages=Q,  # type: ignore[arg-type]
-            tools=TOOLS,  # type: ignore[arg-type]
-            **({"tool_choice": choice} if choice else {}),  # type: ignore[arg-type]
+            model="plain", messages=Q, tools=TOOLS, tool_choice=choice
         )
         assert raw.headers["x-perfics-tools"] == "not-offered"
         assert raw.parse().choices[0].message.content == "plain answer"
@@ -108,22 +114,24 @@ def test_tools_a_pinned_model_may_decline_are_answered_in_text(service: Service)
 
 
 def test_images_no_model_can_see_are_refused(service: Service) -> None:
-    parts = [
+    parts: list[ChatCompletionContentPartParam] = [
         {"type": "text", "text": "What is in this picture?"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
     ]
     with pytest.raises(openai.BadRequestError) as caught:
         service.client.chat.completions.create(
             model="auto",
-            messages=[{"role": "user", "content": parts}],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": parts}],
         )
-    assert caught.value.param == "messages"  # type: ignore[attr-defined]
+    assert caught.value.param == "messages"
     with pytest.raises(openai.BadRequestError) as audio:
         service.client.chat.completions.create(
             model="auto",
-            messages=[{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}],  # type: ignore[list-item]
+            # Malformed on purpose (input_audio without data or format): the SDK's types
+            # refuse it, the proxy must refuse it by its path.
+            messages=[{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}],  # type: ignore[list-item, misc]
         )
-    assert audio.value.param == "messages[0].content"  # type: ignore[attr-defined]
+    assert audio.value.param == "messages[0].content"
 
 
 @pytest.mark.parametrize(
@@ -143,11 +151,11 @@ def test_fields_the_proxy_cannot_serve_are_refused_by_name(
     with pytest.raises(openai.BadRequestError) as caught:
         service.client.chat.completions.create(
             model="auto",
-            messages=Q,  # type: ignore[arg-type]
+            messages=Q,
             extra_body={field: value},
         )
     assert caught.value.code == "unsupported_parameter"
-    assert caught.value.param == field  # type: ignore[attr-defined]
+    assert caught.value.param == field
 
 
 def test_labels_and_defaults_are_accepted(service: Service) -> None:

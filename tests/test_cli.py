@@ -215,7 +215,8 @@ def test_route_plans_and_explains_techniques(
     assert all(row[-3:] == ["forced", "tool", "call"] for row in forced)
 
     status, _, err = run(capsys, "route", "--policy", policy, "--max-samples", "lots")
-    assert status == 3 and "x-perfics-max-samples must be a non-negative integer" in err
+    assert status == 3
+    assert "x-perfics-max-samples must be a non-negative integer" in err
 
 
 def test_route_flags_are_declarations(capsys: pytest.CaptureFixture[str], policy: str) -> None:
@@ -267,14 +268,16 @@ def test_route_impossible_plan_exits_3(capsys: pytest.CaptureFixture[str], polic
     assert "the cheapest plan (small, 0 rounds) costs 0.00005 USD" in err
     for argv in (["--task", "astrology"], ["--model", "gpt-5"], ["--max-rounds", "x"]):
         status, _, err = run(capsys, "route", "--policy", policy, *argv)
-        assert status == 3 and err
+        assert status == 3
+        assert err
 
 
 def test_route_on_a_bad_policy_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(SCRIPTED.replace("version: 1", "version: 1\nbogus: 1"))
     status, _, err = run(capsys, "route", "--policy", str(bad))
-    assert status == 2 and f"{bad}:2: bogus: unknown key" in err
+    assert status == 2
+    assert f"{bad}:2: bogus: unknown key" in err
 
 
 def test_policy_check(capsys: pytest.CaptureFixture[str], policy: str, tmp_path: Path) -> None:
@@ -375,7 +378,8 @@ def test_real_processes() -> None:
         timeout=60,
         check=False,
     )
-    assert impossible.returncode == 3 and "budget" in impossible.stderr
+    assert impossible.returncode == 3
+    assert "budget" in impossible.stderr
 
 
 def test_help_lists_every_registered_command(capsys: pytest.CaptureFixture[str]) -> None:

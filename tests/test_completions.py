@@ -26,7 +26,7 @@ class Service:
         self.client = openai.OpenAI(base_url=f"{self.base_url}/v1", api_key="x", max_retries=0)
 
 
-@pytest.fixture()
+@pytest.fixture
 def service() -> Iterator[Service]:
     # The scripted policy plans 2 rounds for chats: a completion must still make one call.
     svc = Service(POLICIES / "scripted.yaml")
@@ -43,12 +43,14 @@ def test_a_completion_continues_the_raw_prompt_once(service: Service) -> None:
     assert completion.object == "text_completion"
     assert completion.choices[0].text == " jumps over the lazy dog."
     assert completion.choices[0].finish_reason == "stop"
-    assert completion.usage is not None and completion.usage.total_tokens == 16
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == 16
     assert raw.headers["x-perfics-stop-reason"] == "not_refinable"
     assert raw.headers["x-perfics-rounds"] == raw.headers["x-perfics-rounds-planned"] == "0"
     (call,) = service.alpha.calls
     assert call.messages == ({"role": "user", "content": "The quick brown fox", "raw": True},)
-    assert call.params.max_tokens == 12 and call.params.temperature == 0.0
+    assert call.params.max_tokens == 12
+    assert call.params.temperature == 0.0
 
 
 def test_max_tokens_defaults_to_16_as_openais(service: Service) -> None:
@@ -69,7 +71,8 @@ def test_a_streamed_completion_sends_text_chunks(service: Service) -> None:
     text = "".join(c.choices[0].text for c in chunks if c.choices)
     assert text == "one two three"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 3
 
 
 def test_n_choices(service: Service) -> None:

@@ -56,7 +56,7 @@ class Service:
             ).fetchall()
 
 
-@pytest.fixture()
+@pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
     svc = Service(tmp_path)
     yield svc
@@ -77,7 +77,8 @@ def test_embeddings_come_from_the_cheapest_embedding_model(service: Service) -> 
     float_result = service.client.embeddings.create(
         model="embed-dear", input="pinned", encoding_format="float"
     )
-    assert float_result.model == "embed-dear" and float_result.data[0].embedding == [6.0, 1.0]
+    assert float_result.model == "embed-dear"
+    assert float_result.data[0].embedding == [6.0, 1.0]
     service.server.stop()  # the ledger batch is written on the way out
     assert service.ledger() == [
         ("embed-cheap", "embeddings", 5, pytest.approx(1e-7), 200),
@@ -129,6 +130,7 @@ def test_bad_input_is_a_400_naming_it(
     assert response.json()["error"]["param"] == param
 
 
+@pytest.mark.heavy
 def test_without_an_embedding_model_the_answer_says_so(tmp_path: Path) -> None:
     service = Service(tmp_path, embedding_models=False)
     try:
@@ -140,6 +142,7 @@ def test_without_an_embedding_model_the_answer_says_so(tmp_path: Path) -> None:
         service.server.stop()
 
 
+@pytest.mark.heavy
 def test_a_key_admits_embeddings_against_its_budget(tmp_path: Path) -> None:
     service = Service(tmp_path)
     try:
@@ -154,13 +157,12 @@ def test_a_key_admits_embeddings_against_its_budget(tmp_path: Path) -> None:
             "total",
         )
         keyed = openai.OpenAI(base_url=f"{service.base_url}/v1", api_key=secret, max_retries=0)
-        answered = 0
+        answered = 2
+        for _ in range(answered):
+            keyed.embeddings.create(model="embed-cheap", input="a cat sat on the mat!")
         with pytest.raises(openai.RateLimitError) as caught:
-            for _ in range(10):
-                keyed.embeddings.create(model="embed-cheap", input="a cat sat on the mat!")
-                answered += 1
+            keyed.embeddings.create(model="embed-cheap", input="a cat sat on the mat!")
         assert caught.value.code == "insufficient_quota"
-        assert answered == 2
         with pytest.raises(openai.AuthenticationError):
             service.client.embeddings.create(model="auto", input="x")  # keys exist now
     finally:

@@ -11,19 +11,20 @@ import time
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.model
-QUESTION = [{"role": "user", "content": "Name three colours."}]
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name three colours."}]
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(model_server: ServerProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{model_server.base_url}/v1", api_key="unused", max_retries=0)
 
 
-@pytest.fixture()
+@pytest.fixture
 def aclient(model_server: ServerProcess) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
         base_url=f"{model_server.base_url}/v1", api_key="unused", max_retries=0
@@ -36,15 +37,17 @@ def test_non_streaming_with_headers(client: openai.OpenAI) -> None:
         messages=QUESTION,
         max_tokens=12,
         temperature=0,
-        seed=1,  # type: ignore[arg-type]
+        seed=1,
     )
     completion = raw.parse()
     assert completion.object == "chat.completion"
     assert completion.model == "smollm2-135m"
     choice = completion.choices[0]
-    assert choice.message.role == "assistant" and choice.message.content
+    assert choice.message.role == "assistant"
+    assert choice.message.content
     assert choice.finish_reason in {"stop", "length"}
-    assert completion.usage is not None and completion.usage.prompt_tokens > 0
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens > 0
     assert (
         completion.usage.total_tokens
         == completion.usage.prompt_tokens + completion.usage.completion_tokens
@@ -58,13 +61,18 @@ def test_non_streaming_with_headers(client: openai.OpenAI) -> None:
 
 
 def test_max_tokens_limit_gives_finish_reason_length(client: openai.OpenAI) -> None:
-    long = [{"role": "user", "content": "Write a long story about a dragon and a knight."}]
-    for limit in ({"max_tokens": 5}, {"max_completion_tokens": 5}):
-        completion = client.chat.completions.create(
-            model="auto", messages=long, temperature=0, **limit
-        )  # type: ignore[arg-type]
+    long: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Write a long story about a dragon and a knight."}
+    ]
+    for completion in (
+        client.chat.completions.create(model="auto", messages=long, temperature=0, max_tokens=5),
+        client.chat.completions.create(
+            model="auto", messages=long, temperature=0, max_completion_tokens=5
+        ),
+    ):
         assert completion.choices[0].finish_reason == "length"
-        assert completion.usage is not None and completion.usage.completion_tokens == 5
+        assert completion.usage is not None
+        assert completion.usage.completion_tokens == 5
 
 
 def test_stream_text_equals_non_streamed_text_at_temperature_zero(client: openai.OpenAI) -> None:
@@ -90,23 +98,26 @@ def test_stream_include_usage_sends_one_final_usage_chunk(client: openai.OpenAI)
         messages=QUESTION,
         max_tokens=8,
         temperature=0,
-        stream=True,  # type: ignore[arg-type]
+        stream=True,
         stream_options={"include_usage": True},
     ) as response:
         assert response.headers["x-perfics-model"] == "smollm2-135m"
         assert response.headers["content-type"].startswith("text/event-stream")
         chunks = list(response.parse())
     usage_chunks = [c for c in chunks if c.usage is not None]
-    assert len(usage_chunks) == 1 and usage_chunks[0] is chunks[-1]
+    assert len(usage_chunks) == 1
+    assert usage_chunks[0] is chunks[-1]
     assert usage_chunks[0].choices == []
-    assert usage_chunks[0].usage is not None and usage_chunks[0].usage.completion_tokens == 8
+    assert usage_chunks[0].usage is not None
+    assert usage_chunks[0].usage.completion_tokens == 8
 
 
 def test_stop_sequences_truncate_at_the_earliest_match(client: openai.OpenAI) -> None:
     kwargs = {"model": "auto", "max_tokens": 40, "temperature": 0, "seed": 3}
     messages = [{"role": "user", "content": "Count from one to ten in words."}]
     full = client.chat.completions.create(messages=messages, **kwargs).choices[0].message.content  # type: ignore[call-overload]
-    assert full and len(full) > 12
+    assert full
+    assert len(full) > 12
     # Two stop strings taken from the greedy answer itself; the one that occurs first wins,
     # whatever its position in the list, and neither is returned.
     late, early = full[2 * len(full) // 3 :][:3], full[len(full) // 3 :][:3]
@@ -127,7 +138,7 @@ def test_n_choices_are_indexed(client: openai.OpenAI) -> None:
         n=2,
         max_tokens=6,
         temperature=0.8,
-        seed=11,  # type: ignore[arg-type]
+        seed=11,
     )
     assert [c.index for c in completion.choices] == [0, 1]
     streamed = client.chat.completions.create(
@@ -137,7 +148,7 @@ def test_n_choices_are_indexed(client: openai.OpenAI) -> None:
         max_tokens=6,
         temperature=0.8,
         seed=11,
-        stream=True,  # type: ignore[arg-type]
+        stream=True,
     )
     texts = {0: "", 1: ""}
     for chunk in streamed:
@@ -147,7 +158,7 @@ def test_n_choices_are_indexed(client: openai.OpenAI) -> None:
 
 
 def test_content_parts_and_every_role(client: openai.OpenAI) -> None:
-    messages = [
+    messages: list[ChatCompletionMessageParam] = [
         {"role": "developer", "content": "Answer in one word."},
         {"role": "system", "content": [{"type": "text", "text": "Be polite."}]},
         {"role": "user", "content": [{"type": "text", "text": "Capital of France?"}]},
@@ -156,18 +167,18 @@ def test_content_parts_and_every_role(client: openai.OpenAI) -> None:
     ]
     completion = client.chat.completions.create(
         model="auto", messages=messages, max_tokens=4, temperature=0
-    )  # type: ignore[arg-type]
+    )
     assert completion.choices[0].message.content is not None
 
 
 async def test_async_client_stream_and_not(aclient: openai.AsyncOpenAI) -> None:
     completion = await aclient.chat.completions.create(
         model="auto", messages=QUESTION, max_tokens=4
-    )  # type: ignore[arg-type]
+    )
     assert completion.choices[0].message.content is not None
     stream = await aclient.chat.completions.create(
         model="auto", messages=QUESTION, max_tokens=4, stream=True
-    )  # type: ignore[arg-type]
+    )
     pieces = [c async for c in stream]
     assert pieces[-1].choices[0].finish_reason in {"stop", "length"}
 
@@ -183,7 +194,8 @@ def test_models_endpoints(client: openai.OpenAI) -> None:
 def test_health_and_readiness(model_server: ServerProcess) -> None:
     assert httpx.get(f"{model_server.base_url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{model_server.base_url}/readyz").json()
-    assert ready["status"] == "ready" and ready["models_ready"] == ["smollm2-135m"]
+    assert ready["status"] == "ready"
+    assert ready["models_ready"] == ["smollm2-135m"]
 
 
 def small_request_seconds(server: ServerProcess) -> float:
@@ -270,7 +282,7 @@ def test_concurrent_async_requests_all_complete(aclient: openai.AsyncOpenAI) -> 
         calls = [
             aclient.chat.completions.create(model="auto", messages=QUESTION, max_tokens=3)
             for _ in range(2)
-        ]  # type: ignore[arg-type]
+        ]
         return [r.choices[0].message.content for r in await asyncio.gather(*calls)]
 
     assert len(asyncio.run(many())) == 2

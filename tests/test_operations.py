@@ -58,8 +58,10 @@ def test_logs_are_json_lines_with_request_facts_and_no_text(tmp_path: Path) -> N
     assert len(done) == 1
     assert done[0]["request_id"] == request_id
     assert done[0]["model"] == "smollm2-135m"
-    assert done[0]["prompt_tokens"] > 0 and done[0]["completion_tokens"] > 0
-    assert "latency_ms" in done[0] and "cost_usd" in done[0]
+    assert done[0]["prompt_tokens"] > 0
+    assert done[0]["completion_tokens"] > 0
+    assert "latency_ms" in done[0]
+    assert "cost_usd" in done[0]
     log_text = server.stderr_path.read_text()
     assert SECRET not in log_text
     if len(answer.strip()) > 6:
@@ -155,9 +157,8 @@ def test_api_key_is_required_when_configured() -> None:
     }
     with TestClient(app) as client:
         denied = client.post("/v1/chat/completions", json=body)
-        assert (
-            denied.status_code == 401 and denied.json()["error"]["type"] == "authentication_error"
-        )
+        assert denied.status_code == 401
+        assert denied.json()["error"]["type"] == "authentication_error"
         ok = client.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer k1"})
         assert ok.status_code == 200
 
@@ -167,8 +168,10 @@ def test_dockerfile_passes_hadolint() -> None:
     result = subprocess.run([hadolint, "Dockerfile"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile
-    assert "\nUSER " in dockerfile and "perfics" in dockerfile.split("CMD")[-1]
+    assert "HEALTHCHECK" in dockerfile
+    assert "/healthz" in dockerfile
+    assert "\nUSER " in dockerfile
+    assert "perfics" in dockerfile.split("CMD")[-1]
 
 
 def test_keys_named_by_the_policy_are_read_from_the_environment(

@@ -38,7 +38,8 @@ def test_default_runs_on_the_bundled_models_only() -> None:
     assert {"gpt-4o", "gpt-4o-mini", "gpt-3.5-turbo"} <= set(policy.aliases)
     # OpenAI model names name no task, so an unmodified app's prompts are still classified.
     assert all(policy.aliases[a].task is None for a in ("gpt-4o", "gpt-4o-mini", "gpt-3.5-turbo"))
-    assert policy.reference_model is not None and policy.reference_model.id == "gpt-4o"
+    assert policy.reference_model is not None
+    assert policy.reference_model.id == "gpt-4o"
     assert policy.refinement.log_content is False
     assert "benchmarks.hardware" in (POLICIES / "default.yaml").read_text()
 
@@ -104,4 +105,5 @@ def test_mixed_has_one_model_per_backend_kind() -> None:
     policy = load_policy(POLICIES / "examples" / "mixed.yaml")
     assert {spec.backend for spec in policy.models} == {"llamacpp", "vllm", "litellm"}
     hosted = policy.model("claude-3.5-haiku")
-    assert hosted.api_key_env == "ANTHROPIC_API_KEY" and hosted.hardware is None
+    assert hosted.api_key_env == "ANTHROPIC_API_KEY"
+    assert hosted.hardware is None

@@ -15,6 +15,8 @@ from benchmarks.quality_check.__main__ import main
 from proxy.backends.scripted import ScriptedBackend
 from tests.conftest import InProcessServer
 
+pytestmark = pytest.mark.heavy  # serves scripted models over HTTP (uvicorn in this process)
+
 POLICY = """\
 version: 1
 default_task: general
@@ -124,4 +126,5 @@ def test_one_arm_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         server.stop()
     assert [c.params.temperature for c in alpha.calls] == [0.0]
     printed = capsys.readouterr().out
-    assert "draft acc %" in printed and "plan acc %" not in printed
+    assert "draft acc %" in printed
+    assert "plan acc %" not in printed

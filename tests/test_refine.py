@@ -168,8 +168,10 @@ async def test_budget_stop_before_a_rewrite_after_a_long_critique() -> None:
     budget, spending = priced(345e-6)
     result, _ = await run(backend, rounds=1, budget=spending)
     assert (result.text, result.rounds, result.stop_reason) == ("draft", 0, "budget")
-    assert result.trace[0].critique == "issue" and result.trace[0].rewrite is None
-    assert budget.spent_usd == pytest.approx(273e-6) and len(backend.calls) == 2
+    assert result.trace[0].critique == "issue"
+    assert result.trace[0].rewrite is None
+    assert budget.spent_usd == pytest.approx(273e-6)
+    assert len(backend.calls) == 2
 
 
 async def test_under_a_budget_an_upstream_that_ignores_max_tokens_is_cut_off() -> None:
@@ -180,7 +182,8 @@ async def test_under_a_budget_an_upstream_that_ignores_max_tokens_is_cut_off() -
     budget, spending = priced(1.0)
     params = SamplingParams(temperature=0.0, max_tokens=5)
     result, _ = await run(backend, rounds=0, budget=spending, params=params)
-    assert result.text == "w0 w1 w2 w3 w4" and result.finish_reason == "length"
+    assert result.text == "w0 w1 w2 w3 w4"
+    assert result.finish_reason == "length"
     prompt = (len("Be brief.") + 3) // 4 + 4 + (len("Hi?") + 3) // 4 + 4
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (prompt, 5)
     assert budget.spent_usd == pytest.approx((prompt + 2 * 5) / 1e6)
@@ -251,7 +254,8 @@ async def test_live_mode_holds_the_last_rewrite_until_the_rule_accepts_it() -> N
     )
     result, events = await run(backend, rounds=2, live=True)
     assert not any(isinstance(e, AnswerDelta) for e in events)
-    assert result.text == "final answer here" and not result.streamed
+    assert result.text == "final answer here"
+    assert not result.streamed
     assert [c.streamed for c in backend.calls] == [True, False, False, False, False]
 
 
@@ -259,14 +263,16 @@ async def test_live_mode_with_no_rounds_streams_the_draft() -> None:
     backend = ScriptedBackend("m", ["just the draft"])
     result, events = await run(backend, rounds=0, live=True)
     assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) == "just the draft"
-    assert result.streamed and result.stop_reason == "max_rounds"
+    assert result.streamed
+    assert result.stop_reason == "max_rounds"
 
 
 async def test_live_mode_answer_accepted_on_stop_phrase_is_not_marked_streamed() -> None:
     backend = ScriptedBackend("m", ["draft", "NO ISSUES"])
     result, events = await run(backend, rounds=2, live=True)
     assert not any(isinstance(e, AnswerDelta) for e in events)
-    assert not result.streamed and result.text == "draft"
+    assert not result.streamed
+    assert result.text == "draft"
 
 
 async def test_round_that_no_longer_fits_keeps_the_answer_in_hand() -> None:
@@ -279,7 +285,8 @@ async def test_round_that_no_longer_fits_keeps_the_answer_in_hand() -> None:
     backend = ScriptedBackend("m", ["draft", "fix it", too_long])
     result, _ = await run(backend, rounds=2)
     assert (result.text, result.rounds, result.stop_reason) == ("draft", 0, "budget")
-    assert result.trace[0].critique == "fix it" and result.trace[0].rewrite is None
+    assert result.trace[0].critique == "fix it"
+    assert result.trace[0].rewrite is None
 
 
 async def test_rewrite_that_repeats_the_critique_or_is_empty_is_discarded() -> None:
@@ -289,7 +296,8 @@ async def test_rewrite_that_repeats_the_critique_or_is_empty_is_discarded() -> N
     result, _ = await run(backend, rounds=2)
     assert result.text == "a poem"
     assert [t.kept for t in result.trace] == [False, False]
-    assert result.rounds == 2 and result.stop_reason == "max_rounds"
+    assert result.rounds == 2
+    assert result.stop_reason == "max_rounds"
 
 
 async def test_a_genuine_rewrite_that_quotes_part_of_the_critique_is_kept() -> None:
@@ -297,7 +305,8 @@ async def test_a_genuine_rewrite_that_quotes_part_of_the_critique_is_kept() -> N
     rewrite = "The sea at night is deep and wide,\nit sings to me with every tide."
     backend = ScriptedBackend("m", ["a poem", critique, rewrite])
     result, _ = await run(backend, rounds=1)
-    assert result.text == rewrite and result.trace[0].kept
+    assert result.text == rewrite
+    assert result.trace[0].kept
 
 
 async def test_live_rewrite_that_repeats_the_critique_is_not_streamed() -> None:
@@ -305,7 +314,9 @@ async def test_live_rewrite_that_repeats_the_critique_is_not_streamed() -> None:
     backend = ScriptedBackend("m", ["a poem", critique, critique + " Also the tone."])
     result, events = await run(backend, rounds=1, live=True)
     assert not any(isinstance(e, AnswerDelta) for e in events)
-    assert result.text == "a poem" and not result.streamed and not result.trace[0].kept
+    assert result.text == "a poem"
+    assert not result.streamed
+    assert not result.trace[0].kept
 
 
 async def test_live_rewrite_under_the_all_rule_streams_piece_by_piece() -> None:
@@ -313,7 +324,8 @@ async def test_live_rewrite_under_the_all_rule_streams_piece_by_piece() -> None:
     backend = ScriptedBackend("m", ["a poem", "Too short.", rewrite])
     result, events = await run(backend, rounds=1, live=True, prompts=PROMPTS_ALL)
     deltas = [e.text for e in events if isinstance(e, AnswerDelta)]
-    assert "".join(deltas) == rewrite and result.streamed
+    assert "".join(deltas) == rewrite
+    assert result.streamed
     assert len(deltas) == 60
 
 
@@ -323,5 +335,6 @@ async def test_critique_calls_carry_neither_tools_nor_tool_choice() -> None:
     backend = ScriptedBackend("m", ["a plain text draft", "NO ISSUES"])
     await run(backend, rounds=1, params=params)
     critique = backend.calls[1].params
-    assert critique.tools is None and critique.tool_choice is None
+    assert critique.tools is None
+    assert critique.tool_choice is None
     assert "tool_choice" not in critique.to_openai()

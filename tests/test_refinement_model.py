@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.model
-Q = [{"role": "user", "content": "Explain in two sentences why the sky is blue."}]
+Q: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Explain in two sentences why the sky is blue."}
+]
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(model_server: ServerProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{model_server.base_url}/v1", api_key="x", max_retries=0)
 
@@ -23,14 +26,14 @@ def test_planned_rounds_run_and_usage_covers_them(client: openai.OpenAI) -> None
         messages=Q,
         max_tokens=48,
         temperature=0,
-        seed=1,  # type: ignore[arg-type]
+        seed=1,
     )
     refined = client.chat.completions.with_raw_response.create(
         model="gpt-4o-refined",
         messages=Q,
         max_tokens=48,
         temperature=0,
-        seed=1,  # type: ignore[arg-type]
+        seed=1,
         extra_headers={"X-Perfics-Trace": "1"},
     )
     assert plain.headers["x-perfics-rounds-planned"] == "0"
@@ -42,8 +45,10 @@ def test_planned_rounds_run_and_usage_covers_them(client: openai.OpenAI) -> None
     assert rounds > 0 or reason == "no_issues"
     body = refined.parse()
     trace = body.model_extra["perfics"]["trace"]  # type: ignore[index]
-    assert trace and all(t["critique"] for t in trace)
-    assert body.usage is not None and plain.parse().usage is not None
+    assert trace
+    assert all(t["critique"] for t in trace)
+    assert body.usage is not None
+    assert plain.parse().usage is not None
     assert body.usage.prompt_tokens > plain.parse().usage.prompt_tokens  # type: ignore[union-attr]
     assert body.usage.total_tokens > plain.parse().usage.total_tokens  # type: ignore[union-attr]
     # The draft is the 0-round answer: same model, prompt, seed and temperature.
@@ -64,6 +69,6 @@ def test_streamed_final_answer_equals_the_body_answer(client: openai.OpenAI) -> 
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
     final = [c for c in chunks if c.choices and c.choices[0].finish_reason]
-    streamed_perfics = final[0].model_extra["perfics"]  # type: ignore[index]
-    assert streamed_perfics["rounds"] == whole.model_extra["perfics"]["rounds"]  # type: ignore[index]
-    assert streamed_perfics["cost_usd"] == whole.model_extra["perfics"]["cost_usd"]  # type: ignore[index]
+    streamed_perfics = final[0].model_extra["perfics"]
+    assert streamed_perfics["rounds"] == whole.model_extra["perfics"]["rounds"]
+    assert streamed_perfics["cost_usd"] == whole.model_extra["perfics"]["cost_usd"]

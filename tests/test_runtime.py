@@ -27,4 +27,5 @@ async def test_retire_keeps_backends_that_a_draining_runtime_still_uses(tmp_path
     assert not alpha.closed, "a still serves a request with alpha"
     a.release()
     await retire(a, lambda: [c])
-    assert alpha.closed and not beta.closed
+    assert alpha.closed
+    assert not beta.closed

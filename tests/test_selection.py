@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from proxy.backends.base import Completion
 from proxy.backends.scripted import ScriptedBackend
@@ -38,7 +39,7 @@ models:
       general: {refine: [5.0], best_of: {4: 8.0}}
       math: {refine: [5.0], vote: {4: 8.0}}
 """
-CODING = [
+CODING: list[ChatCompletionMessageParam] = [
     {
         "role": "user",
         "content": "Complete the function.\n\ndef add(a, b):\n"
@@ -61,7 +62,7 @@ class Served:
         self.client = openai.OpenAI(base_url=f"{self.base_url}/v1", api_key="x", max_retries=0)
 
 
-@pytest.fixture()
+@pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     service = Served(tmp_path)
     yield service
@@ -73,7 +74,7 @@ def test_best_of_keeps_the_sample_that_passes_the_prompts_examples(served: Serve
     raw = served.client.chat.completions.with_raw_response.create(
         model="auto",
         messages=CODING,
-        seed=7,  # type: ignore[arg-type]
+        seed=7,
     )
     answer = raw.parse()
     assert "return a + b" in (answer.choices[0].message.content or "")
@@ -89,7 +90,8 @@ def test_best_of_keeps_the_sample_that_passes_the_prompts_examples(served: Serve
     assert (perfics["samples"], perfics["selected_by"]) == (4, "checks")
     draft, *samples = served.alpha.calls
     # The draft at the model's default temperature, the samples at selection's, each seeded.
-    assert draft.params.temperature == 0.2 and draft.params.seed == 7
+    assert draft.params.temperature == 0.2
+    assert draft.params.seed == 7
     assert [c.params.temperature for c in samples] == [0.7] * 3
     assert [c.params.seed for c in samples] == [8, 9, 10]
 
@@ -98,7 +100,7 @@ def test_a_draft_that_passes_is_kept_without_sampling(served: Served) -> None:
     served.alpha.queue(code("a + b"))
     raw = served.client.chat.completions.with_raw_response.create(
         model="auto",
-        messages=CODING,  # type: ignore[arg-type]
+        messages=CODING,
     )
     assert raw.headers["x-perfics-selected-by"] == "checks"
     assert len(served.alpha.calls) == 1
@@ -108,7 +110,7 @@ def test_when_no_sample_passes_the_draft_is_kept(served: Served) -> None:
     served.alpha.queue(code("a - b"), code("a * b"), code("0"), code("b"))
     raw = served.client.chat.completions.with_raw_response.create(
         model="auto",
-        messages=CODING,  # type: ignore[arg-type]
+        messages=CODING,
     )
     assert "return a - b" in (raw.parse().choices[0].message.content or "")
     assert raw.headers["x-perfics-selected-by"] == "draft"
@@ -127,7 +129,11 @@ def test_a_request_without_checks_is_answered_by_its_draft_alone(served: Served)
 
 def test_a_json_schema_is_a_check(served: Served) -> None:
     served.alpha.queue('{"city": 3}', '{"city": "Paris"}', '{"town": "x"}', "no")
-    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    schema: dict[str, object] = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    }
     raw = served.client.chat.completions.with_raw_response.create(
         model="auto",
         messages=[{"role": "user", "content": "The capital of France as JSON"}],
@@ -165,7 +171,8 @@ def test_a_stream_shows_the_sampling_then_the_chosen_answer(served: Served) -> N
         timeout=30,
     ) as response:
         lines = [line for line in response.iter_lines() if line]
-    assert ": perfics sampling 1/4" in lines and ": perfics sampling 4/4" in lines
+    assert ": perfics sampling 1/4" in lines
+    assert ": perfics sampling 4/4" in lines
     assert lines.index(": perfics sampling 4/4") < next(
         i for i, line in enumerate(lines) if line.startswith("data: {")
     )
@@ -179,7 +186,7 @@ def test_the_client_may_cap_samples(served: Served) -> None:
     served.alpha.queue(code("a - b"))
     raw = served.client.chat.completions.with_raw_response.create(
         model="auto",
-        messages=CODING,  # type: ignore[arg-type]
+        messages=CODING,
         extra_headers={"X-Perfics-Max-Samples": "1"},
     )
     assert raw.headers["x-perfics-technique"] == "draft"
@@ -193,7 +200,7 @@ def test_a_budget_that_pays_for_the_draft_only_keeps_the_draft(served: Served) -
     with pytest.raises(openai.BadRequestError) as caught:
         served.client.chat.completions.create(
             model="auto",
-            messages=CODING,  # type: ignore[arg-type]
+            messages=CODING,
             extra_body={"perfics": {"budget_usd": 0.00001}},
         )
     assert caught.value.code == "budget_exceeded"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import ServerProcess
 
@@ -61,19 +62,21 @@ def test_best_of_on_the_embedded_model(server: ServerProcess) -> None:
     perfics = answer.model_extra["perfics"]  # type: ignore[index]
     # The draft passed (1 answer made) or the three samples were made too.
     assert perfics["samples"] in (1, 4)
-    assert answer.usage is not None and answer.usage.completion_tokens > 0
+    assert answer.usage is not None
+    assert answer.usage.completion_tokens > 0
     if perfics["selected_by"] != "draft" or perfics["samples"] == 1:
         assert "def double" in (answer.choices[0].message.content or "")
 
 
 def test_n_choices_share_one_prompt(server: ServerProcess) -> None:
     client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)
-    question = [{"role": "user", "content": "Name a colour."}]
+    question: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name a colour."}]
     one = client.chat.completions.create(model="auto", messages=question, max_tokens=8, seed=1)
     three = client.chat.completions.create(
         model="auto", messages=question, max_tokens=8, n=3, seed=1, temperature=0.9
     )
     assert [c.index for c in three.choices] == [0, 1, 2]
-    assert one.usage is not None and three.usage is not None
+    assert one.usage is not None
+    assert three.usage is not None
     # Made in one batch: the prompt was read once for the three choices.
     assert three.usage.prompt_tokens == one.usage.prompt_tokens

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from proxy.backends.base import Completion
 from proxy.backends.scripted import ScriptedBackend
@@ -22,7 +23,7 @@ from proxy.results import Usage
 from routing.cost import format_usd
 from tests.conftest import POLICIES, InProcessServer
 
-Q = [{"role": "user", "content": "Explain tides."}]
+Q: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Explain tides."}]
 
 
 class Service:
@@ -44,7 +45,7 @@ class Service:
         )
 
 
-@pytest.fixture()
+@pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
     svc = Service(tmp_path, keepalive_s=0.05)
     yield svc
@@ -59,14 +60,15 @@ def test_two_hidden_rounds_answer_with_the_last_rewrite_and_summed_usage(service
         Completion("still vague", "stop", Usage(35, 6)),
         Completion("best answer", "stop", Usage(47, 30)),
     )
-    raw = service.client.chat.completions.with_raw_response.create(model="gpt-4o", messages=Q)  # type: ignore[arg-type]
+    raw = service.client.chat.completions.with_raw_response.create(model="gpt-4o", messages=Q)
     completion = raw.parse()
     assert completion.choices[0].message.content == "best answer"
     assert completion.usage is not None
     assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (172, 86)
     h = raw.headers
     assert h["x-perfics-model"] == "alpha"
-    assert h["x-perfics-rounds-planned"] == "2" and h["x-perfics-rounds"] == "2"
+    assert h["x-perfics-rounds-planned"] == "2"
+    assert h["x-perfics-rounds"] == "2"
     assert h["x-perfics-stop-reason"] == "max_rounds"
     assert (h["x-perfics-prompt-tokens"], h["x-perfics-completion-tokens"]) == ("172", "86")
     # alpha: 1.0 USD/Mtok in, 2.0 out; reference gpt-4o: 2.5 in, 10.0 out.
@@ -77,9 +79,12 @@ def test_two_hidden_rounds_answer_with_the_last_rewrite_and_summed_usage(service
     assert "e" not in h["x-perfics-cost-usd"].lower()
     assert int(h["x-perfics-latency-ms"]) >= 0
     perfics = completion.model_extra["perfics"]  # type: ignore[index]
-    assert perfics["rounds"] == 2 and perfics["rounds_planned"] == 2
-    assert perfics["stop_reason"] == "max_rounds" and perfics["model"] == "alpha"
-    assert perfics["task"] == "general" and perfics["task_source"] == "alias"
+    assert perfics["rounds"] == 2
+    assert perfics["rounds_planned"] == 2
+    assert perfics["stop_reason"] == "max_rounds"
+    assert perfics["model"] == "alpha"
+    assert perfics["task"] == "general"
+    assert perfics["task_source"] == "alias"
     assert Decimal(str(perfics["cost_usd"])) == Decimal(h["x-perfics-cost-usd"])
     assert Decimal(str(perfics["reference_cost_usd"])) == Decimal(h["x-perfics-reference-cost-usd"])
     assert Decimal(str(perfics["estimated_cost_usd"])) == Decimal(h["x-perfics-estimated-cost-usd"])
@@ -95,7 +100,8 @@ def test_trace_on_request_lists_each_round(service: Service) -> None:
         (1, "needs detail", "detailed"),
         (2, "NO ISSUES", None),
     ]
-    assert body["perfics"]["stop_reason"] == "no_issues" and body["perfics"]["rounds"] == 1
+    assert body["perfics"]["stop_reason"] == "no_issues"
+    assert body["perfics"]["rounds"] == 1
     assert raw.headers["x-perfics-stop-reason"] == "no_issues"
     assert all(
         set(t["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"} for t in trace
@@ -127,7 +133,8 @@ def test_stream_sends_round_comments_then_streams_the_last_rewrite(service: Serv
         assert response.headers["x-perfics-rounds-planned"] == "2"
         assert "x-perfics-cost-usd" not in response.headers
         lines = [line for line in response.iter_lines() if line]
-    assert ": perfics round 1/2" in lines and ": perfics round 2/2" in lines
+    assert ": perfics round 1/2" in lines
+    assert ": perfics round 2/2" in lines
     assert lines.index(": perfics round 1/2") < lines.index(": perfics round 2/2")
     assert any(line.startswith(": perfics") and "round" not in line for line in lines)  # keep-alive
     assert lines[-1] == "data: [DONE]"
@@ -146,16 +153,21 @@ def test_stream_through_sdk_text_usage_and_perfics_chunk(service: Service) -> No
         model="auto",
         messages=Q,
         stream=True,
-        stream_options={"include_usage": True},  # type: ignore[arg-type]
+        stream_options={"include_usage": True},
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "the final streamed answer"
     finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
-    assert len(finishing) == 1 and finishing[0].choices[0].finish_reason == "stop"
-    perfics = finishing[0].model_extra["perfics"]  # type: ignore[index]
-    assert perfics["rounds"] == 2 and perfics["stop_reason"] == "max_rounds"
-    assert chunks[-1].usage is not None and chunks[-1].choices == []
+    assert len(finishing) == 1
+    assert finishing[0].choices[0].finish_reason == "stop"
+    extra = finishing[0].model_extra
+    assert extra is not None
+    perfics = extra["perfics"]
+    assert perfics["rounds"] == 2
+    assert perfics["stop_reason"] == "max_rounds"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].choices == []
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (150, 20)
     assert Decimal(str(perfics["cost_usd"])) == Decimal(format_usd((150 * 1.0 + 20 * 2.0) / 1e6))
     # The draft streamed from the backend; the rounds ran hidden, and the last rewrite, once
@@ -166,16 +178,17 @@ def test_stream_through_sdk_text_usage_and_perfics_chunk(service: Service) -> No
 def test_answer_accepted_on_no_issues_is_replayed_as_chunks(service: Service) -> None:
     draft = "A fairly long first draft that the critique accepts as it is, word for word."
     service.alpha.queue(draft, "No issues.")
-    stream = service.client.chat.completions.create(model="auto", messages=Q, stream=True)  # type: ignore[arg-type]
+    stream = service.client.chat.completions.create(model="auto", messages=Q, stream=True)
     chunks = [c for c in stream if c.choices]
     pieces = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
-    assert "".join(pieces) == draft and len(pieces) > 3
+    assert "".join(pieces) == draft
+    assert len(pieces) > 3
 
 
 def test_fallback_to_the_next_model_when_the_first_is_down(service: Service) -> None:
     service.alpha.queue(BackendUnavailable("alpha is down"))
     service.beta.queue("draft", "NO ISSUES")
-    raw = service.client.chat.completions.with_raw_response.create(model="auto", messages=Q)  # type: ignore[arg-type]
+    raw = service.client.chat.completions.with_raw_response.create(model="auto", messages=Q)
     assert raw.parse().choices[0].message.content == "draft"
     assert raw.headers["x-perfics-model"] == "beta"
     assert raw.headers["x-perfics-fallbacks"] == "1"
@@ -188,7 +201,7 @@ def test_streaming_fallback_happens_before_headers(service: Service) -> None:
     with service.client.chat.completions.with_streaming_response.create(
         model="auto",
         messages=Q,
-        stream=True,  # type: ignore[arg-type]
+        stream=True,
     ) as response:
         assert response.headers["x-perfics-model"] == "beta"
         assert response.headers["x-perfics-fallbacks"] == "1"
@@ -201,10 +214,11 @@ def test_what_a_failed_model_spent_is_in_usage_and_cost(service: Service) -> Non
     # beta answers (40 in, 10 out at 0.1 and 0.2: 6e-6). The client pays, and sees, both.
     service.alpha.queue(Completion("alpha draft", "stop", Usage(100, 50)), BackendError("died"))
     service.beta.queue(Completion("beta draft", "stop", Usage(40, 10)), "NO ISSUES")
-    raw = service.client.chat.completions.with_raw_response.create(model="auto", messages=Q)  # type: ignore[arg-type]
+    raw = service.client.chat.completions.with_raw_response.create(model="auto", messages=Q)
     body = raw.parse()
     assert body.choices[0].message.content == "beta draft"
-    assert raw.headers["x-perfics-model"] == "beta" and raw.headers["x-perfics-fallbacks"] == "1"
+    assert raw.headers["x-perfics-model"] == "beta"
+    assert raw.headers["x-perfics-fallbacks"] == "1"
     beta_usage = Usage(40, 10) + service_usage(service.beta.calls[1], "NO ISSUES")
     assert body.usage is not None
     assert (body.usage.prompt_tokens, body.usage.completion_tokens) == (
@@ -229,7 +243,7 @@ def service_usage(call: object, reply: str) -> Usage:
 def test_client_errors_are_not_retried_elsewhere(service: Service) -> None:
     service.alpha.queue(UpstreamRejected("prompt too long", status_code=400))
     with pytest.raises(openai.BadRequestError):
-        service.client.chat.completions.create(model="auto", messages=Q)  # type: ignore[arg-type]
+        service.client.chat.completions.create(model="auto", messages=Q)
     assert service.beta.calls == []
 
 
@@ -271,7 +285,8 @@ def test_budget_too_small_is_400_budget_exceeded(service: Service) -> None:
     )
     assert response.status_code == 400
     error = response.json()["error"]
-    assert error["code"] == "budget_exceeded" and "USD" in error["message"]
+    assert error["code"] == "budget_exceeded"
+    assert "USD" in error["message"]
 
 
 @pytest.mark.parametrize(
@@ -299,17 +314,16 @@ def test_bad_declarations_are_400_naming_the_field(
 def test_declared_round_cap_and_classified_task(service: Service) -> None:
     service.alpha.queue("draft", "fix", "fixed")
     raw = service.post({"model": "auto", "messages": Q}, **{"X-Perfics-Max-Rounds": "1"})
-    assert raw.headers["x-perfics-rounds-planned"] == "1" and raw.headers["x-perfics-rounds"] == "1"
+    assert raw.headers["x-perfics-rounds-planned"] == "1"
+    assert raw.headers["x-perfics-rounds"] == "1"
     service.alpha.queue("quick answer")
     raw = service.post(
         {"model": "auto", "messages": [{"role": "user", "content": "A quick one: 2+2?"}]}
     )
     assert raw.headers["x-perfics-task"] == "quick"
     assert raw.headers["x-perfics-task-source"] == "classifier"
-    assert (
-        raw.headers["x-perfics-stop-reason"] == "max_rounds"
-        and raw.headers["x-perfics-rounds"] == "0"
-    )
+    assert raw.headers["x-perfics-stop-reason"] == "max_rounds"
+    assert raw.headers["x-perfics-rounds"] == "0"
 
 
 def test_pinned_catalog_model_still_refines(service: Service) -> None:
@@ -339,12 +353,11 @@ def test_hot_reload_keeps_the_old_policy_on_a_bad_file(service: Service) -> None
     service.policy.write_text(good.replace("version: 1", "version: 1\nbogus_key: 3"))
     bad = httpx.post(url)
     assert bad.status_code == 400
-    assert (
-        "bogus_key" in bad.json()["error"]["message"]
-        and "policy.yaml:" in bad.json()["error"]["message"]
-    )
+    assert "bogus_key" in bad.json()["error"]["message"]
+    assert "policy.yaml:" in bad.json()["error"]["message"]
     ready = httpx.get(f"{service.server.base_url}/readyz").json()
-    assert ready["last_reload_error"] and "bogus_key" in ready["last_reload_error"]
+    assert ready["last_reload_error"]
+    assert "bogus_key" in ready["last_reload_error"]
     service.alpha.queue("draft", "fix", "fixed")
     assert service.post({"model": "auto", "messages": Q}).headers["x-perfics-rounds-planned"] == "1"
 
@@ -380,7 +393,8 @@ def test_stream_does_not_fall_back_once_its_headers_named_a_model(service: Servi
     ) as response:
         assert response.headers["x-perfics-model"] == "alpha"
         lines = [line for line in response.iter_lines() if line]
-    assert "event: error" in lines and lines[-1] == "data: [DONE]"
+    assert "event: error" in lines
+    assert lines[-1] == "data: [DONE]"
     assert service.beta.calls == []
 
 

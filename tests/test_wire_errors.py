@@ -108,11 +108,13 @@ def test_unknown_fields_are_tolerated_and_server_keeps_serving(model_server: Ser
 
 def test_unknown_route_and_method_use_the_envelope(model_server: ServerProcess) -> None:
     missing = httpx.get(f"{model_server.base_url}/v1/nothing-here")
-    assert missing.status_code == 404 and set(missing.json()["error"]) == {
+    assert missing.status_code == 404
+    assert set(missing.json()["error"]) == {
         "message",
         "type",
         "param",
         "code",
     }
     wrong = httpx.get(f"{model_server.base_url}/v1/chat/completions")
-    assert wrong.status_code == 405 and "error" in wrong.json()
+    assert wrong.status_code == 405
+    assert "error" in wrong.json()

@@ -101,7 +101,7 @@ def _arms(value: str) -> tuple[str, ...]:
 def _ask_all(
     base_url: str, questions: list[Question], temperature: float | None, arms: tuple[str, ...]
 ) -> list[dict[str, Any]]:
-    from openai import NOT_GIVEN, OpenAI
+    from openai import OpenAI, omit
 
     client = OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=600)
     rows = []
@@ -113,7 +113,7 @@ def _ask_all(
             raw = client.chat.completions.with_raw_response.create(
                 model="gpt-4o",
                 messages=[{"role": "user", "content": question.prompt}],
-                temperature=NOT_GIVEN if temperature is None else temperature,
+                temperature=omit if temperature is None else temperature,
                 seed=0,
                 extra_headers=DRAFT_ONLY if arm == "draft" else {},
             )

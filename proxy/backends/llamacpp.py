@@ -349,7 +349,8 @@ class LlamaCppBackend:
     def _prompt_tokens(
         self, messages: Sequence[Message], tools: ToolUse | None = None
     ) -> list[int]:
-        assert self._llama is not None and self._render is not None
+        assert self._llama is not None
+        assert self._render is not None
         try:
             text = self._render(messages, tools)
         except Exception as exc:  # the template's raise_exception, or a malformed message

@@ -3,12 +3,13 @@ on the bundled SmolLM2, and the stub upstream (``stub_upstream.py``) for error p
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +36,17 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
         time.sleep(0.05)
     stop(proc)
     raise TimeoutError(url)
+
+
+async def eventually(condition: Callable[[], bool], within: float) -> None:
+    """Returns as soon as ``condition()`` holds, or after ``within`` seconds: for state in
+    another process (the stub's counters, a backend's polled metrics), which no event signals.
+    The caller asserts on the state afterwards."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await asyncio.sleep(0.02)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

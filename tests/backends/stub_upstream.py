@@ -47,7 +47,7 @@ from typing import Any
 
 STATS: dict[str, dict[str, Any]] = {}
 LOCK = threading.Lock()
-USAGE = {
+USAGE: dict[str, Any] = {
     "prompt_tokens": 7,
     "completion_tokens": 3,
     "total_tokens": 10,

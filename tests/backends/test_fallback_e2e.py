@@ -14,12 +14,13 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.backends.conftest import bundled_gguf, stop, wait_for
 from tests.conftest import ServerProcess, free_port
 
 pytestmark = pytest.mark.model
-Q = [{"role": "user", "content": "Name a fruit."}]
+Q: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name a fruit."}]
 
 POLICY = """
 version: 1
@@ -47,7 +48,7 @@ models:
 """
 
 
-@pytest.fixture()
+@pytest.fixture
 def upstream() -> Iterator[subprocess.Popen[bytes]]:
     port = free_port()
     args = [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_gguf())]
@@ -73,7 +74,7 @@ def test_route_to_a_real_upstream_then_fall_back_when_it_dies(
             model="auto",
             messages=Q,
             max_tokens=8,
-            temperature=0,  # type: ignore[arg-type]
+            temperature=0,
         )
         assert raw.headers["x-perfics-model"] == "remote-smollm2"
         assert raw.headers["x-perfics-fallbacks"] == "0"
@@ -84,20 +85,21 @@ def test_route_to_a_real_upstream_then_fall_back_when_it_dies(
             messages=Q,
             max_tokens=8,
             temperature=0,
-            stream=True,  # type: ignore[arg-type]
+            stream=True,
             stream_options={"include_usage": True},
         ) as response:
             assert response.headers["x-perfics-model"] == "remote-smollm2"
             chunks = list(response.parse())
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+        assert chunks[-1].usage is not None
+        assert chunks[-1].usage.completion_tokens > 0
 
         stop(upstream)
         raw = client.chat.completions.with_raw_response.create(
             model="auto",
             messages=Q,
             max_tokens=8,
-            temperature=0,  # type: ignore[arg-type]
+            temperature=0,
         )
         assert raw.headers["x-perfics-model"] == "local-smollm2"
         assert raw.headers["x-perfics-fallbacks"] == "1"

@@ -17,8 +17,9 @@ from proxy.backends.base import Delta, SamplingParams, collect
 from proxy.backends.litellm_backend import LiteLLMBackend
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, UpstreamRejected
 from proxy.results import Usage
+from tests.conftest import free_port
 
-from .conftest import Stub, free_port, label, litellm_spec
+from .conftest import Stub, label, litellm_spec
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 PARAMS = SamplingParams(max_tokens=5, temperature=0.0)
@@ -87,9 +88,11 @@ async def test_errors_are_translated(
     if error is BackendError:
         assert not isinstance(caught.value, UpstreamRejected | BackendUnavailable)
     if error is UpstreamRejected:
-        assert caught.value.status_code == 400 and "stub says 400" in caught.value.message
+        assert caught.value.status_code == 400
+        assert "stub says 400" in caught.value.message
 
 
+@pytest.mark.slow
 async def test_refused_connection_is_unavailable() -> None:
     backend = await started(f"http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(BackendUnavailable):

@@ -27,12 +27,14 @@ async def test_complete_and_stream(llama_server: str) -> None:
         await backend.aclose()
     assert whole.text.strip()
     assert whole.finish_reason in ("stop", "length")
-    assert whole.usage.prompt_tokens > 0 and 0 < whole.usage.completion_tokens <= 12
+    assert whole.usage.prompt_tokens > 0
+    assert 0 < whole.usage.completion_tokens <= 12
 
     *pieces, last = deltas
     assert "".join(d.text for d in pieces).strip()
     assert all(d.usage is None and d.finish_reason is None for d in pieces)
-    assert last.finish_reason in ("stop", "length") and last.usage is not None
+    assert last.finish_reason in ("stop", "length")
+    assert last.usage is not None
     # llama.cpp's server sends no usage chunk: completion tokens are counted by chunks.
     assert last.usage.prompt_tokens == 0
     assert 0 < last.usage.completion_tokens <= 12
@@ -47,10 +49,13 @@ async def test_litellm_complete_and_stream(
     whole = await backend.complete(MESSAGES, PARAMS)
     deltas = [d async for d in backend.stream(MESSAGES, PARAMS)]
     await backend.aclose()
-    assert whole.text.strip() and whole.finish_reason in ("stop", "length")
-    assert whole.usage.prompt_tokens > 0 and whole.usage.completion_tokens > 0
+    assert whole.text.strip()
+    assert whole.finish_reason in ("stop", "length")
+    assert whole.usage.prompt_tokens > 0
+    assert whole.usage.completion_tokens > 0
     assert "".join(d.text for d in deltas).strip()
-    assert deltas[-1].finish_reason in ("stop", "length") and deltas[-1].usage is not None
+    assert deltas[-1].finish_reason in ("stop", "length")
+    assert deltas[-1].usage is not None
 
 
 async def test_samples_from_a_real_server(llama_server: str) -> None:

@@ -17,7 +17,7 @@ CONVERSATION = [{"role": "user", "content": "What is the capital of France?"}]
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0, seed=0)
 
 
-@pytest.fixture()
+@pytest.fixture
 async def backend() -> AsyncIterator[LlamaCppBackend]:
     spec = ModelSpec(
         id="smollm2",
@@ -38,7 +38,8 @@ async def test_a_fluent_answer_is_likelier_than_noise(backend: LlamaCppBackend) 
     fluent = await backend.likelihood(CONVERSATION, "The capital of France is Paris.")
     noise = await backend.likelihood(CONVERSATION, "zxq blorf 77 ;; purple ankle tuesday")
     assert fluent.mean_logprob > noise.mean_logprob + 1.0
-    assert fluent.mean_logprob < 0 and fluent.tokens >= 6
+    assert fluent.mean_logprob < 0
+    assert fluent.tokens >= 6
     # A prefill: prompt tokens only, the answer counted among them.
     assert fluent.usage.completion_tokens == 0
     assert fluent.usage.prompt_tokens > fluent.tokens

@@ -21,7 +21,7 @@ WARM = SamplingParams(max_tokens=24, temperature=0.8, seed=11)
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0, seed=0)
 
 
-@pytest.fixture()
+@pytest.fixture
 async def backend() -> AsyncIterator[LlamaCppBackend]:
     spec = ModelSpec(
         id="smollm2",
@@ -59,7 +59,8 @@ async def test_each_sequence_samples_with_its_own_seed(backend: LlamaCppBackend)
 async def test_one_sample_is_the_answer_complete_gives(backend: LlamaCppBackend) -> None:
     greedy = await backend.complete(CAPITAL, GREEDY)
     (sampled,) = await backend.sample(CAPITAL, GREEDY, 1)
-    assert sampled.text == greedy.text and sampled.text
+    assert sampled.text == greedy.text
+    assert sampled.text
     assert sampled.finish_reason == greedy.finish_reason
     # Sequence 0 is seeded as complete() is: the same answer at a temperature too.
     warm = await backend.complete(STORY, WARM)

@@ -59,8 +59,10 @@ async def test_single_calls_make_up_what_an_upstream_ignoring_n_falls_short(stub
     stats = stub.stats(lab)
     # The n call and two single calls seeded 8 and 9 (side by side: either order); then,
     # the upstream known to ignore n, single calls only.
-    assert stats["ns"][0] == 3 and stats["ns"][1:] == [None] * 4
-    assert stats["seeds"][0] == 7 and sorted(stats["seeds"][1:3]) == [8, 9]
+    assert stats["ns"][0] == 3
+    assert stats["ns"][1:] == [None] * 4
+    assert stats["seeds"][0] == 7
+    assert sorted(stats["seeds"][1:3]) == [8, 9]
     assert sorted(stats["seeds"][3:]) == [7, 8]
     assert len(again) == 2
     assert stats["max_concurrent"] >= 1

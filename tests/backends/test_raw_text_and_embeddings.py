@@ -14,6 +14,7 @@ from proxy.backends.litellm_backend import LiteLLMBackend
 from proxy.backends.llamacpp import LlamaCppBackend
 from proxy.backends.openai_compat import OpenAICompatBackend
 from proxy.errors import ContextLengthExceeded, UpstreamRejected
+from routing.backend_options import Capability
 from routing.policy import ModelSpec
 
 from .conftest import Stub, label, litellm_spec, openai_spec
@@ -21,7 +22,7 @@ from .conftest import Stub, label, litellm_spec, openai_spec
 GREEDY = SamplingParams(max_tokens=12, temperature=0.0, seed=0)
 
 
-def smollm2(*capabilities: str) -> ModelSpec:
+def smollm2(*capabilities: Capability) -> ModelSpec:
     return ModelSpec(
         id="smollm2",
         backend="llamacpp",
@@ -33,7 +34,7 @@ def smollm2(*capabilities: str) -> ModelSpec:
     )
 
 
-@pytest.fixture()
+@pytest.fixture
 async def generator() -> AsyncIterator[LlamaCppBackend]:
     backend = LlamaCppBackend(smollm2())
     await backend.start()
@@ -55,7 +56,8 @@ async def test_llamacpp_continues_raw_text_without_the_chat_template(
     assert raw.usage.completion_tokens <= 12
     with pytest.raises(ContextLengthExceeded) as caught:
         await collect(generator.stream_text("word " * 400, GREEDY))
-    assert caught.value.code == "context_length_exceeded" and caught.value.param == "prompt"
+    assert caught.value.code == "context_length_exceeded"
+    assert caught.value.param == "prompt"
 
 
 @pytest.mark.model
@@ -69,7 +71,8 @@ async def test_llamacpp_embeds_only_when_loaded_to(generator: LlamaCppBackend) -
         result = await embedder.embed(["The cat sat.", "A cat was sitting.", "Tax law"], None)
         cat, sitting, tax = result.vectors
         assert len(cat) == 576  # SmolLM2-135M's hidden size
-        assert result.usage.prompt_tokens > 0 and result.usage.completion_tokens == 0
+        assert result.usage.prompt_tokens > 0
+        assert result.usage.completion_tokens == 0
 
         def cosine(a: tuple[float, ...], b: tuple[float, ...]) -> float:
             dot = sum(x * y for x, y in zip(a, b, strict=True))
@@ -89,9 +92,12 @@ async def test_openai_compat_text_completion_and_embeddings(stub: Stub) -> None:
     await backend.start()
     try:
         raw = await collect(backend.stream_text("Once", GREEDY))
-        assert raw.text == "hello from stub" and raw.usage.prompt_tokens == 7
+        assert raw.text == "hello from stub"
+        assert raw.usage.prompt_tokens == 7
         sent = stub.stats(path)["last_body"]
-        assert sent["prompt"] == "Once" and "messages" not in sent and sent["max_tokens"] == 12
+        assert sent["prompt"] == "Once"
+        assert "messages" not in sent
+        assert sent["max_tokens"] == 12
         result = await backend.embed(["ab", "abcd"], 8)
         # The stub lists them in reverse; the index puts them back in input order.
         assert result.vectors == ((2.0, 1.0, 0.0), (4.0, 1.0, 1.0))

@@ -16,7 +16,8 @@ class Clock:
 def test_ties_go_round_robin_and_the_least_outstanding_wins() -> None:
     replicas = ReplicaSet(["http://a/v1", "http://b/v1/", "http://c/v1"], retry_down_after_s=5)
     a, b, c = replicas.replicas
-    assert b.url == "http://b/v1" and b.root == "http://b"
+    assert b.url == "http://b/v1"
+    assert b.root == "http://b"
     picks = [replicas.acquire() for _ in range(3)]
     assert picks == [a, b, c]
     replicas.release(b)
@@ -47,11 +48,13 @@ def test_down_replica_is_skipped_then_probed_once_then_up() -> None:
     for _ in range(3):
         replicas.release(b)
     probe = replicas.acquire(exclude=[b])
-    assert probe is a and a.probing
+    assert probe is a
+    assert a.probing
     assert replicas.acquire(exclude=[b]) is None  # one probe at a time
     replicas.mark_up(a)
     replicas.release(a)
-    assert not a.probing and a.down_until is None
+    assert not a.probing
+    assert a.down_until is None
 
 
 def test_any_up_follows_the_down_marks() -> None:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from proxy.backends.base import SamplingParams
 from proxy.backends.openai_compat import VLLMBackend, parse_vllm_metrics
 
-from .conftest import Stub, label, openai_spec
+from .conftest import Stub, eventually, label, openai_spec
 
 METRICS = """\
 # HELP vllm:num_requests_running Number of requests in model execution batches.
@@ -41,11 +38,9 @@ async def test_lower_waiting_count_breaks_ties(stub: Stub, stub2: Stub) -> None:
     await backend.start()
     try:
         first, second = backend.replicas
-        deadline = time.monotonic() + 5
-        while (first.waiting, first.running, second.running) != (5, 1, 1) and (
-            time.monotonic() < deadline
-        ):
-            await asyncio.sleep(0.02)
+        await eventually(
+            lambda: (first.waiting, first.running, second.running) == (5, 1, 1), within=5
+        )
         assert (first.waiting, second.waiting, second.running) == (5, 0, 1)
         for _ in range(4):
             await backend.complete([{"role": "user", "content": "hi"}], SamplingParams())

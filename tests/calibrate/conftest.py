@@ -45,6 +45,7 @@ class RatingJudge:
         model_id: str = "judge",
     ) -> None:
         self.model_id = model_id
+        self.serial = False
         self.replies = {k: list(v) if isinstance(v, list) else [v] for k, v in replies.items()}
         self.default = default
         self.fail_after = fail_after

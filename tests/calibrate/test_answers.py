@@ -44,7 +44,8 @@ def test_no_issues_on_the_first_critique_means_the_draft_everywhere() -> None:
 
 def test_more_rounds_than_were_run_is_an_error() -> None:
     record = AnswerRecord("draft", (RoundRecord(1, "fix", "first", True),), "max_rounds", 1)
-    assert record.covers(1) and not record.covers(2)
+    assert record.covers(1)
+    assert not record.covers(2)
     with pytest.raises(ValueError, match="only 1 rounds"):
         record.answer_after(2)
 

@@ -40,7 +40,9 @@ def test_prompt_includes_reference_only_when_given() -> None:
     assert "reference" in with_ref.lower()
     assert "Reference" not in without
     for prompt in (with_ref, without):
-        assert "[[" in prompt and "1" in prompt and "10" in prompt
+        assert "[[" in prompt
+        assert "1" in prompt
+        assert "10" in prompt
 
 
 async def test_unparseable_reply_is_retried_with_a_reminder() -> None:
@@ -58,7 +60,8 @@ async def test_three_bad_replies_make_a_failure_not_a_score() -> None:
     result = await grade(judge, "Q?", "A.", None, PARAMS)
     assert result.score is None
     assert result.attempts == 3
-    assert result.error is not None and "3 replies" in result.error
+    assert result.error is not None
+    assert "3 replies" in result.error
     assert len(judge.calls) == 3
 
 

@@ -48,14 +48,17 @@ def test_calibrate_resume_check_and_route(
     ]  # fmt: skip
     first, stdout = perfics(args)
     assert "task     model         rounds  n  mean  95% CI" in stdout
-    assert "model calls " in stdout and "model calls 0," not in stdout
+    assert "model calls " in stdout
+    assert "model calls 0," not in stdout
     grades = sorted((run_dir / "grades").glob("*.json"))
     assert 2 <= len(grades) <= 4  # one per distinct answer text
     unparsed = [g for g in grades if json.loads(g.read_text())["score"] is None]
     if unparsed:
-        assert "failures:" in stdout and "no [[N]] rating in 1 replies" in stdout
+        assert "failures:" in stdout
+        assert "no [[N]] rating in 1 replies" in stdout
     if len(unparsed) == len(grades):
-        assert first == 1 and not out.exists()
+        assert first == 1
+        assert not out.exists()
 
     for path in grades:  # grade by hand: every answer gets 6
         record = json.loads(path.read_text())

@@ -98,8 +98,10 @@ async def test_means_per_task_and_round_count(
     table = summary_table(result)
     # task, model, rounds, n, mean, 95% CI, failures, vs r0, shows
     row = table_row(table, "general", "alpha", 2)
-    assert row[3:5] == ["2", "6.50"] and row[6] == "0"
-    assert row[7].startswith("+2.00 [") and row[8] == "no difference shown"
+    assert row[3:5] == ["2", "6.50"]
+    assert row[6] == "0"
+    assert row[7].startswith("+2.00 [")
+    assert row[8] == "no difference shown"
 
 
 async def test_answers_use_the_serving_engine_at_temperature_zero(
@@ -145,11 +147,13 @@ async def test_unparseable_grades_are_retried_then_counted(
     result = await run(policy, questions, models, judge, RunStore(tmp_path))
     assert judge.graded.count("a-g1-r2") == 3
     cell = result.cell("general", "alpha", 2)
-    assert cell is not None and (cell.n, cell.failures, cell.mean) == (1, 1, 5.0)
+    assert cell is not None
+    assert (cell.n, cell.failures, cell.mean) == (1, 1, 5.0)
     assert result.failures == (Failure("grade", "alpha", "g1", 2, "no [[N]] rating in 3 replies"),)
     assert result.quality_lists()["alpha"]["general"] == ([4.5, 5.5, 5.0], [2, 2, 1])
     row = table_row(summary_table(result), "general", "alpha", 2)
-    assert row[3:5] == ["1", "5.00"] and row[6] == "1"
+    assert row[3:5] == ["1", "5.00"]
+    assert row[6] == "1"
 
 
 async def test_backend_error_fails_every_round_count_of_that_question(
@@ -176,7 +180,8 @@ async def test_resume_makes_no_model_or_judge_calls(
     again = await run(policy, questions, dict(silent), judge, store, resumed)
     assert again.cells == first.cells
     assert (again.model_calls, again.judge_calls) == (0, 0)
-    assert not silent["alpha"].calls and not judge.graded
+    assert not silent["alpha"].calls
+    assert not judge.graded
     # fewer rounds reuse the longer run's answers too
     fewer = await run(
         policy, questions, dict(silent), judge, store, CalibrationSettings(1, 7, resume=True)
@@ -209,7 +214,8 @@ async def test_interrupted_answering_resumes_where_it_stopped(
 
     rest = scripted("alpha", ALPHA, "g2", "m1")  # only what was not answered yet
     result = await run(policy, questions, {"alpha": rest}, RatingJudge(RATINGS), store, resumed)
-    assert not rest.replies and result.model_calls == 6
+    assert not rest.replies
+    assert result.model_calls == 6
     assert means(result, "general", "alpha") == [4.5, 5.5, 6.5]
 
 

@@ -36,7 +36,8 @@ def test_wilson_interval_by_hand() -> None:
 
 def test_pass_fail_cells_use_wilson_scaled_to_ten() -> None:
     interval = mean_interval([10.0] * 6 + [0.0] * 14)
-    assert interval.method == "wilson" and interval.n == 20
+    assert interval.method == "wilson"
+    assert interval.n == 20
     assert interval.mean == pytest.approx(3.0)
     assert (interval.low, interval.high) == pytest.approx((1.45477, 5.18973), abs=1e-5)
 
@@ -58,7 +59,8 @@ def test_paired_difference_by_hand() -> None:
     diff = paired_difference(after, before)
     assert (diff.n, diff.mean, diff.better, diff.worse) == (5, 4.0, 2, 0)
     assert (diff.low, diff.high) == pytest.approx((-2.800874, 10.800874), abs=1e-5)
-    assert not diff.distinguishable and diff.verdict() == "no difference shown"
+    assert not diff.distinguishable
+    assert diff.verdict() == "no difference shown"
     assert diff.p_value == 0.5  # 2 of 2 changed questions got better: 2 * (1/4)
 
 
@@ -67,9 +69,11 @@ def test_a_consistent_loss_is_distinguishable() -> None:
     # mean -3, s = sqrt((12 * 49 + 28 * 9) / 39) = 4.640955, se = 0.733798,
     # t(0.975, 39) = 2.022691 -> -3 -/+ 1.484245
     diff = paired_difference([0.0] * 12 + [5.0] * 28, [10.0] * 12 + [5.0] * 28)
-    assert diff.mean == -3.0 and (diff.better, diff.worse) == (0, 12)
+    assert diff.mean == -3.0
+    assert (diff.better, diff.worse) == (0, 12)
     assert (diff.low, diff.high) == pytest.approx((-4.484245, -1.515755), abs=1e-5)
-    assert diff.distinguishable and diff.verdict() == "worse"
+    assert diff.distinguishable
+    assert diff.verdict() == "worse"
     assert diff.p_value == pytest.approx(2 / 2**12)
 
 
@@ -83,7 +87,7 @@ def test_sign_test_is_exact() -> None:
     # 1 better, 7 worse: 2 * (C(8,0) + C(8,1)) / 2^8 = 2 * 9 / 256
     assert sign_test(1, 7) == pytest.approx(18 / 256)
     assert sign_test(0, 0) == 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="two equally long"):
         paired_difference([1.0], [1.0, 2.0])
 
 

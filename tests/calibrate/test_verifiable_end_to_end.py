@@ -45,7 +45,8 @@ def test_verifiable_calibration_turns_a_harmful_round_off(
     ]  # fmt: skip
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "verifiable graders" in done.stderr and "judge calls 0" in done.stdout
+    assert "verifiable graders" in done.stderr
+    assert "judge calls 0" in done.stdout
 
     figures = json.loads(results.read_text())
     cells = {c["rounds"]: c for c in figures["cells"]}
@@ -54,6 +55,7 @@ def test_verifiable_calibration_turns_a_harmful_round_off(
     assert {row["rule"] for row in figures["ablation"]} == {"all", "answers", "likelier"}
 
     written = out.read_text()
-    assert "# calibrated " in written and "n=2, suites=questions" in written
+    assert "# calibrated " in written
+    assert "n=2, suites=questions" in written
     assert main(["policy", "check", str(out)]) == 0
     assert route(out, capsys)["rounds"] == 0

@@ -9,7 +9,7 @@ sends as well as what it got back."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ class ToolsService:
         self.server.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def tools_service(tmp_path: Path) -> Iterator[ToolsService]:
     service = ToolsService(tmp_path)
     yield service
@@ -115,11 +115,17 @@ class Recorder:
         self.on_response(response)
 
     def client(self, **options: Any) -> httpx2.Client:
-        hooks = {"request": [self.on_request], "response": [self.on_response]}
+        hooks: dict[str, list[Callable[..., Any]]] = {
+            "request": [self.on_request],
+            "response": [self.on_response],
+        }
         return httpx2.Client(event_hooks=hooks, **options)
 
     def async_client(self, **options: Any) -> httpx2.AsyncClient:
-        hooks = {"request": [self.aon_request], "response": [self.aon_response]}
+        hooks: dict[str, list[Callable[..., Any]]] = {
+            "request": [self.aon_request],
+            "response": [self.aon_response],
+        }
         return httpx2.AsyncClient(event_hooks=hooks, **options)
 
     def bodies(self, path_end: str) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from tests.clients.conftest import Recorder, ToolsService, tool_call
 from tests.conftest import ServerProcess
 
 
-@pytest.fixture()
+@pytest.fixture
 def recorder() -> Iterator[Recorder]:
     """Requests recorded on the client the SDK uses by default; the SDK's defaults restored
     afterwards (they are module state)."""
@@ -37,7 +37,7 @@ def recorder() -> Iterator[Recorder]:
     if before is not None:
         set_default_openai_client(before, use_for_tracing=False)
     else:
-        agents_openai.set_default_openai_client(None)
+        agents_openai._default_openai_client = None  # what the setter's type cannot say
 
 
 def point_at(base_url: str, recorder: Recorder) -> None:
@@ -51,7 +51,7 @@ def point_at(base_url: str, recorder: Recorder) -> None:
     set_tracing_disabled(True)
 
 
-@pytest.fixture()
+@pytest.fixture
 def default_named(tmp_path: Path) -> Iterator[ToolsService]:
     """A tools-capable scripted model under a policy that accepts the SDK's default model name
     as an alias (with ``model`` left out, the SDK sends that name)."""
@@ -167,9 +167,11 @@ async def test_a_plain_agent_answers_on_the_default_policy(
     point_at(default_server.base_url, recorder)
     agent = Agent(name="plain", instructions="Answer in one sentence.", model="gpt-4o")
     result = await Runner.run(agent, "What is the capital of France?")
-    assert isinstance(result.final_output, str) and result.final_output.strip()
+    assert isinstance(result.final_output, str)
+    assert result.final_output.strip()
     ((status, headers),) = recorder.responses
-    assert status == 200 and headers["x-perfics-model"] in ("smollm2-135m", "gemma3-270m")
+    assert status == 200
+    assert headers["x-perfics-model"] in ("smollm2-135m", "gemma3-270m")
     assert "x-perfics-tools" not in headers
 
 
@@ -189,10 +191,12 @@ async def test_an_agent_with_a_tool_is_answered_in_text_on_the_default_policy(
         tools=[weather.tool],
     )
     result = await Runner.run(agent, "What is the capital of France?")
-    assert isinstance(result.final_output, str) and result.final_output.strip()
+    assert isinstance(result.final_output, str)
+    assert result.final_output.strip()
     assert weather.cities == []
     (body,) = recorder.bodies("/v1/responses")
     assert [tool["name"] for tool in body["tools"]] == ["get_weather"]
     assert "tool_choice" not in body
     ((status, headers),) = recorder.responses
-    assert status == 200 and headers["x-perfics-tools"] == "not-offered"
+    assert status == 200
+    assert headers["x-perfics-tools"] == "not-offered"

@@ -11,7 +11,7 @@ import pytest
 from langchain_core.exceptions import ContextOverflowError
 from langchain_openai import ChatOpenAI
 from pydantic_ai import Agent
-from pydantic_ai.exceptions import ModelContextWindowExceededError
+from pydantic_ai.exceptions import ModelContextWindowExceededError, ModelHTTPError
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
@@ -54,6 +54,7 @@ async def test_pydantic_ai_raises_its_context_window_error(default_server: Serve
     agent = Agent(OpenAIChatModel("gpt-4o", provider=provider))
     with pytest.raises(ModelContextWindowExceededError) as caught:
         await agent.run(LONG)
+    assert isinstance(caught.value, ModelHTTPError)  # an HTTP 400 overflow is both
     assert caught.value.status_code == 400
 
 
@@ -63,8 +64,9 @@ def test_litellm_raises_its_context_window_error(
     # litellm fetches its cost map from the network at import unless told not to.
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
+    from litellm.exceptions import ContextWindowExceededError
 
-    with pytest.raises(litellm.ContextWindowExceededError):
+    with pytest.raises(ContextWindowExceededError):
         litellm.completion(
             model="openai/gpt-4o",
             api_base=f"{default_server.base_url}/v1",

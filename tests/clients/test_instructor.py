@@ -67,7 +67,7 @@ def test_tools_mode_names_a_function_so_the_default_policy_refuses_it(
     assert body["tool_choice"] == {"type": "function", "function": {"name": "City"}}
     cause = refused.value.__cause__
     assert isinstance(cause, openai.BadRequestError)
-    assert (cause.code, cause.param) == ("unsupported_capability", "tools")  # type: ignore[attr-defined]
+    assert (cause.code, cause.param) == ("unsupported_capability", "tools")
 
 
 @pytest.mark.model
@@ -76,12 +76,14 @@ def test_json_schema_mode_is_served_on_the_default_policy(default_server: Server
     model's business (instructor then raises on validation); the request must be a 200."""
     recorder = Recorder()
     client = patched(default_server.base_url, recorder, instructor.Mode.JSON_SCHEMA)
+    invalid: InstructorRetryException | None = None
     try:
         client.chat.completions.create(  # type: ignore[attr-defined]
             model="gpt-4o", response_model=City, messages=ASK, max_retries=0, max_tokens=60
         )
-    except InstructorRetryException as exc:
-        assert not isinstance(exc.__cause__, openai.APIStatusError), exc
+    except InstructorRetryException as exc:  # the model's JSON did not validate: allowed
+        invalid = exc
+    assert invalid is None or not isinstance(invalid.__cause__, openai.APIStatusError), invalid
     (body,) = recorder.bodies("/chat/completions")
     assert body["response_format"]["type"] == "json_schema"
     assert [status for status, _ in recorder.responses] == [200]

@@ -38,12 +38,15 @@ def chat(server: ServerProcess, recorder: Recorder) -> ChatOpenAI:
 def test_bound_tools_are_answered_in_text(default_server: ServerProcess) -> None:
     recorder = Recorder()
     reply = chat(default_server, recorder).bind_tools([get_weather]).invoke("Capital of France?")
-    assert isinstance(reply, AIMessage) and reply.content and not reply.tool_calls
+    assert isinstance(reply, AIMessage)
+    assert reply.content
+    assert not reply.tool_calls
     (body,) = recorder.bodies("/chat/completions")
     assert [t["function"]["name"] for t in body["tools"]] == ["get_weather"]
     assert "tool_choice" not in body
     ((status, headers),) = recorder.responses
-    assert status == 200 and headers["x-perfics-tools"] == "not-offered"
+    assert status == 200
+    assert headers["x-perfics-tools"] == "not-offered"
 
 
 def test_a_required_tool_is_refused_naming_tools(default_server: ServerProcess) -> None:

@@ -49,7 +49,8 @@ def test_input_items_come_back_in_openais_shape(tools_service: ToolsService) -> 
     question, call, output, said, thanks = items
 
     assert isinstance(question, ResponseInputMessageItem)
-    assert question.role == "user" and question.status == "completed"
+    assert question.role == "user"
+    assert question.status == "completed"
     assert [(part.type, part.text) for part in question.content] == [  # type: ignore[union-attr]
         ("input_text", "What is 2 + 3?")
     ]
@@ -58,7 +59,8 @@ def test_input_items_come_back_in_openais_shape(tools_service: ToolsService) -> 
     assert isinstance(output, ResponseFunctionToolCallOutputItem)
     assert (output.output, output.status) == ("5", "completed")
     assert isinstance(said, ResponseOutputMessage)
-    assert said.role == "assistant" and said.status == "completed"
+    assert said.role == "assistant"
+    assert said.status == "completed"
     assert [(part.type, part.text) for part in said.content] == [  # type: ignore[union-attr]
         ("output_text", "The tool says 5.")
     ]

@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.model, pytest.mark.slow]
 def test_the_fixtures_are_open_webuis_chat_with_its_tools() -> None:
     bodies = [json.loads(path.read_text())["body"] for path in CAPTURES]
     chats = [body for body in bodies if body.get("tools")]
-    assert len(chats) == 2 and all(len(body["tools"]) == 36 for body in chats)
+    assert len(chats) == 2
+    assert all(len(body["tools"]) == 36 for body in chats)
     assert all(body["stream"] and "tool_choice" not in body for body in chats)
 
 

@@ -51,7 +51,8 @@ async def test_default_structured_output_parses_on_a_tools_capable_model(
     result = await agent.run("Which city is the capital of France?")
     assert result.output == City(name="Paris", country="France")
     (body,) = recorder.bodies("/chat/completions")
-    assert body["tool_choice"] == "required" and tool_names(body) == ["final_result"]
+    assert body["tool_choice"] == "required"
+    assert tool_names(body) == ["final_result"]
 
 
 @pytest.mark.model
@@ -63,7 +64,8 @@ async def test_default_structured_output_requires_a_tool_so_the_default_policy_r
     with pytest.raises(ModelHTTPError) as refused:
         await agent.run("Which city is the capital of France?")
     (body,) = recorder.bodies("/chat/completions")
-    assert body["tool_choice"] == "required" and tool_names(body) == ["final_result"]
+    assert body["tool_choice"] == "required"
+    assert tool_names(body) == ["final_result"]
     assert refused.value.status_code == 400
     assert refused.value.body == {
         "message": "no model of this policy can serve what the request uses: tools",
@@ -89,9 +91,12 @@ async def test_an_agent_with_a_function_tool_is_answered_in_text_on_the_default_
         return "sunny"
 
     result = await agent.run("What is the capital of France? Answer in one sentence.")
-    assert isinstance(result.output, str) and result.output.strip()
+    assert isinstance(result.output, str)
+    assert result.output.strip()
     assert asked == []  # the bundled models were not shown the tool
     (body,) = recorder.bodies("/chat/completions")
-    assert body["tool_choice"] == "auto" and tool_names(body) == ["get_weather"]
+    assert body["tool_choice"] == "auto"
+    assert tool_names(body) == ["get_weather"]
     ((status, headers),) = recorder.responses
-    assert status == 200 and headers["x-perfics-tools"] == "not-offered"
+    assert status == 200
+    assert headers["x-perfics-tools"] == "not-offered"

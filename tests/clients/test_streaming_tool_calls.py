@@ -38,17 +38,22 @@ def test_the_sdk_stream_helper_assembles_the_call(tools_service: ToolsService) -
         final = stream.get_final_completion()
     chunks = [event.chunk for event in events if event.type == "chunk"]
     first = chunks[0].choices[0].delta
-    assert first.role == "assistant" and first.content is None
-    assert first.tool_calls is not None and first.tool_calls[0].id == "call_sf"
+    assert first.role == "assistant"
+    assert first.content is None
+    assert first.tool_calls is not None
+    assert first.tool_calls[0].id == "call_sf"
     pieces = [e.arguments_delta for e in events if e.type == "tool_calls.function.arguments.delta"]
-    assert len(pieces) > 1 and json.loads("".join(pieces)) == ARGUMENTS
+    assert len(pieces) > 1
+    assert json.loads("".join(pieces)) == ARGUMENTS
     (done,) = [e for e in events if e.type == "tool_calls.function.arguments.done"]
-    assert done.name == "GetForecast" and done.parsed_arguments == GetForecast(**ARGUMENTS)
+    assert done.name == "GetForecast"
+    assert done.parsed_arguments == GetForecast.model_validate(ARGUMENTS)
     choice = final.choices[0]
     assert choice.finish_reason == "tool_calls"
     (call,) = choice.message.tool_calls or []
-    assert call.id == "call_sf" and call.function.name == "GetForecast"
-    assert call.function.parsed_arguments == GetForecast(**ARGUMENTS)  # type: ignore[union-attr]
+    assert call.id == "call_sf"
+    assert call.function.name == "GetForecast"
+    assert call.function.parsed_arguments == GetForecast.model_validate(ARGUMENTS)
 
 
 def test_langchain_streams_tool_call_chunks_that_add_up(tools_service: ToolsService) -> None:
@@ -72,7 +77,9 @@ def test_langchain_streams_tool_call_chunks_that_add_up(tools_service: ToolsServ
     assert (head["id"], head["name"], head["args"]) == ("call_sf", "get_forecast", "")
     assert all(c.tool_call_chunks[0]["name"] is None for c in with_calls[1:])  # type: ignore[attr-defined]
     whole = chunks[0]
+    assert isinstance(whole, AIMessageChunk)
     for chunk in chunks[1:]:
+        assert isinstance(chunk, AIMessageChunk)
         whole += chunk
     assert isinstance(whole, AIMessageChunk)
     assert whole.tool_calls == [

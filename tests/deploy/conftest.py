@@ -24,7 +24,9 @@ def image_facts() -> ImageFacts:
     user = re.search(r"^USER (\d+):(\d+)$", final_stage, re.MULTILINE)
     volume = re.search(r"^VOLUME (\[.*\])$", final_stage, re.MULTILINE)
     port = re.search(r"^EXPOSE (\d+)$", final_stage, re.MULTILINE)
-    assert user and volume and port, "the Dockerfile's last stage sets USER uid:gid, VOLUME, EXPOSE"
+    assert user, "the Dockerfile's last stage sets USER uid:gid"
+    assert volume, "the Dockerfile's last stage sets VOLUME"
+    assert port, "the Dockerfile's last stage sets EXPOSE"
     return ImageFacts(
         uid=int(user[1]),
         gid=int(user[2]),

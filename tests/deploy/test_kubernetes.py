@@ -75,6 +75,7 @@ def test_the_schema_check_can_fail() -> None:
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
 
 
+@pytest.mark.slow  # checkov, in its own venv (make test installs it)
 def test_checkov_fails_no_check_and_every_skip_gives_its_reason() -> None:
     assert CHECKOV.is_file(), f"{CHECKOV} is missing: `make test` installs it (.venv-checkov)"
     result = subprocess.run(
@@ -127,7 +128,8 @@ def test_perfics_runs_as_the_image_says_read_only_with_its_volumes() -> None:
     text = objects()[("ConfigMap", configmap)]["data"][policy_path.name]
     policy = parse_policy(text, f"{configmap}/{policy_path.name}")
     vllm_bases = [m.api_base for m in policy.models if m.backend == "vllm"]
-    assert vllm_bases and all("http://vllm:8000/v1" in str(b) for b in vllm_bases)
+    assert vllm_bases
+    assert all("http://vllm:8000/v1" in str(b) for b in vllm_bases)
 
 
 def test_perfics_reaches_only_vllm_postgresql_and_dns() -> None:

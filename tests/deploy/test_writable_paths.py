@@ -63,6 +63,7 @@ def _read_only_directory(tmp_path: Path) -> Path:
         "a file in the way",
     ],
 )
+@pytest.mark.slow
 def test_an_unwritable_store_path_is_a_clear_start_error(tmp_path: Path, case: str) -> None:
     cwd, url = tmp_path, None
     if case == "default store in a read-only working directory":

@@ -53,7 +53,8 @@ def test_a_forwarded_loopback_address_is_not_loopback(exposed: Served) -> None:
         assert response.status_code == 403, response.text
         assert response.json()["error"]["type"] == "permission_error"
     ready = httpx.get(f"{remote}/readyz", headers={"X-Forwarded-For": "127.0.0.1"})
-    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
 
 
 def test_cross_site_browser_requests_are_refused(exposed: Served) -> None:
@@ -72,8 +73,10 @@ def test_cross_site_browser_requests_are_refused(exposed: Served) -> None:
 
 def test_readyz_details_are_for_admin_callers(exposed: Served) -> None:
     local = httpx.get(f"http://127.0.0.1:{exposed.port}/readyz").json()
-    assert local["status"] == "ready" and local["models_ready"] == ["up"]
-    assert "policy" in local and local["last_reload_error"] is None
+    assert local["status"] == "ready"
+    assert local["models_ready"] == ["up"]
+    assert "policy" in local
+    assert local["last_reload_error"] is None
     assert httpx.get(f"http://127.0.0.1:{exposed.port}/healthz").json() == {"status": "ok"}
 
 
@@ -97,7 +100,8 @@ def test_once_keys_exist_admin_routes_need_the_admin_key(upstream: Stub, tmp_pat
             refused = httpx.request(method, f"{server.base_url}{path}")
             assert refused.status_code == 403, (path, refused.text)
             error = refused.json()["error"]
-            assert error["type"] == "permission_error" and "PERFICS_ADMIN_KEY" in error["message"]
+            assert error["type"] == "permission_error"
+            assert "PERFICS_ADMIN_KEY" in error["message"]
         assert httpx.get(f"{server.base_url}/metrics").status_code == 200  # its own rule
     finally:
         server.stop()

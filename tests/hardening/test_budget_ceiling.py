@@ -16,12 +16,15 @@ from decimal import Decimal
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.backends.conftest import Stub, label
 
 from .conftest import STUB_POLICY, Served, write_policy
 
-MESSAGES = [{"role": "user", "content": "Tell me about tides, at length."}]
+MESSAGES: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Tell me about tides, at length."}
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,7 @@ async def one(
         if stream:
             chunks = await client.chat.completions.create(
                 model="auto",
-                messages=MESSAGES,  # type: ignore[arg-type]
+                messages=MESSAGES,
                 n=n,
                 stream=True,
                 extra_headers=headers,
@@ -62,7 +65,7 @@ async def one(
             return budget, cost, None
         raw = await client.chat.completions.with_raw_response.create(
             model="auto",
-            messages=MESSAGES,  # type: ignore[arg-type]
+            messages=MESSAGES,
             n=n,
             extra_headers=headers,
         )
@@ -108,17 +111,17 @@ def test_a_budget_too_large_to_bind_is_served_and_one_not_finite_is_refused(
     or header; infinity and NaN are 400 naming the field."""
     sdk = openai.OpenAI(base_url=f"{served.base_url}/v1", api_key="x", max_retries=0)
     largest = sys.float_info.max
-    declared: list[dict[str, object]] = [
-        {"extra_body": {"perfics": {"budget_usd": 1e308}}},
-        {"extra_body": {"perfics": {"budget_usd": largest}}},
-        {"extra_headers": {"X-Perfics-Budget-Usd": "1e308"}},
-        {"extra_headers": {"X-Perfics-Budget-Usd": repr(largest)}},
+    # Each declared by body or by header: (extra_body, extra_headers).
+    declared: list[tuple[dict[str, object] | None, dict[str, str] | None]] = [
+        ({"perfics": {"budget_usd": 1e308}}, None),
+        ({"perfics": {"budget_usd": largest}}, None),
+        (None, {"X-Perfics-Budget-Usd": "1e308"}),
+        (None, {"X-Perfics-Budget-Usd": repr(largest)}),
     ]
     for how in declared:
+        body, headers = how
         raw = sdk.chat.completions.with_raw_response.create(
-            model="auto",
-            messages=MESSAGES,  # type: ignore[arg-type]
-            **how,  # type: ignore[arg-type]
+            model="auto", messages=MESSAGES, extra_body=body, extra_headers=headers
         )
         assert raw.http_response.status_code == 200, how
         assert raw.headers["x-perfics-stop-reason"] != "budget"
@@ -126,19 +129,21 @@ def test_a_budget_too_large_to_bind_is_served_and_one_not_finite_is_refused(
         chunks = list(
             sdk.chat.completions.create(
                 model="auto",
-                messages=MESSAGES,  # type: ignore[arg-type]
+                messages=MESSAGES,
                 stream=True,
-                **how,  # type: ignore[arg-type]
+                extra_body=body,
+                extra_headers=headers,
             )
         )
         finish = [c for c in chunks if c.choices and c.choices[0].finish_reason]
-        assert finish and finish[0].model_extra is not None, how
+        assert finish, how
+        assert finish[0].model_extra is not None, how
         assert finish[0].model_extra["perfics"]["stop_reason"] != "budget"
     for value in ("inf", "nan", "1e309"):
         with pytest.raises(openai.BadRequestError) as refused:
             sdk.chat.completions.create(
                 model="auto",
-                messages=MESSAGES,  # type: ignore[arg-type]
+                messages=MESSAGES,
                 extra_headers={"X-Perfics-Budget-Usd": value},
             )
         assert refused.value.param == "budget_usd", value

@@ -57,7 +57,8 @@ def test_unusable_schemas_are_400_at_once(embedded: Served, schema: Any) -> None
     response = ask(embedded, schema)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
-    assert error["param"] == "response_format" and error["code"] == "invalid_schema"
+    assert error["param"] == "response_format"
+    assert error["code"] == "invalid_schema"
     assert time.monotonic() - started < 5
     assert embedded.alive
 
@@ -74,4 +75,5 @@ def test_a_bounded_schema_is_served_and_nothing_sent_is_logged(embedded: Served)
     assert set(parsed) == {"city"}
     time.sleep(0.2)
     log = Path(embedded.log_path).read_text()
-    assert "request.done" in log and MARKER not in log
+    assert "request.done" in log
+    assert MARKER not in log

@@ -42,7 +42,8 @@ def still_serves(server: Served) -> None:
 def envelope(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     error: dict[str, Any] = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["code"] == code
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == code
     return error
 
 
@@ -159,7 +160,8 @@ def test_only_json_bodies_are_accepted(served: Served) -> None:
 def test_a_huge_model_name_is_not_echoed_whole(served: Served) -> None:
     body = {"model": "m" * 50_000, "messages": MESSAGES}
     error = envelope(post(served, body), 404, "model_not_found")
-    assert len(error["message"]) < 300 and "50000 characters" in error["message"]
+    assert len(error["message"]) < 300
+    assert "50000 characters" in error["message"]
     task = post(served, {"model": "auto", "messages": MESSAGES}, **{"X-Perfics-Task": "t" * 5000})
     assert len(envelope(task, 400, "invalid_value")["message"]) < 300
 
@@ -172,9 +174,11 @@ def test_openai_spec_details(served: Served) -> None:
     )
     body = response.json()
     assert body["choices"][0]["message"]["refusal"] is None
-    assert isinstance(body["system_fingerprint"], str) and body["system_fingerprint"]
+    assert isinstance(body["system_fingerprint"], str)
+    assert body["system_fingerprint"]
     wrong = httpx.get(f"{served.base_url}{CHAT}")
-    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "POST"
     assert set(wrong.json()["error"]) == {"message", "type", "param", "code"}
     tool_turn = {
         "model": "auto",

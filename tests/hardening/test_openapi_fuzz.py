@@ -62,7 +62,7 @@ def test_openai_operations_never_5xx_and_errors_are_enveloped(
             suppress_health_check=list(HealthCheck),
         )
         @given(case=operation.as_strategy())
-        def check(case: schemathesis.Case) -> None:
+        def check(case: schemathesis.Case[Any]) -> None:
             if (
                 case.path == "/chat/completions"
                 and isinstance(case.body, dict)

@@ -39,10 +39,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -61,14 +62,13 @@ class Failed(Exception):
     """A check or a step that did not work; the message says which and why."""
 
 
-def run(args: Sequence[str | Path], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    """``args`` run to completion; ``Failed`` with its output when it exits non-zero."""
+def run(
+    args: Sequence[str | Path], stdin: IO[bytes] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``args`` run to completion (``stdin``: what they read, when not nothing); ``Failed``
+    with its output when they exit non-zero."""
     result = subprocess.run(
-        [str(a) for a in args],
-        capture_output=True,
-        text=True,
-        check=False,
-        **kwargs,
+        [str(a) for a in args], stdin=stdin, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         raise Failed(
@@ -295,9 +295,9 @@ def wait_for(
     raise Failed(f"no {what} within {timeout:.0f} s")
 
 
-def answers(url: str, status: int, **kwargs: object) -> bool:
+def answers(url: str, status: int, headers: Mapping[str, str] | None = None) -> bool:
     try:
-        return httpx.get(url, timeout=2, **kwargs).status_code == status
+        return httpx.get(url, timeout=2, headers=headers).status_code == status
     except httpx.HTTPError:
         return False
 
@@ -401,11 +401,13 @@ def check(container: Container, work: Path) -> dict[str, str]:
 
 
 def healthcheck(container: Container) -> subprocess.CompletedProcess[str]:
-    test = list(container.config.healthcheck.get("Test") or [])
+    declared = container.config.healthcheck.get("Test")
+    test = [str(part) for part in declared] if isinstance(declared, list) else []
     if not test or test[0] not in ("CMD", "CMD-SHELL"):
         raise Failed(f"the image has no HEALTHCHECK command: {test}")
     command = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
-    timeout = int(container.config.healthcheck.get("Timeout") or 30e9) / 1e9
+    nanoseconds = container.config.healthcheck.get("Timeout")
+    timeout = (nanoseconds if isinstance(nanoseconds, int) and nanoseconds else 30e9) / 1e9
     return container.run(command, timeout=timeout)
 
 

@@ -8,6 +8,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from proxy.accounts import Accounts, Ticket
 from proxy.errors import KeyStoreUnavailable, QuotaExceeded, RateLimited
 from proxy.keys import KeyLimits, create_key
@@ -56,7 +58,7 @@ def a_decision(tmp_path: Path) -> Decision:
 
 async def burst(
     database: str, decision: Decision, limits: KeyLimits, *, down: bool = False
-) -> tuple[int, list[BaseException | object]]:
+) -> tuple[int, list[Ticket | BaseException]]:
     """100 concurrent admissions for a new key with ``limits``: the store's lease calls and
     the outcomes (tickets or the errors raised)."""
     store = SlowStore(await open_store(database))
@@ -87,6 +89,7 @@ def test_a_burst_on_an_empty_lease_shares_one_grant(tmp_path: Path) -> None:
     assert calls == 2
 
 
+@pytest.mark.slow
 def test_a_burst_over_the_rate_limit_asks_the_store_once_per_grant(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path}/admission.db"
     upgrade(database)

@@ -188,7 +188,8 @@ def test_a_killed_proxy_loses_no_budget_and_at_most_its_last_batch(
         rows = query(database, "SELECT status, stop_reason, cost_usd FROM ledger ORDER BY id")
         assert [r[0] for r in rows[:5]] == [200] * 5
         expired = [r for r in rows if r[1] == "expired"]
-        assert len(expired) == 1 and expired[0][0] == 0
+        assert len(expired) == 1
+        assert expired[0][0] == 0
         assert expired[0][2] == pytest.approx(still_held)
         ((spent,),) = query(database, "SELECT SUM(spent_usd) FROM key_spend")
         assert spent == pytest.approx(sum(r[2] for r in rows))

@@ -143,7 +143,8 @@ def test_the_dashboard_in_a_real_browser(
         assert page.locator(f"#task-{task} svg.chart").count() == 1
         assert page.locator(f"#picks-{task} tbody tr").count() == 3
     general_chart = page.locator("#task-general svg.chart").inner_html()
-    assert "large (calibrated)" in general_chart and "small (calibrated)" in general_chart
+    assert "large (calibrated)" in general_chart
+    assert "small (calibrated)" in general_chart
     assert "large (guessed)" in page.locator("#task-coding svg.chart").inner_html()
     cost_rows = page.locator("#cost-by-model tbody tr").all_inner_texts()
     assert any(row.startswith("large\tgeneral") for row in cost_rows), cost_rows
@@ -204,5 +205,6 @@ def test_the_dashboard_in_a_real_browser(
     page.close()
     assert console == []
     assert outside == []
-    assert requested and all(url.startswith(local) for url in requested)
+    assert requested
+    assert all(url.startswith(local) for url in requested)
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000

@@ -104,7 +104,8 @@ def test_metrics_equal_what_the_requests_did(served: ServerProcess) -> None:
         for chunk in raw_stream.parse():
             perfics = (chunk.model_extra or {}).get("perfics") or perfics
             usage = chunk.usage or usage
-        assert usage is not None and perfics
+        assert usage is not None
+        assert perfics
         answered.append(
             {
                 "model": h["x-perfics-model"],
@@ -124,7 +125,8 @@ def test_metrics_equal_what_the_requests_did(served: ServerProcess) -> None:
             model="auto", messages=messages, extra_headers={"X-Perfics-Task": "quick"}
         )
         body, h = raw.parse(), raw.headers
-        assert body.usage is not None and h["x-perfics-fallbacks"] == "1"
+        assert body.usage is not None
+        assert h["x-perfics-fallbacks"] == "1"
         answered.append(
             {
                 "model": h["x-perfics-model"],
@@ -188,7 +190,8 @@ def test_metrics_equal_what_the_requests_did(served: ServerProcess) -> None:
         assert total(after, "perfics_replica_up", model=model) == 1
     assert total(after, "perfics_policy_reloads_total", result="success") == 1
     (info,) = after["perfics_policy_info"].items()
-    assert info[1] == 1 and len(dict(info[0])["hash"]) == 12
+    assert info[1] == 1
+    assert len(dict(info[0])["hash"]) == 12
     assert "process_resident_memory_bytes" in after
 
 
@@ -260,7 +263,8 @@ def test_multiprocess_mode_merges_workers_files_and_drops_dead_ones(
     assert total(samples, "perfics_backend_up", model="large") == 1
     assert "process_resident_memory_bytes" not in samples  # per-process figures do not merge
     live = sorted(p.name for p in directory.iterdir() if p.name.startswith("gauge_live"))
-    assert live and all(name.endswith(f"_{pid}.db") for name in live)
+    assert live
+    assert all(name.endswith(f"_{pid}.db") for name in live)
     mark_process_dead(pid, {"PROMETHEUS_MULTIPROC_DIR": str(directory)})
     assert not [p for p in directory.iterdir() if p.name.startswith("gauge_live")]
     assert [p for p in directory.iterdir() if p.name.startswith("counter_")]

@@ -24,8 +24,10 @@ def test_charges_add_up_at_each_models_price() -> None:
     budget.charge(Prices(0.5, 0.5), 200, 200)  # 100 + 100 = 200e-6
     assert budget.spent_usd == pytest.approx(400e-6)
     assert budget.remaining_usd == pytest.approx(600e-6)
-    assert budget.allows(600e-6) and not budget.allows(601e-6)
-    assert Budget().allows(1e9) and Budget().remaining_usd is None
+    assert budget.allows(600e-6)
+    assert not budget.allows(601e-6)
+    assert Budget().allows(1e9)
+    assert Budget().remaining_usd is None
 
 
 def test_round_estimate_with_and_without_scoring() -> None:
@@ -57,7 +59,8 @@ def test_answer_cap_is_what_the_rest_pays_for() -> None:
     assert spending.answer_cap(100, 300) == 200
     assert spending.answer_cap(100, 150) == 150
     assert spending.answer_cap(10_000, 300) == 1  # never 0: a request gets an answer
-    assert no_budget().answer_cap(100, 300) == 300 and not no_budget().applies
+    assert no_budget().answer_cap(100, 300) == 300
+    assert not no_budget().applies
 
 
 @pytest.mark.parametrize("limit", [1e300, 4e302, 1e308, sys.float_info.max])
@@ -68,7 +71,8 @@ def test_a_budget_too_large_to_bind_caps_nothing(limit: float) -> None:
     spending = budget.for_model(PRICES, critique_tokens=10, template_tokens=10, scoring=True)
     spending.charge(1_000, 1_000)
     assert spending.answer_cap(100, 300) == 300
-    assert spending.allows_round(100, 300) and spending.allows_rewrite(200, 10, 300)
+    assert spending.allows_round(100, 300)
+    assert spending.allows_rewrite(200, 10, 300)
     assert budget.remaining_usd == pytest.approx(limit)
 
 
@@ -101,7 +105,8 @@ models:
 """
     )
     expected = max(measured, template_tokens(DEFAULT_REWRITE_PROMPT))
-    assert expected > 64 and index_of(policy).template_tokens == expected
+    assert expected > 64
+    assert index_of(policy).template_tokens == expected
 
 
 def test_choices_multiply_the_estimate(two_models: Policy) -> None:

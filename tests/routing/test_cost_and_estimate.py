@@ -35,7 +35,7 @@ def test_format_usd(amount: float, text: str) -> None:
 
 def test_format_usd_rejects_non_finite() -> None:
     for bad in (math.inf, math.nan):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not a finite amount"):
             format_usd(bad)
 
 

@@ -80,7 +80,8 @@ def test_budget_and_rounds_precedence(two_models: Policy) -> None:
     )
     assert (header.budget_usd, header.budget_source, header.max_rounds) == (0.5, "header", 0)
     integer_budget = resolve(two_models, body={"budget_usd": 1})
-    assert integer_budget.budget_usd == 1.0 and isinstance(integer_budget.budget_usd, float)
+    assert integer_budget.budget_usd == 1.0
+    assert isinstance(integer_budget.budget_usd, float)
     assert resolve(two_models, headers={"x-perfics-budget-usd": "1e-5"}).budget_usd == 1e-5
     assert resolve(two_models, body={"budget_usd": None}).budget_usd is None
     # The largest finite budgets are budgets (they never bind); one step beyond is not finite.

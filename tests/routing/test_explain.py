@@ -24,7 +24,8 @@ def test_json_has_exactly_the_design_keys(two_models: Policy) -> None:
         "task_source",
         "candidates",
     ]
-    assert body["model"] == "small" and body["task_source"] == "header"
+    assert body["model"] == "small"
+    assert body["task_source"] == "header"
     assert body["estimated_cost_usd"] == 0.00002  # (100 * 0.1 + 50 * 0.2) / 1e6
     assert body["score"] == round(chosen.score, 6)
     for candidate in body["candidates"]:

@@ -60,7 +60,8 @@ def test_every_candidate_scored_as_computed_by_hand(two_models: Policy) -> None:
     for model, expected in (("big", BIG), ("small", SMALL)):
         for rounds, (cost, score) in expected.items():
             candidate = table[(model, rounds)]
-            assert candidate.eligible and candidate.reason is None
+            assert candidate.eligible
+            assert candidate.reason is None
             assert candidate.estimated_cost_usd == pytest.approx(cost, rel=1e-12)
             assert candidate.score == pytest.approx(score, abs=1e-6)
     scores = [c.score for c in chosen.candidates]
@@ -88,7 +89,8 @@ def test_budget_cuts_rounds(two_models: Policy) -> None:
     assert (chosen.model, chosen.rounds) == ("big", 1)
     assert chosen.score == pytest.approx(BIG[1][1], abs=1e-6)
     over = by_key(chosen.candidates)[("big", 2)]
-    assert not over.eligible and over.reason == "over budget"
+    assert not over.eligible
+    assert over.reason == "over budget"
     assert over.score == pytest.approx(BIG[2][1], abs=1e-6)
 
 

@@ -46,12 +46,14 @@ def edit(old: str, new: str) -> str:
 
 def test_valid_policy_loads_with_defaults() -> None:
     policy = parse_policy(VALID, "p.yaml")
-    assert policy.weights.performance == 1.0 and policy.weights.cost == 0.05
+    assert policy.weights.performance == 1.0
+    assert policy.weights.cost == 0.05
     assert policy.cost_reference_usd == 0.001
     assert policy.refinement.stop_phrase == "NO ISSUES"
     assert "{stop_phrase}" in policy.refinement.critique_prompt
     assert policy.refinement.log_content is False
-    assert policy.server.queue_size == 16 and policy.admin.api_key_env is None
+    assert policy.server.queue_size == 16
+    assert policy.admin.api_key_env is None
     assert policy.models[0].options.n_batch == 512  # type: ignore[union-attr]
 
 
@@ -161,7 +163,8 @@ def test_backend_rules() -> None:
 
 def test_yaml_syntax_error() -> None:
     lines = problems("version: 1\ntasks: {general: [1, 2}\n")
-    assert len(lines) == 1 and lines[0].startswith("p.yaml:2: (syntax): ")
+    assert len(lines) == 1
+    assert lines[0].startswith("p.yaml:2: (syntax): ")
     assert problems("") == ["p.yaml:1: (root): the policy must be a YAML mapping"]
     assert problems("- 1\n- 2\n") == ["p.yaml:1: (root): the policy must be a YAML mapping"]
 
@@ -239,12 +242,14 @@ def test_the_design_example_loads() -> None:
     )
     policy = parse_policy(text, "design.yaml")
     assert policy.tasks["coding"].keywords == ("python", "function", "bug", "code")
-    assert policy.tasks["coding"].max_samples == 8 and policy.tasks["general"].max_samples == 1
+    assert policy.tasks["coding"].max_samples == 8
+    assert policy.tasks["general"].max_samples == 1
     spec = policy.models[0]
     assert spec.quality_for("coding") == (0.3, 0.3)
     assert spec.sampled_quality("coding") == (("best_of", 8, 1.5),)
     assert spec.defaults.given() == {"temperature": 0.2, "top_p": 0.9}
-    assert policy.selection.temperature == 0.8 and policy.selection.checks is True
+    assert policy.selection.temperature == 0.8
+    assert policy.selection.checks is True
 
 
 def test_selection_defaults() -> None:

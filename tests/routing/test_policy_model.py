@@ -69,9 +69,11 @@ def test_options_follow_the_backend() -> None:
         backend="openai", api_base=["http://a/v1", "http://b/v1"], options={"max_connections": 5}
     )
     assert many.api_base == ("http://a/v1", "http://b/v1")
-    assert isinstance(many.options, OpenAIOptions) and many.options.max_connections == 5
+    assert isinstance(many.options, OpenAIOptions)
+    assert many.options.max_connections == 5
     hosted = spec(backend="litellm", model="anthropic/claude", options={"params": {"top_k": 5}})
-    assert isinstance(hosted.options, LiteLLMOptions) and hosted.options.params == {"top_k": 5}
+    assert isinstance(hosted.options, LiteLLMOptions)
+    assert hosted.options.params == {"top_k": 5}
     with pytest.raises(ValidationError, match="read_timeout_s"):
         spec(options={"read_timeout_s": 5.0})
     with pytest.raises(ValidationError, match="takes OpenAIOptions"):

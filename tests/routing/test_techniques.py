@@ -33,6 +33,7 @@ from routing.errors import BudgetExceeded, KeyLimit
 from routing.planner import Candidate, PlanRequest, plan
 from routing.policy import Policy
 from routing.policy_index import index_of
+from routing.techniques import Technique
 
 from .conftest import policy_from
 
@@ -73,12 +74,15 @@ models:
 """
 DRAFT = (0.0005, 0.4150515)
 REFINE_1 = (0.0019, 0.3860623)
-LOCAL = {
+LOCAL: dict[tuple[Technique, int], tuple[float, float]] = {
     ("best_of", 4): (0.0032, 0.5997425),
     ("best_of", 8): (0.0064, 0.8096910),
     ("vote", 4): (0.0020, 0.6099485),
 }
-REMOTE = {("best_of", 4): (0.0020, 0.6099485), ("vote", 4): (0.0020, 0.6099485)}
+REMOTE: dict[tuple[Technique, int], tuple[float, float]] = {
+    ("best_of", 4): (0.0020, 0.6099485),
+    ("vote", 4): (0.0020, 0.6099485),
+}
 
 
 @pytest.fixture
@@ -110,7 +114,7 @@ def test_every_technique_is_a_candidate_scored_as_computed_by_hand(techniques: P
         (c.model, c.technique, c.samples if c.samples > 1 else c.rounds): c
         for c in chosen.candidates
     }
-    expected = {
+    expected: dict[tuple[str, Technique, int], tuple[float, float]] = {
         ("local", "draft", 0): DRAFT,
         ("local", "refine", 1): REFINE_1,
         ("remote", "draft", 0): DRAFT,
@@ -121,7 +125,8 @@ def test_every_technique_is_a_candidate_scored_as_computed_by_hand(techniques: P
     assert set(table) == set(expected)
     for key, (cost, score) in expected.items():
         candidate = table[key]
-        assert candidate.eligible and candidate.reason is None
+        assert candidate.eligible
+        assert candidate.reason is None
         assert candidate.estimated_cost_usd == pytest.approx(cost, rel=1e-12), key
         assert candidate.score == pytest.approx(score, abs=1e-6), key
         assert candidate.rounds == 0 or candidate.samples == 1
@@ -156,7 +161,8 @@ def test_a_declared_sample_cap_and_the_tie_between_techniques(techniques: Policy
     assert (chosen.model, chosen.technique, chosen.samples) == ("remote", "best_of", 4)
     assert chosen.score == pytest.approx(0.6099485, abs=1e-6)
     above = by_key(chosen.candidates)[("local", "best_of", 7)]
-    assert not above.eligible and above.reason == "samples above cap"
+    assert not above.eligible
+    assert above.reason == "samples above cap"
     assert above.score == pytest.approx(0.8096910, abs=1e-6)
     assert [(c.model, c.technique) for c in chosen.attempts()] == [
         ("remote", "best_of"),
@@ -169,7 +175,8 @@ def test_a_cap_of_one_or_none_plans_no_samples(techniques: Policy, cap: int) -> 
     chosen = plan(techniques, request(max_samples=cap))
     assert (chosen.model, chosen.technique, chosen.samples) == ("local", "draft", 1)
     sampled = [c for c in chosen.candidates if c.samples > 1]
-    assert len(sampled) == 5 and {c.reason for c in sampled} == {"samples above cap"}
+    assert len(sampled) == 5
+    assert {c.reason for c in sampled} == {"samples above cap"}
 
 
 def test_a_budget_cuts_samples(techniques: Policy) -> None:
@@ -194,7 +201,8 @@ def test_several_choices_are_never_selected_among(techniques: Policy) -> None:
     # Two drafts: 0.001 on either model, equal scores: the model id decides.
     assert (chosen.model, chosen.technique, chosen.samples) == ("local", "draft", 1)
     sampled = [c for c in chosen.candidates if c.samples > 1]
-    assert len(sampled) == 5 and {c.reason for c in sampled} == {"n > 1"}
+    assert len(sampled) == 5
+    assert {c.reason for c in sampled} == {"n > 1"}
     assert all(not c.eligible for c in sampled)
 
 
@@ -303,7 +311,8 @@ def test_worst_case_counts_every_sample_at_the_longest_answer(techniques: Policy
 
 def test_the_policy_fields(techniques: Policy) -> None:
     assert techniques.selection.temperature == 0.7
-    assert techniques.selection.checks is False and techniques.selection.time_limit_s == 5
+    assert techniques.selection.checks is False
+    assert techniques.selection.time_limit_s == 5
     local, remote = techniques.models
     assert local.defaults.given() == {"temperature": 0.2, "top_k": 40}
     assert remote.defaults.given() == {}

@@ -29,7 +29,8 @@ def fenced(code: str) -> str:
 
 async def test_a_request_with_nothing_to_check_says_so() -> None:
     plain = checks("What is the capital of France?")
-    assert plain.empty and plain.kinds == ()
+    assert plain.empty
+    assert plain.kinds == ()
     assert await plain.run("Paris") == CheckResult(False, 0, 0, "the request carries no check")
     # Tools the model may or may not call carry no check either.
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
@@ -160,7 +161,8 @@ async def test_code_examples_of_each_form(form: str) -> None:
     passed = await request.run(fenced(right))
     assert passed == CheckResult(True, 2 if form != "arrow" else 3, 0, passed.reason), passed
     failed = await request.run(fenced(wrong))
-    assert not failed.passed and failed.failed >= 1, failed
+    assert not failed.passed, failed
+    assert failed.failed >= 1, failed
     assert failed.reason.startswith("code: ")
 
 
@@ -192,6 +194,7 @@ async def test_hostile_code_is_refused_and_fails(kind: str) -> None:
     assert result == CheckResult(False, 2, 2, "code: 2 of 2 examples failed"), result
 
 
+@pytest.mark.slow
 async def test_an_endless_loop_is_stopped_by_the_run_timeout() -> None:
     request = checks(FORMS["equals"][0] + "\n  double(0) == 0", run_timeout_s=1.0)
     loop = (
@@ -206,7 +209,8 @@ async def test_a_memory_hog_fails() -> None:
     request = checks(FORMS["equals"][0])
     hog = "def double(n):\n    x = bytearray(4 * 1024 ** 3)\n    return 2 * n"
     result = await request.run(fenced(hog))
-    assert not result.passed and result.failed == 2
+    assert not result.passed
+    assert result.failed == 2
 
 
 class FakeClock:
@@ -253,7 +257,8 @@ async def test_reasons_never_quote_the_prompt_or_the_code() -> None:
     answer = fenced("def double(n):\n    raise ValueError('SECRET-CODE')")
     result = await request.run(answer)
     assert not result.passed
-    assert "SECRET" not in result.reason and "double" not in result.reason
+    assert "SECRET" not in result.reason
+    assert "double" not in result.reason
 
 
 # A dozen HumanEval problems, as perfics's calibration asks them: the canonical solution passes
@@ -272,6 +277,7 @@ def problems() -> dict[int, dict[str, Any]]:
     return humaneval()
 
 
+@pytest.mark.slow  # a dozen HumanEval problems, each run in the sandbox
 @pytest.mark.parametrize("number", HUMANEVAL)
 async def test_humaneval_prompts(number: int, problems: dict[int, dict[str, Any]]) -> None:
     problem = problems[number]

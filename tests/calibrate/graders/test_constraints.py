@@ -19,7 +19,8 @@ from proxy.calibrate.graders.text_checks import (
 
 def constraints(*checks: dict[str, Any]) -> Grader:
     grader = parse_grader({"type": "constraints", "checks": list(checks)})
-    assert grader is not None and grader.kind == "constraints"
+    assert grader is not None
+    assert grader.kind == "constraints"
     return grader
 
 

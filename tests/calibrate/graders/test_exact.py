@@ -13,7 +13,8 @@ def exact(accepted: list[str], rejected: list[str] | None = None) -> Grader:
     if rejected is not None:
         spec["rejected"] = rejected
     grader = parse_grader(spec)
-    assert grader is not None and grader.kind == "exact"
+    assert grader is not None
+    assert grader.kind == "exact"
     return grader
 
 

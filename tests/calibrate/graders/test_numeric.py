@@ -103,7 +103,8 @@ def test_explicit_tolerance_is_absolute() -> None:
 
 def test_default_tolerance_is_relative_to_the_answer() -> None:
     small, large = parse_grader(numeric(0.1)), parse_grader(numeric(2_000_000))
-    assert small is not None and large is not None
+    assert small is not None
+    assert large is not None
     assert small.check("0.1000001").passed
     assert not small.check("0.10001").passed
     assert large.check("2,000,001").passed  # within 1e-6 * 2e6 = 2

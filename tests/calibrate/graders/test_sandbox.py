@@ -49,6 +49,7 @@ def test_the_standard_library_and_threads_work() -> None:
     assert result.stdout_tail == "9dd4e461268c8034f5c8564e155c67a6 P(a=1, b=2)\n"
 
 
+@pytest.mark.slow
 def test_an_endless_loop_is_killed_at_the_timeout() -> None:
     started = time.monotonic()
     result = run_python("while True:\n    pass", timeout_s=2)
@@ -58,6 +59,7 @@ def test_an_endless_loop_is_killed_at_the_timeout() -> None:
     assert result.returncode == -9
 
 
+@pytest.mark.slow
 def test_cpu_time_is_limited_separately() -> None:
     result = run_python("while True:\n    pass", timeout_s=10, cpu_s=1)
     assert not result.timed_out
@@ -238,6 +240,7 @@ def wait_until_gone(marker: str, seconds: float = 3.0) -> list[int]:
 
 
 @pytest.mark.parametrize(("child_sleeps", "timeout_s"), [(0, 10.0), (60, 1.0)])
+@pytest.mark.slow
 def test_no_grandchild_outlives_the_run(
     tmp_path: Path, child_sleeps: int, timeout_s: float
 ) -> None:
