@@ -96,19 +96,18 @@ def make_key(database: str, *args: str) -> str:
     result = perfics("keys", "create", *args, database=database)
     assert result.returncode == 0, result.stderr
     secret = result.stdout.strip()
-    assert secret.startswith("pk-") and len(secret) == 46
+    assert secret.startswith("pk-")
+    assert len(secret) == 46
     return secret
 
 
 class KeyedServer(ServerProcess):
-    def __init__(self, policy: Path, database: str, **flags: str) -> None:
-        super().__init__(
-            policy,
-            {"PERFICS_DATABASE_URL": database, "PERFICS_ADMIN_KEY": "admin-secret-1"},
-            ready="/healthz",
-            log_level="info",
-            **flags,
-        )
+    def __init__(self, policy: Path, database: str, *, workers: str | None = None) -> None:
+        env = {"PERFICS_DATABASE_URL": database, "PERFICS_ADMIN_KEY": "admin-secret-1"}
+        if workers is None:
+            super().__init__(policy, env, ready="/healthz", log_level="info")
+        else:
+            super().__init__(policy, env, ready="/healthz", log_level="info", workers=workers)
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,14 @@ OpenAI's headers, the admin routes and bad input."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.backends.conftest import Stub, label
@@ -17,7 +20,13 @@ from tests.keys.conftest import KeyedServer, keys_policy, make_key, perfics
 from tests.keys.test_budget_concurrency import query, wait_until
 
 ADMIN = {"authorization": "Bearer admin-secret-1"}
-ASK = [{"role": "user", "content": "What is 2+2?"}]
+ASK: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is 2+2?"}]
+
+
+def body_of(error: openai.APIStatusError) -> dict[str, Any]:
+    body = error.body
+    assert isinstance(body, dict)
+    return body
 
 
 def client(server: KeyedServer, key: str) -> openai.OpenAI:
@@ -25,7 +34,7 @@ def client(server: KeyedServer, key: str) -> openai.OpenAI:
 
 
 @pytest.fixture
-def served(tmp_path: Path, stub_base: str) -> tuple[KeyedServer, str]:
+def served(tmp_path: Path, stub_base: str) -> Iterator[tuple[KeyedServer, str]]:
     database = f"sqlite:///{tmp_path}/keys.db"
     # Idle leases go back with the next ledger batch (every 0.2 s), so a test reads settled
     # figures as soon as that batch is written, without waiting out an idle time.
@@ -72,28 +81,30 @@ def test_a_key_with_limits_is_served_and_narrows_what_it_may_ask(
 
     with pytest.raises(openai.PermissionDeniedError) as denied:
         sdk.chat.completions.create(model="other", messages=ASK)
-    assert denied.value.body["param"] == "model" and "team-a" in denied.value.message
+    assert body_of(denied.value)["param"] == "model"
+    assert "team-a" in denied.value.message
     with pytest.raises(openai.PermissionDeniedError) as denied:
         sdk.chat.completions.create(
             model="auto", messages=ASK, extra_headers={"X-Perfics-Task": "coding"}
         )
-    assert denied.value.body["param"] == "task"
+    assert body_of(denied.value)["param"] == "task"
     with pytest.raises(openai.PermissionDeniedError) as denied:
         sdk.chat.completions.create(
             model="auto", messages=ASK, extra_headers={"X-Perfics-Max-Rounds": "3"}
         )
-    assert denied.value.body["param"] == "max_rounds"
+    assert body_of(denied.value)["param"] == "max_rounds"
     with pytest.raises(openai.RateLimitError) as refused:
         sdk.chat.completions.create(
             model="auto", messages=ASK, extra_headers={"X-Perfics-Budget-Usd": "50"}
         )
     assert refused.value.code == "insufficient_quota"
-    assert refused.value.body["type"] == "insufficient_quota"
+    assert body_of(refused.value)["type"] == "insufficient_quota"
 
     wait_until(lambda: query(database, "SELECT SUM(reserved_usd) FROM key_spend") == [(0,)])
     listed = json.loads(perfics("keys", "list", "--json", database=database).stdout)
     (team,) = listed
-    assert team["name"] == "team-a" and team["spent_usd"] > 0
+    assert team["name"] == "team-a"
+    assert team["spent_usd"] > 0
     assert team["remaining_usd"] == pytest.approx(3 - team["spent_usd"])
     assert team["reserved_usd"] == 0
     spend = json.loads(
@@ -107,7 +118,8 @@ def test_a_key_with_limits_is_served_and_narrows_what_it_may_ask(
     live = httpx.get(f"{server.base_url}/dashboard/live", headers=ADMIN)
     assert live.status_code == 200
     spend_table = live.text.split('id="key-spend"', 1)[1].split("</table>", 1)[0]
-    assert "team-a" in spend_table and ">5<" in spend_table
+    assert "team-a" in spend_table
+    assert ">5<" in spend_table
     # And /metrics, for the budget alert (examples/monitoring/alerts.yml).
     scrape = httpx.get(f"{server.base_url}/metrics", headers=ADMIN).text
     gauges = {
@@ -139,7 +151,8 @@ def test_missing_wrong_revoked_rotated_and_expired_keys_are_refused(
     assert client(server, new).chat.completions.create(model="auto", messages=ASK).choices
 
     revoked = httpx.post(f"{server.base_url}/admin/keys/team-b/revoke", headers=ADMIN)
-    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    assert revoked.status_code == 200
+    assert revoked.json()["status"] == "revoked"
     with pytest.raises(openai.AuthenticationError) as refused:
         client(server, new).chat.completions.create(model="auto", messages=ASK)
     assert "revoked" in refused.value.message
@@ -176,14 +189,14 @@ def test_a_key_whose_requests_cost_less_than_estimated_is_not_refused_once_they_
     server, database = served
     secret = make_key(database, "--name", "t", "--budget-usd", "3", "--rpm", "30")
     sdk = client(server, secret)
-    sent = 0
-    while sent < 12:
+    sent, refusal = 0, None
+    while sent < 12 and refusal is None:
         sent += 1
         try:
             sdk.chat.completions.create(model="auto", messages=ASK)
         except openai.RateLimitError as refused:
-            assert refused.code == "insufficient_quota"
-            break
+            refusal = refused
+    assert refusal is None or refusal.code == "insufficient_quota"
     wait_until(lambda: query(database, "SELECT COUNT(*) FROM ledger")[0][0] == sent)
     ((spent,),) = query(database, "SELECT spent_usd FROM key_spend")
     assert spent < 1.0  # at most 12 requests of 5 calls at 0.013 USD
@@ -200,7 +213,7 @@ def test_a_keys_sample_cap_narrows_what_a_request_may_declare(
         sdk.chat.completions.create(
             model="auto", messages=ASK, extra_headers={"X-Perfics-Max-Samples": "3"}
         )
-    assert denied.value.body["param"] == "max_samples"
+    assert body_of(denied.value)["param"] == "max_samples"
     assert "allows at most 2 samples; the request declared 3" in denied.value.message
     raw = sdk.chat.completions.with_raw_response.create(
         model="auto", messages=ASK, extra_body={"perfics": {"max_samples": 2}}
@@ -219,9 +232,11 @@ def test_admin_key_routes_and_bad_input(served: tuple[KeyedServer, str]) -> None
     made = httpx.post(base, json={"name": "ops", "budget_usd": 1.5, "rpm": 10}, headers=ADMIN)
     assert made.status_code == 201
     body = made.json()
-    assert body["secret"].startswith("pk-") and body["remaining_usd"] == 1.5
+    assert body["secret"].startswith("pk-")
+    assert body["remaining_usd"] == 1.5
     listed = httpx.get(base, headers=ADMIN).json()["data"]
-    assert [k["name"] for k in listed] == ["ops"] and "secret" not in listed[0]
+    assert [k["name"] for k in listed] == ["ops"]
+    assert "secret" not in listed[0]
     changed = httpx.patch(
         f"{base}/ops", json={"rpm": None, "max_rounds": 1, "max_samples": 3}, headers=ADMIN
     )
@@ -243,16 +258,19 @@ def test_admin_key_routes_and_bad_input(served: tuple[KeyedServer, str]) -> None
         assert refused.status_code == 400, bad
         assert refused.json()["error"]["param"] == param, refused.json()
     missing = httpx.get(f"{base}/' OR '1'='1", headers=ADMIN)
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "key_not_found"
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "key_not_found"
     unknown = httpx.get(f"{server.base_url}/admin/nothing-here", headers=ADMIN)
-    assert unknown.status_code == 404 and set(unknown.json()["error"]) == {
+    assert unknown.status_code == 404
+    assert set(unknown.json()["error"]) == {
         "message",
         "type",
         "param",
         "code",
     }
     spend = httpx.get(f"{server.base_url}/admin/spend?by=colour", headers=ADMIN)
-    assert spend.status_code == 400 and spend.json()["error"]["param"] == "by"
+    assert spend.status_code == 400
+    assert spend.json()["error"]["param"] == "by"
     assert httpx.get(base, headers=ADMIN).json()["data"][0]["name"] == "ops"  # table intact
 
 
@@ -281,7 +299,8 @@ def test_a_request_the_upstreams_fail_is_charged_what_its_finished_calls_cost(
         finally:
             server.stop()  # writes the ledger and gives the lease back
         if stream:  # the headers had gone: the failure is an event in the stream
-            assert reply.status_code == 200 and '"error"' in reply.text
+            assert reply.status_code == 200
+            assert '"error"' in reply.text
         else:
             assert reply.status_code in (502, 503), reply.text
     rows = query(
@@ -294,4 +313,5 @@ def test_a_request_the_upstreams_fail_is_charged_what_its_finished_calls_cost(
     ]
     assert [r[4] for r in rows] == pytest.approx([0.013, 0.013])
     ((spent, reserved),) = query(database, "SELECT spent_usd, reserved_usd FROM key_spend")
-    assert spent == pytest.approx(0.026) and abs(reserved) < 1e-9
+    assert spent == pytest.approx(0.026)
+    assert abs(reserved) < 1e-9

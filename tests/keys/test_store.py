@@ -11,6 +11,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from proxy.store.connect import open_store, upgrade
 from tests.backends.conftest import Stub, label
@@ -19,7 +20,7 @@ from tests.keys.conftest import KeyedServer, keys_policy, make_key, perfics
 from tests.keys.test_budget_concurrency import query
 from tests.postgres_server import PostgresServer
 
-ASK = [{"role": "user", "content": "What is 2+2?"}]
+ASK: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is 2+2?"}]
 
 
 MIGRATIONS = ROOT / "proxy" / "store" / "migrations" / "versions"
@@ -80,7 +81,8 @@ def test_a_keys_sample_cap_is_kept_changed_and_cleared(
         refused = perfics(
             "keys", "create", "--name", "bad", "--max-samples", "-1", database=database
         )
-        assert refused.returncode == 2 and "max_samples must be 0 or more" in refused.stderr
+        assert refused.returncode == 2
+        assert "max_samples must be 0 or more" in refused.stderr
 
 
 def test_an_unreachable_database_stops_the_start_with_its_reason(tmp_path: Path) -> None:
@@ -113,7 +115,8 @@ def test_an_unreachable_database_stops_the_start_with_its_reason(tmp_path: Path)
         cwd=ROOT,
         timeout=60,
     )
-    assert bad.returncode == 2 and "unsupported database URL" in bad.stderr
+    assert bad.returncode == 2
+    assert "unsupported database URL" in bad.stderr
 
 
 def test_losing_the_database_while_serving_fails_closed_for_keys(
