@@ -40,6 +40,7 @@ from proxy.http_edge import (
 from proxy.ops.meter import Ops, RequestMeter
 from proxy.protocol import ChatCompletionRequest
 from proxy.response import decision_headers, error_json, outcome_headers
+from proxy.response.stream import StreamFailed
 from proxy.results import Outcome
 from proxy.runtime import Runtime
 from proxy.settings import Settings
@@ -141,12 +142,14 @@ class _Request:
             with DisconnectWatch(receive) as watch:
                 try:
                     if self.chat.stream:
-                        # After the headers, a failure is an event in a 200 stream: the
-                        # outcome is that error, and the ledger records its status.
                         outcome = await self.streaming(send, decision, watch)
                     else:
                         outcome = await self.complete(send, decision, watch)
-                    status = outcome.status_code if isinstance(outcome, PerficsError) else 200
+                    status = 200
+                except StreamFailed as failed:
+                    # After the headers, a failure is an event in a 200 stream: the request
+                    # ends with that error, and the ledger records its status.
+                    status, outcome = failed.error.status_code, failed.error
                 except asyncio.CancelledError:
                     if not watch.gone:
                         raise
@@ -177,12 +180,12 @@ class _Request:
         self.meter.done(outcome)
         return outcome
 
-    async def streaming(
-        self, send: Send, decision: Decision, watch: DisconnectWatch
-    ) -> Outcome | PerficsError:
-        """Stream the answer; its outcome, or the error sent as an event after the headers."""
+    async def streaming(self, send: Send, decision: Decision, watch: DisconnectWatch) -> Outcome:
+        """Stream the answer; its outcome. A failure after the headers left is sent as the
+        format's error frames, the stream closed, and ``StreamFailed`` raised."""
         exchange, meter = self.exchange, self.meter
         items = pipeline.stream(self.runtime, decision, exchange.chat.job(raw=exchange.raw))
+        outcome: Outcome | None = None
         try:
             # Hold the headers until the answering model has started, so they name it and the
             # models that failed before it.
@@ -195,25 +198,31 @@ class _Request:
             headers |= {"cache-control": "no-cache", "x-accel-buffering": "no"}
             start = [EVENT_STREAM, *encoded(headers)]
             await send({"type": "http.response.start", "status": 200, "headers": start})
-            frames = exchange.frames(decision, first.model)
-            rendered = frames.render(items, self.settings.keepalive_s)
+            rendered = exchange.frames(decision, first.model).render(
+                items, self.settings.keepalive_s
+            )
             async with contextlib.aclosing(rendered):
                 async for frame in rendered:
-                    if frames.answering:
+                    if frame.answering:
                         meter.first_token()
-                    await send({"type": "http.response.body", "body": frame, "more_body": True})
-            if frames.outcome is not None:
-                _log_done(decision, frames.outcome, exchange.chat, stream=True)
+                    outcome = frame.outcome or outcome
+                    if frame.data:
+                        await send(
+                            {"type": "http.response.body", "body": frame.data, "more_body": True}
+                        )
+        except StreamFailed as failed:
             watch.stop()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-            if frames.outcome is not None:
-                meter.done(frames.outcome)
-                return frames.outcome
-            failure = frames.failure or InternalError("the stream ended without its answer")
-            meter.failed(failure.status_code, failure)
-            return failure
+            meter.failed(failed.error.status_code, failed.error)
+            raise
         finally:
             await items.aclose()
+        assert outcome is not None  # render's last frame carries it, or it raised
+        _log_done(decision, outcome, exchange.chat, stream=True)
+        watch.stop()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        meter.done(outcome)
+        return outcome
 
 
 def _log_done(

@@ -197,14 +197,12 @@ class _CompletionChunks(EventFrames):
         if isinstance(item, Sampled):
             return [comment(f"perfics sampling {item.made}/{item.of}")]
         if isinstance(item, AnswerDelta):
-            self.answering = True
             return [self.chunk([_choice(item.choice, item.text, None)])]
         if isinstance(item, Finished):
             self.finished[item.choice] = item.result.finish_reason
             result = item.result
             if result.streamed or not result.text:
                 return []
-            self.answering = True
             return [
                 self.chunk([_choice(item.choice, piece, None)])
                 for piece in replay_pieces(result.text)
@@ -224,5 +222,4 @@ class _CompletionChunks(EventFrames):
         ]
         if self.chat.include_usage:
             frames.append(self.chunk([], usage=outcome.usage.to_openai()))
-        self.outcome = outcome
         return frames

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -42,29 +43,46 @@ def error(envelope: Mapping[str, Any]) -> bytes:
     return b"event: error\ndata: " + orjson.dumps(envelope) + b"\n\n"
 
 
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Bytes of a stream. ``answering``: they carry answer text or a tool call (the first such
+    frame is the client's first token); ``outcome``: set on the last frame of a stream that
+    went to its end, the request's result."""
+
+    data: bytes
+    answering: bool = False
+    outcome: Outcome | None = None
+
+
+class StreamFailed(Exception):
+    """A stream that failed after its headers left: ``error`` was sent as the format's error
+    frames, and the stream closed; the request ends with it (its ``Spent`` included)."""
+
+    def __init__(self, error: PerficsError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class EventFrames:
     """The frames of one streamed answer, rendered from the pipeline's events by a wire format
-    (``frames``). ``outcome`` is set once the pipeline has reported it (the stream went to its
-    end); ``answering`` once an answer piece has been rendered; ``failure`` is the error sent
-    as an event after the headers left."""
-
-    def __init__(self) -> None:
-        self.outcome: Outcome | None = None
-        self.answering = False
-        self.failure: PerficsError | None = None
+    (``frames``). Holds only what the format needs to render (ids, which choices have
+    started); what the stream did comes out of ``render`` as values."""
 
     async def render(
         self, items: AsyncGenerator[Event, None], keepalive_s: float
-    ) -> AsyncGenerator[bytes, None]:
-        """Frames until the format's end; an error after the headers left becomes the
-        format's error frames. While no answer text is streaming (hidden rounds, the wait for
-        a first token), a comment goes out whenever ``keepalive_s`` passes without an item;
-        between answer pieces the next item is awaited directly, which costs nothing."""
+    ) -> AsyncGenerator[Frame, None]:
+        """Frames until the format's end, the last carrying the outcome. An error after the
+        headers left becomes the format's error frames, then ``StreamFailed``. While no answer
+        text is streaming (hidden rounds, the wait for a first token), a comment goes out
+        whenever ``keepalive_s`` passes without an item; between answer pieces the next item
+        is awaited directly, which costs nothing."""
         pending: asyncio.Future[Event] | None = None
         streaming = False
+        outcome: Outcome | None = None
+        failure: PerficsError | None = None
         try:
-            for frame in self.opening():
-                yield frame
+            for data in self.opening():
+                yield Frame(data)
             while True:
                 try:
                     if streaming:
@@ -73,30 +91,37 @@ class EventFrames:
                         pending = pending or asyncio.ensure_future(anext(items))
                         done, _ = await asyncio.wait({pending}, timeout=keepalive_s)
                         if not done:
-                            yield comment("perfics working")
+                            yield Frame(comment("perfics working"))
                             continue
                         item, pending = pending.result(), None
                 except StopAsyncIteration:
                     break
                 streaming = isinstance(item, AnswerDelta)
-                for frame in await self.frames(item):
-                    yield frame
-            for frame in self.closing():
-                yield frame
+                answering = isinstance(item, AnswerDelta | Finished)
+                if isinstance(item, Done):
+                    outcome = item.outcome
+                for data in await self.frames(item):
+                    yield Frame(data, answering=answering)
+            if outcome is None:
+                raise InternalError("the stream ended without its answer")
+            closing = self.closing()
+            for data in closing[:-1]:
+                yield Frame(data)
+            yield Frame(closing[-1] if closing else b"", outcome=outcome)
         except PerficsError as exc:
-            self.failure = exc
             log.warning("stream.failed", error=type(exc).__name__, status=exc.status_code)
-            for frame in self.failed(exc):
-                yield frame
+            failure = exc
         except Exception:
-            self.failure = InternalError("internal error")
             log.exception("stream.failed")
-            for frame in self.failed(self.failure):
-                yield frame
+            failure = InternalError("internal error")
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()
                 await asyncio.gather(pending, return_exceptions=True)
+        if failure is not None:
+            for data in self.failed(failure):
+                yield Frame(data)
+            raise StreamFailed(failure)
 
     def opening(self) -> list[bytes]:
         """What the stream starts with, before any event."""
@@ -153,7 +178,6 @@ class CompletionFrames(EventFrames):
         )
 
     def piece(self, index: int, text: str, logprobs: Sequence[TokenLogprob] = ()) -> bytes:
-        self.answering = True
         delta: dict[str, Any] = {"content": text}
         if index not in self.role_sent:
             self.role_sent.add(index)
@@ -199,7 +223,6 @@ class CompletionFrames(EventFrames):
             for piece in replay_pieces(str(function.get("arguments") or "")):
                 arguments = {"index": position, "function": {"arguments": piece}}
                 frames.append(self.chunk([_delta(index, {"tool_calls": [arguments]})]))
-        self.answering = True
         return frames
 
     def done(self, outcome: Outcome) -> list[bytes]:
@@ -215,7 +238,6 @@ class CompletionFrames(EventFrames):
         ]
         if self.chat.include_usage:
             frames.append(self.chunk([], usage=outcome.usage.to_openai()))
-        self.outcome = outcome
         return frames
 
 

@@ -276,7 +276,6 @@ class ResponseFrames(EventFrames):
                     part=text_part(""),
                 )
             )
-        self.answering = True
         self.text.append(text)
         frames.append(
             self.event(
@@ -327,7 +326,6 @@ class ResponseFrames(EventFrames):
             )
             frames.append(self.event("response.output_item.done", output_index=index, item=item))
             self.output.append(item)
-        self.answering = True
         return frames
 
     def message_done(self, logprobs: Sequence[TokenLogprob]) -> list[bytes]:
@@ -356,7 +354,6 @@ class ResponseFrames(EventFrames):
         )
         if self.save is not None:
             await self.save(body)
-        self.outcome = outcome
         return [self.event(f"response.{body['status']}", response=body)]
 
     def closing(self) -> list[bytes]:
