@@ -146,9 +146,7 @@ class _Request:
                     else:
                         outcome = await self.complete(send, decision, watch)
                     status = 200
-                except StreamFailed as failed:
-                    # After the headers, a failure is an event in a 200 stream: the request
-                    # ends with that error, and the ledger records its status.
+                except StreamFailed as failed:  # sent as an event in the 200 stream
                     status, outcome = failed.error.status_code, failed.error
                 except asyncio.CancelledError:
                     if not watch.gone:
