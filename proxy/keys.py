@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from proxy.store.base import Store
+from proxy.store.base import UPDATABLE, Store
 from proxy.store.records import PERIODS, KeyRecord, KeyUsage, Period
 
 SECRET_PREFIX = "pk-"
@@ -142,17 +142,7 @@ async def update_key(store: Store, ref: str, name: str | None, limits: KeyLimits
     changes: dict[str, Any] = {field: None for field in limits.clear}
     if name is not None:
         changes["name"] = check_name(name)
-    for field in (
-        "budget_usd",
-        "period",
-        "rpm",
-        "tpm",
-        "models",
-        "tasks",
-        "max_rounds",
-        "max_samples",
-        "expires_at",
-    ):
+    for field in sorted(UPDATABLE - {"name"}):
         value = getattr(limits, field)
         if value is not None:
             changes[field] = value

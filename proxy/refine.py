@@ -41,9 +41,10 @@ from proxy.backends.base import (
     Message,
     SamplingParams,
 )
+from proxy.charges import Charges
 from proxy.errors import BackendError, UpstreamRejected
 from proxy.events import AnswerDelta, ChoiceEvent, Finished, RoundStarted, Started
-from proxy.results import CallRecord, Refined, RoundTrace, Rule, StopReason, TokenLogprob, Usage
+from proxy.results import Refined, RoundTrace, Rule, StopReason, TokenLogprob, Usage
 from routing.budget import ModelBudget
 from routing.estimate import estimate_prompt_tokens
 
@@ -84,7 +85,7 @@ async def refine(
         async for event in run.events(rounds if refinable else 0, live, refinable):
             yield event
     except BackendError as exc:
-        exc.calls = (*exc.calls, *run.calls)
+        exc.calls = (*exc.calls, *run.charges.calls)
         raise
 
 
@@ -107,18 +108,10 @@ class _Refinement:
         self.params = params
         self.prompts = prompts
         self.budget = budget
-        self.usage = Usage()
-        self.calls: list[CallRecord] = []
+        self.charges = Charges(budget, backend.model_id)
         self.reviewer = Reviewer(
             prompts.accept, backend, messages, _wants_json(params), record_all=record_reviews
         )
-
-    def _charge(self, usage: Usage, call: str, number: int, started_ns: int) -> None:
-        self.usage = self.usage + usage
-        cost = self.budget.charge(usage.prompt_tokens, usage.completion_tokens)
-        elapsed = (time.time_ns() - started_ns) / 1e9
-        model = self.backend.model_id
-        self.calls.append(CallRecord(call, number, usage, started_ns, elapsed, model, cost))
 
     async def events(
         self, rounds: int, live: bool, refinable: bool = True
@@ -133,7 +126,7 @@ class _Refinement:
         ):
             yield event
         answer = draft.completion
-        self._charge(answer.usage, "draft", 0, started)
+        self.charges.charge(answer.usage, "draft", 0, started)
         answer_tokens = answer.usage.completion_tokens
         draft_prompt = answer.usage.prompt_tokens
         planned = params.max_tokens or answer_tokens
@@ -180,7 +173,7 @@ class _Refinement:
                 stop_reason = "budget"
                 break
             critique = critique_call.completion
-            self._charge(critique.usage, "critique", number, started)
+            self.charges.charge(critique.usage, "critique", number, started)
             if is_stop_phrase(critique.text, prompts.stop_phrase):
                 trace.append(RoundTrace(number, critique.text, critique.usage))
                 stop_reason = "no_issues"
@@ -218,7 +211,7 @@ class _Refinement:
                 stop_reason = "budget"
                 break
             rewrite = call.completion
-            self._charge(rewrite.usage, "rewrite", number, started)
+            self.charges.charge(rewrite.usage, "rewrite", number, started)
             started = time.time_ns()
             try:
                 review = await self.reviewer.review(answer.text, rewrite.text, critique.text)
@@ -231,7 +224,7 @@ class _Refinement:
                 stop_reason = "budget"
                 break
             if review.usage.total_tokens:
-                self._charge(review.usage, "review", number, started)
+                self.charges.charge(review.usage, "review", number, started)
             trace.append(
                 RoundTrace(
                     number, critique.text, critique.usage, rewrite.text, rewrite.usage, review
@@ -247,13 +240,13 @@ class _Refinement:
                 text=answer.text,
                 finish_reason=answer.finish_reason,
                 tool_calls=answer.tool_calls,
-                usage=self.usage,
+                usage=self.charges.usage,
                 rounds=rounds_done,
                 stop_reason=stop_reason,
                 trace=tuple(trace),
                 streamed=streamed,
                 logprobs=answer.logprobs,
-                calls=tuple(self.calls),
+                calls=tuple(self.charges.calls),
             ),
         )
 

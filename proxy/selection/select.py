@@ -35,9 +35,10 @@ from proxy.backends.base import (
     SamplingParams,
     Scorer,
 )
+from proxy.charges import Charges
 from proxy.errors import BackendError
 from proxy.events import ChoiceEvent, Finished, Sampled, Started
-from proxy.results import CallRecord, Refined, Usage
+from proxy.results import CallRecord, Refined
 from proxy.selection.checks import RequestChecks
 from routing.budget import ModelBudget
 
@@ -60,7 +61,7 @@ async def select(
     try:
         started = time.time_ns()
         draft = await backend.complete(messages, params)
-        run.charge(draft.usage, "draft", 0, started)
+        run.charges.charge(draft.usage, "draft", 0, started)
         yield Started(choice)
         yield Sampled(choice, 1, samples)
         if draft.tool_calls or draft.finish_reason == "tool_calls":
@@ -74,7 +75,7 @@ async def select(
                 yield event
     except BackendError as exc:
         # What finished before the failure was paid for (as the refinement loop reports it).
-        exc.calls = (*exc.calls, *run.calls)
+        exc.calls = (*exc.calls, *run.charges.calls)
         raise
 
 
@@ -92,16 +93,8 @@ class _Selection:
         self.params = params
         self.budget = budget
         self.choice = choice
-        self.usage = Usage()
-        self.calls: list[CallRecord] = []
+        self.charges = Charges(budget, backend.model_id)
         self.made = 1
-
-    def charge(self, usage: Usage, call: str, number: int, started_ns: int) -> None:
-        self.usage = self.usage + usage
-        cost = self.budget.charge(usage.prompt_tokens, usage.completion_tokens)
-        elapsed = (time.time_ns() - started_ns) / 1e9
-        model = self.backend.model_id
-        self.calls.append(CallRecord(call, number, usage, started_ns, elapsed, model, cost))
 
     async def best_of(
         self, draft: Completion, samples: int, checks: RequestChecks, temperature: float
@@ -155,7 +148,7 @@ class _Selection:
                 each = params.replace(seed=seed + i) if seed is not None else params
                 answers.append(await backend.complete(self.messages, each))
         for number, answer in enumerate(answers, start=1):
-            self.charge(answer.usage, "sample", number, started)
+            self.charges.charge(answer.usage, "sample", number, started)
         self.made += len(answers)
         return answers
 
@@ -166,7 +159,7 @@ class _Selection:
         for index, answer in enumerate(answers):
             started = time.time_ns()
             scored = await self.backend.likelihood(self.messages, answer.text)
-            self.charge(scored.usage, "score", index + 1, started)
+            self.charges.charge(scored.usage, "score", index + 1, started)
             if best is None or scored.mean_logprob > best[0]:
                 best = (scored.mean_logprob, index)
         assert best is not None
@@ -181,13 +174,13 @@ class _Selection:
                 text=answer.text,
                 finish_reason=answer.finish_reason,
                 tool_calls=answer.tool_calls,
-                usage=self.usage,
+                usage=self.charges.usage,
                 rounds=0,
                 stop_reason=stop_reason,
                 trace=(),
                 streamed=False,
                 logprobs=answer.logprobs,
-                calls=tuple(self.calls),
+                calls=tuple(self.charges.calls),
                 samples=self.made,
                 selected_by=selected_by,
             ),
