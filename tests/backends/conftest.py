@@ -4,12 +4,13 @@ on the bundled SmolLM2, and the stub upstream (``stub_upstream.py``) for error p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,8 @@ from typing import Any, Literal
 import httpx
 import pytest
 
+from proxy.backends.llamacpp import LlamaCppBackend
+from routing.backend_options import Capability
 from routing.policy import LiteLLMOptions, ModelSpec, OpenAIOptions
 from tests.conftest import free_port
 
@@ -84,6 +87,30 @@ class Stub:
 def label(behaviour: str) -> str:
     """A fresh path label, so each test reads only its own counters."""
     return f"{behaviour}-{uuid.uuid4().hex[:8]}"
+
+
+def smollm2_spec(context_window: int, *capabilities: Capability) -> ModelSpec:
+    """The bundled SmolLM2 in-process, free, with ``context_window`` tokens."""
+    return ModelSpec(
+        id="smollm2",
+        backend="llamacpp",
+        model="bundled:smollm2-135m",
+        context_window=context_window,
+        input_usd_per_mtok=0.0,
+        output_usd_per_mtok=0.0,
+        capabilities=capabilities or None,
+    )
+
+
+@contextlib.asynccontextmanager
+async def loaded(spec: ModelSpec) -> AsyncIterator[LlamaCppBackend]:
+    """The embedded backend for ``spec``, started, and closed afterwards."""
+    backend = LlamaCppBackend(spec)
+    await backend.start()
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
 
 
 def openai_spec(

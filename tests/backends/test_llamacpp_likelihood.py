@@ -10,7 +10,7 @@ import pytest
 from proxy.backends.base import SamplingParams, Scorer
 from proxy.backends.llamacpp import LlamaCppBackend
 from proxy.errors import UpstreamRejected
-from routing.policy import ModelSpec
+from tests.backends.conftest import loaded, smollm2_spec
 
 pytestmark = pytest.mark.model
 CONVERSATION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -19,18 +19,8 @@ GREEDY = SamplingParams(max_tokens=24, temperature=0.0, seed=0)
 
 @pytest.fixture
 async def backend() -> AsyncIterator[LlamaCppBackend]:
-    spec = ModelSpec(
-        id="smollm2",
-        backend="llamacpp",
-        model="bundled:smollm2-135m",
-        context_window=512,
-        input_usd_per_mtok=0.0,
-        output_usd_per_mtok=0.0,
-    )
-    loaded = LlamaCppBackend(spec)
-    await loaded.start()
-    yield loaded
-    await loaded.aclose()
+    async with loaded(smollm2_spec(512)) as started:
+        yield started
 
 
 async def test_a_fluent_answer_is_likelier_than_noise(backend: LlamaCppBackend) -> None:

@@ -12,7 +12,7 @@ import pytest
 from proxy.backends.base import Sampler, SamplingParams
 from proxy.backends.llamacpp import LlamaCppBackend
 from proxy.errors import InvalidRequest, UpstreamRejected
-from routing.policy import ModelSpec
+from tests.backends.conftest import loaded, smollm2_spec
 
 pytestmark = pytest.mark.model
 STORY = [{"role": "user", "content": "Write one sentence about a dragon who loves tea."}]
@@ -23,18 +23,8 @@ GREEDY = SamplingParams(max_tokens=24, temperature=0.0, seed=0)
 
 @pytest.fixture
 async def backend() -> AsyncIterator[LlamaCppBackend]:
-    spec = ModelSpec(
-        id="smollm2",
-        backend="llamacpp",
-        model="bundled:smollm2-135m",
-        context_window=1024,
-        input_usd_per_mtok=0.0,
-        output_usd_per_mtok=0.0,
-    )
-    loaded = LlamaCppBackend(spec)
-    await loaded.start()
-    yield loaded
-    await loaded.aclose()
+    async with loaded(smollm2_spec(1024)) as started:
+        yield started
 
 
 async def test_a_seed_gives_the_same_k_answers_every_time(backend: LlamaCppBackend) -> None:

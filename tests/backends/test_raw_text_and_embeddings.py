@@ -14,32 +14,16 @@ from proxy.backends.litellm_backend import LiteLLMBackend
 from proxy.backends.llamacpp import LlamaCppBackend
 from proxy.backends.openai_compat import OpenAICompatBackend
 from proxy.errors import ContextLengthExceeded, UpstreamRejected
-from routing.backend_options import Capability
-from routing.policy import ModelSpec
 
-from .conftest import Stub, label, litellm_spec, openai_spec
+from .conftest import Stub, label, litellm_spec, loaded, openai_spec, smollm2_spec
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0.0, seed=0)
 
 
-def smollm2(*capabilities: Capability) -> ModelSpec:
-    return ModelSpec(
-        id="smollm2",
-        backend="llamacpp",
-        model="bundled:smollm2-135m",
-        context_window=256,
-        input_usd_per_mtok=0.0,
-        output_usd_per_mtok=0.0,
-        capabilities=capabilities or None,
-    )
-
-
 @pytest.fixture
 async def generator() -> AsyncIterator[LlamaCppBackend]:
-    backend = LlamaCppBackend(smollm2())
-    await backend.start()
-    yield backend
-    await backend.aclose()
+    async with loaded(smollm2_spec(256)) as backend:
+        yield backend
 
 
 @pytest.mark.model
@@ -64,7 +48,7 @@ async def test_llamacpp_continues_raw_text_without_the_chat_template(
 async def test_llamacpp_embeds_only_when_loaded_to(generator: LlamaCppBackend) -> None:
     with pytest.raises(UpstreamRejected):
         await generator.embed(["x"], None)
-    embedder = LlamaCppBackend(smollm2("embeddings"))
+    embedder = LlamaCppBackend(smollm2_spec(256, "embeddings"))
     await embedder.start()
     try:
         assert isinstance(embedder, Embedder)
