@@ -38,7 +38,9 @@ def served(tmp_path: Path, stub_base: str) -> Iterator[tuple[KeyedServer, str]]:
     database = f"sqlite:///{tmp_path}/keys.db"
     # Idle leases go back with the next ledger batch (every 0.2 s), so a test reads settled
     # figures as soon as that batch is written, without waiting out an idle time.
-    server = KeyedServer(keys_policy(tmp_path, stub_base, lease_idle_s=0.0), database)
+    server = KeyedServer(
+        keys_policy(tmp_path, stub_base, key_cache_s=0.0, lease_idle_s=0.0), database
+    )
     yield server, database
     server.stop()
 

@@ -133,7 +133,9 @@ def test_losing_the_database_while_serving_fails_closed_for_keys(
     try:
         database = own.database("lost")
         secret = make_key(database, "--name", "team", "--budget-usd", "50")
-        server = KeyedServer(keys_policy(tmp_path, upstream.url(label("ok"))), database)
+        server = KeyedServer(
+            keys_policy(tmp_path, upstream.url(label("ok")), key_cache_s=0.0), database
+        )
         try:
             sdk = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=secret, max_retries=0)
             assert sdk.chat.completions.create(model="auto", messages=ASK).choices
