@@ -17,7 +17,8 @@ messages) and returns ``CodeExamples``:
 - **Input: … Output: …** pairs (also ``Sample Input``, ``Input 1:``, bold or fenced): the
   input and output text, for a program that reads standard input; and, when the input reads as
   literal arguments (``nums = [2, 7], target = 9`` becomes ``[2, 7], 9``) and the output as a
-  literal, the call and value for a function.
+  literal, the call and value for a function. An input that is itself a call with literal
+  arguments (``Input: f(2, 3)`` / ``Output: 5``) is a call-and-result example instead.
 
 It also keeps, from the prompt's code (its fenced Python blocks, or the whole text when it is
 Python), the imports and top-level ``def``/``class`` statements (``prelude``) — HumanEval-style
@@ -121,8 +122,13 @@ def extract_examples(texts: Iterable[str]) -> CodeExamples:
             if example is not None:
                 examples.setdefault(example.source, example)
         for pair in _io_pairs(lines):
+            # ``Input: f(2, 3)`` / ``Output: 5`` states a call and its result, not a program's
+            # standard input.
+            called = _call_and_result(f"{pair.stdin.strip()} == {pair.stdout}", builtin)
+            if called is not None and "\n" not in pair.stdin.strip():
+                examples.setdefault(called.source, called)
             # A prompt that asks for a function states inputs as its arguments or not at all.
-            if pair.args is not None or not functions:
+            elif pair.args is not None or not functions:
                 pairs.setdefault((pair.stdin, pair.stdout), pair)
     kept = list(examples.values())[:MAX_EXAMPLES]
     return CodeExamples(

@@ -120,6 +120,21 @@ def test_input_output_pairs_read_as_arguments() -> None:
     )
 
 
+def test_an_input_that_is_a_call_is_a_call_and_result_example() -> None:
+    text = (
+        "Write group_sizes(words).\n\nInput: group_sizes(['hi', 'cat'])\n"
+        "Output: {2: 1, 3: 1}\nInput: group_sizes([])\nOutput: {}\n"
+        "Input: len('ab')\nOutput: 2\n"
+    )
+    found = extract_examples([text])
+    assert found.examples == (
+        Example("(group_sizes(['hi', 'cat'])) == ({2: 1, 3: 1})\n", "True\n"),
+        Example("(group_sizes([])) == ({})\n", "True\n"),
+    )
+    # A builtin's call explains the prompt; it stays a pair (for a program, none asks here).
+    assert found.io == (IOExample("len('ab')\n", "2", None, None),)
+
+
 def test_input_output_pairs_for_a_program_that_reads_standard_input() -> None:
     text = (
         "Read n numbers and print their sum.\n\nSample Input\n```\n3\n1 2 3\n```\n"
