@@ -130,7 +130,7 @@ def test_one_arm_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "plan acc %" not in printed
 
 
-def test_every_held_out_coding_task_states_examples_its_hidden_tests_include() -> None:
+def test_every_held_out_coding_task_states_examples_and_has_a_check() -> None:
     """The set's coding tasks are what best_of is measured on: each prompt names its function
     and states examples the request's checks find, and each hidden test defines ``check``."""
     from proxy.selection.examples import extract_examples

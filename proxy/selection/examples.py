@@ -124,8 +124,11 @@ def extract_examples(texts: Iterable[str]) -> CodeExamples:
         for pair in _io_pairs(lines):
             # ``Input: f(2, 3)`` / ``Output: 5`` states a call and its result, not a program's
             # standard input.
-            called = _call_and_result(f"{pair.stdin.strip()} == {pair.stdout}", builtin)
-            if called is not None and "\n" not in pair.stdin.strip():
+            given = pair.stdin.strip()
+            called = (
+                None if "\n" in given else _call_and_result(f"{given} == {pair.stdout}", builtin)
+            )
+            if called is not None:
                 examples.setdefault(called.source, called)
             # A prompt that asks for a function states inputs as its arguments or not at all.
             elif pair.args is not None or not functions:

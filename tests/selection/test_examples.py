@@ -131,7 +131,7 @@ def test_an_input_that_is_a_call_is_a_call_and_result_example() -> None:
         Example("(group_sizes(['hi', 'cat'])) == ({2: 1, 3: 1})\n", "True\n"),
         Example("(group_sizes([])) == ({})\n", "True\n"),
     )
-    # A builtin's call explains the prompt; it stays a pair (for a program, none asks here).
+    # A builtin's call explains the prompt rather than testing the answer: it stays a pair.
     assert found.io == (IOExample("len('ab')\n", "2", None, None),)
 
 
