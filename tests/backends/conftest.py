@@ -80,6 +80,10 @@ class Stub:
         data: dict[str, dict[str, Any]] = httpx.get(f"http://127.0.0.1:{self.port}/stats").json()
         return data.get(label, {"requests": 0, "disconnects": 0, "max_concurrent": 0})
 
+    def release(self, label: str) -> None:
+        """Let the ``hold`` label's waiting requests (and every later one) be answered."""
+        httpx.post(f"http://127.0.0.1:{self.port}/release/{label}", timeout=10)
+
     def stop(self) -> None:
         stop(self.proc)
 

@@ -9,6 +9,8 @@ The first path segment picks the behaviour and names the counters: ``/{behaviour
     nousage     like ok, but the stream has no usage chunk
     tools       a tool call (streamed in fragments)
     slow{s}     ok after ``s`` seconds
+    hold        ok once the test releases the label (``POST /release/{label}``; a minute at
+                most): answers that wait until a test has seen every request it expects
     endless     a stream of one chunk every 20 ms until the client goes away
     e{status}   an OpenAI error body with that status (e500, e400, e401, e429)
     badjson     200 with a body that is not JSON
@@ -47,6 +49,8 @@ from typing import Any
 
 STATS: dict[str, dict[str, Any]] = {}
 LOCK = threading.Lock()
+RELEASED: dict[str, threading.Event] = {}
+HOLD_S = 60.0
 USAGE: dict[str, Any] = {
     "prompt_tokens": 7,
     "completion_tokens": 3,
@@ -91,6 +95,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         label = self.path.strip("/").split("/")[0]
+        if label == "release":
+            self.released(self.path.strip("/").split("/")[1]).set()
+            return self.send(200, b"{}")
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         with LOCK:
             stats = STATS.setdefault(
@@ -105,6 +112,8 @@ class Handler(BaseHTTPRequestHandler):
             stats.setdefault("ns", []).append(body.get("n"))
             stats.setdefault("seeds", []).append(body.get("seed"))
         try:
+            if label.split("-")[0] == "hold":
+                self.released(label).wait(HOLD_S)
             self.answer(label.split("-")[0], body, stats["requests"])
         except (BrokenPipeError, ConnectionResetError):
             with LOCK:
@@ -113,6 +122,11 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with LOCK:
                 stats["concurrent"] -= 1
+
+    @staticmethod
+    def released(label: str) -> threading.Event:
+        with LOCK:
+            return RELEASED.setdefault(label, threading.Event())
 
     def answer(self, behaviour: str, body: dict[str, Any], nth: int) -> None:
         if (match := re.fullmatch(r"okthen(\d+)", behaviour)) and nth > int(match[1]):

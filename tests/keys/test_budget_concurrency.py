@@ -27,10 +27,11 @@ from tests.postgres_server import PostgresServer
 ASK = [{"role": "user", "content": "What is 2+2?"}]
 ESTIMATE_USD = 0.675  # the plan's estimate: up, 2 rounds (perfics route on KEYS_POLICY)
 BUDGET_USD = 30 * ESTIMATE_USD
-# Each upstream call takes 8 s: longer than admitting the whole burst takes, even on 2 cores
-# shared with other work (at 3 s a loaded machine let early answers settle below their
-# estimates mid-burst, freeing budget, and more were admitted than 30 estimates).
-SLOW = "slow8"
+# The upstream holds every call until the whole burst is admitted or refused (``held_burst``):
+# no answer may settle below its estimate mid-burst and free budget for more admissions. (A
+# fixed delay did not hold: at 3 s, and once at 8 s, a loaded CI machine was still admitting
+# the burst when the first answers came back, and 32 estimates were admitted against 30.)
+HOLD = "hold"
 
 
 def query(database: str, sql: str) -> list[tuple[Any, ...]]:
@@ -41,19 +42,36 @@ def query(database: str, sql: str) -> list[tuple[Any, ...]]:
         return connection.execute(sql).fetchall()
 
 
-async def burst(bases: list[str], secret: str, count: int) -> list[httpx.Response]:
+async def burst(
+    bases: list[str], secret: str, count: int, held: tuple[Stub, str] | None = None
+) -> list[httpx.Response]:
+    """``count`` concurrent requests spread over ``bases``. With ``held`` (the upstream and a
+    ``hold`` label), the upstream is released once every request is either answered (refused)
+    or waiting upstream: the whole burst is admitted before any answer settles."""
     limits = httpx.Limits(max_connections=count)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        return await asyncio.gather(
-            *(
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        tasks = [
+            asyncio.ensure_future(
                 client.post(
                     f"{bases[i % len(bases)]}/v1/chat/completions",
                     json={"model": "auto", "messages": ASK},
                     headers={"authorization": f"Bearer {secret}"},
                 )
-                for i in range(count)
             )
-        )
+            for i in range(count)
+        ]
+        if held is not None:
+            upstream, name = held
+
+            def waiting() -> int:
+                return int(upstream.stats(name).get("concurrent", 0))
+
+            deadline = time.monotonic() + 60
+            while sum(t.done() for t in tasks) + await asyncio.to_thread(waiting) < count:
+                assert time.monotonic() < deadline, "the burst was not all admitted in 60 s"
+                await asyncio.sleep(0.1)
+            await asyncio.to_thread(upstream.release, name)
+        return await asyncio.gather(*tasks)
 
 
 def children(pid: int) -> list[int]:
@@ -81,7 +99,7 @@ def check_budget_held(database: str, responses: list[httpx.Response]) -> None:
     refused = [r for r in responses if r.status_code != 200]
     assert {r.status_code for r in refused} <= {429}
     assert all(r.json()["error"]["code"] == "insufficient_quota" for r in refused)
-    # The upstream takes SLOW seconds a call, so nothing settles while the burst is admitted:
+    # The upstream held every call until the burst was admitted, so nothing settled meanwhile:
     # admission alone must hold the budget, and use it. A plan's estimate at 2 rounds fits 30
     # times; what a process's lease has left at the end (less than one estimate) admits
     # requests re-planned at fewer rounds.
@@ -110,12 +128,14 @@ def test_two_proxies_on_postgresql_never_overspend(
     postgres: PostgresServer, upstream: Stub, tmp_path: Path
 ) -> None:
     database = postgres.database("budget_two_proxies")
-    policy = keys_policy(tmp_path, upstream.url(label(SLOW)))
+    held = label(HOLD)
+    policy = keys_policy(tmp_path, upstream.url(held))
     first = KeyedServer(policy, database)
     second = KeyedServer(policy, database)
     try:
         secret = make_key(database, "--name", "team", "--budget-usd", str(BUDGET_USD))
-        responses = asyncio.run(burst([first.base_url, second.base_url], secret, 100))
+        bases = [first.base_url, second.base_url]
+        responses = asyncio.run(burst(bases, secret, 100, held=(upstream, held)))
         check_budget_held(database, responses)
     finally:
         first.stop()
@@ -124,11 +144,12 @@ def test_two_proxies_on_postgresql_never_overspend(
 
 def test_workers_on_sqlite_never_overspend(upstream: Stub, tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path}/workers.db"
-    policy = keys_policy(tmp_path, upstream.url(label(SLOW)))
+    held = label(HOLD)
+    policy = keys_policy(tmp_path, upstream.url(held))
     server = KeyedServer(policy, database, workers="2")
     try:
         secret = make_key(database, "--name", "team", "--budget-usd", str(BUDGET_USD))
-        responses = asyncio.run(burst([server.base_url], secret, 100))
+        responses = asyncio.run(burst([server.base_url], secret, 100, held=(upstream, held)))
         check_budget_held(database, responses)
         assert len(children(server.proc.pid)) == 2
         # Prometheus sees both workers as one (the client's multiprocess mode).
